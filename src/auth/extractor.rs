@@ -1,0 +1,95 @@
+//! `AuthUser`: the signed-in user of a request, from `Authorization: Bearer <jwt>` or
+//! `Authorization: tma <initData>`. Blocked users are refused here, once for every route.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+
+use super::jwt::TokenError;
+use crate::db::models::User;
+use crate::db::users;
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub User);
+
+pub enum Credentials {
+    Bearer(String),
+    InitData(String),
+}
+
+/// Reads the credentials of a request's `Authorization` header.
+pub fn credentials(req: &HttpRequest) -> Result<Credentials, AppError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            AppError::unauthorized("missing_credentials", "send Authorization: Bearer <token>")
+        })?
+        .to_str()
+        .map_err(|_| {
+            AppError::unauthorized("invalid_token", "the Authorization header is not readable")
+        })?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if rest.is_empty() {
+        return Err(AppError::unauthorized(
+            "missing_credentials",
+            "the Authorization header has no credentials",
+        ));
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Ok(Credentials::Bearer(rest.to_owned()))
+    } else if scheme.eq_ignore_ascii_case("tma") {
+        Ok(Credentials::InitData(rest.to_owned()))
+    } else {
+        Err(AppError::unauthorized(
+            "invalid_token",
+            "use the Bearer or tma scheme",
+        ))
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let creds = credentials(req);
+        Box::pin(async move {
+            let state = state
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+            let user = match creds? {
+                Credentials::Bearer(token) => {
+                    let telegram_id = state.jwt.verify(&token).map_err(|e| match e {
+                        TokenError::Expired => {
+                            AppError::unauthorized("token_expired", "the access token has expired")
+                        }
+                        TokenError::Invalid => {
+                            AppError::unauthorized("invalid_token", "the access token is invalid")
+                        }
+                    })?;
+                    let mut conn = state.db.get().await?;
+                    users::find_by_telegram_id(&mut conn, telegram_id)
+                        .await?
+                        .ok_or_else(|| {
+                            AppError::unauthorized("invalid_token", "the account no longer exists")
+                        })?
+                }
+                Credentials::InitData(raw) => {
+                    let data = super::validate_init_data(&state, &raw)?;
+                    super::login(&state, &data).await?
+                }
+            };
+            if user.is_blocked {
+                return Err(AppError::user_blocked());
+            }
+            Ok(AuthUser(user))
+        })
+    }
+}

@@ -1,0 +1,121 @@
+//! Authentication: Telegram initData (HMAC or Ed25519), our JWTs, and the request extractors.
+
+pub mod extractor;
+pub mod initdata;
+pub mod jwt;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection as _;
+use secrecy::ExposeSecret;
+
+use crate::config::{InitDataKey, Settings};
+use crate::db::ledger::{self, Cause};
+use crate::db::models::User;
+use crate::db::users::{self, Profile};
+use crate::domain::credits::Reason;
+use crate::domain::referral;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use initdata::{InitData, InitDataError, Options, Verifier};
+
+/// Builds the initData verifier the settings describe.
+pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
+    Ok(match &settings.init_data_key {
+        InitDataKey::BotToken(token) => Verifier::BotToken(token.expose_secret().to_owned()),
+        InitDataKey::ThirdParty { bot_id, public_key } => Verifier::ThirdParty {
+            bot_id: *bot_id,
+            public_key: Verifier::public_key_from_name_or_hex(public_key)
+                .map_err(|e| anyhow::anyhow!("TELEGRAM_PUBLIC_KEY: {e}"))?,
+        },
+    })
+}
+
+impl From<InitDataError> for AppError {
+    fn from(e: InitDataError) -> Self {
+        let code = if e.is_expired() {
+            "init_data_expired"
+        } else {
+            "invalid_init_data"
+        };
+        AppError::unauthorized(code, format!("initData rejected: {}", e.reason()))
+    }
+}
+
+/// Validates raw initData with the server's clock.
+pub fn validate_init_data(state: &AppState, raw: &str) -> AppResult<InitData> {
+    let opts = Options {
+        max_age_secs: state.settings.init_data_max_age_secs,
+        ..Options::default()
+    };
+    Ok(initdata::validate(
+        raw.trim(),
+        &state.init_data,
+        &opts,
+        Utc::now().timestamp(),
+    )?)
+}
+
+/// Logs a user in with validated initData: upserts the user (refreshing the profile and
+/// `last_seen_at`), links a referrer for a new user, and grants the signup bonus once.
+pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
+    let tg = data
+        .user
+        .as_ref()
+        .ok_or_else(|| AppError::unauthorized("invalid_init_data", "initData carries no user"))?;
+    let profile = Profile {
+        telegram_id: tg.id,
+        username: tg.username.clone(),
+        first_name: tg.first_name.clone(),
+        last_name: tg.last_name.clone(),
+        language_code: tg.language_code.clone(),
+        is_premium: tg.is_premium.unwrap_or(false),
+        photo_url: tg.photo_url.clone(),
+        allows_write_to_pm: tg.allows_write_to_pm.unwrap_or(false),
+    };
+    let referrer_code = data
+        .start_param
+        .as_deref()
+        .and_then(referral::code_from_start_param);
+    let bonus = state.settings.signup_bonus_credits;
+    let mut conn = state.db.get().await?;
+
+    // A freshly drawn referral code may collide with an existing one; draw again.
+    let mut attempts = 0;
+    let user = loop {
+        attempts += 1;
+        let code = referral::new_code();
+        let result = conn
+            .transaction(async |conn| {
+                let (user, created) =
+                    users::upsert_from_login(conn, &profile, &code, referrer_code).await?;
+                if created && bonus > 0 {
+                    let key = format!("signup_bonus:{}", user.id);
+                    let id = user.id.to_string();
+                    ledger::grant(
+                        conn,
+                        user.id,
+                        bonus,
+                        Reason::SignupBonus,
+                        Cause::new("user", &id, &key),
+                    )
+                    .await?;
+                    return Ok::<_, AppError>(users::find(conn, user.id).await?);
+                }
+                Ok(user)
+            })
+            .await;
+        match result {
+            Err(AppError::Database(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                info,
+            ))) if attempts < 5 && info.constraint_name() == Some("users_referral_code_key") => {
+                continue;
+            }
+            other => break other?,
+        }
+    };
+    if user.is_blocked {
+        return Err(AppError::user_blocked());
+    }
+    Ok(user)
+}

@@ -1,0 +1,390 @@
+//! Typed settings, read once at start from the environment (and `.env`).
+//! Every variable is listed with its default in `.env.example`; a malformed value or a
+//! value required in production that is missing stops the start with the variable's name.
+
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Bot token used when none is configured outside production, so that `make run` and the
+/// README walkthrough work on a fresh checkout. Never accepted with `APP_ENV=production`.
+pub const DEV_BOT_TOKEN: &str = "1000000001:atelier-development-bot-token";
+const DEV_JWT_SECRET: &str = "atelier-development-jwt-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "development" | "dev" => Ok(Self::Development),
+            "test" => Ok(Self::Test),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(format!(
+                "expected development, test or production, got {other:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" | "pretty" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        }
+    }
+}
+
+/// How initData signatures are checked: with the bot token (HMAC), or with Telegram's
+/// Ed25519 key when the deployment only knows the bot id.
+#[derive(Clone)]
+pub enum InitDataKey {
+    BotToken(SecretString),
+    ThirdParty { bot_id: i64, public_key: String },
+}
+
+impl fmt::Debug for InitDataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BotToken(_) => f.write_str("BotToken([redacted])"),
+            Self::ThirdParty { bot_id, public_key } => {
+                write!(
+                    f,
+                    "ThirdParty {{ bot_id: {bot_id}, public_key: {public_key} }}"
+                )
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    pub host: String,
+    pub port: u16,
+    pub public_base_url: String,
+    pub database_url: SecretString,
+    pub database_pool_size: usize,
+    pub redis_url: SecretString,
+    pub redis_key_prefix: String,
+    /// Bot token, used for initData HMAC and for the Bot API. Optional only with a third-party key.
+    pub telegram_bot_token: Option<SecretString>,
+    pub init_data_key: InitDataKey,
+    pub init_data_max_age_secs: u64,
+    pub jwt_secret: SecretString,
+    pub jwt_previous_secret: Option<SecretString>,
+    pub jwt_ttl_secs: u64,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub free_actions_per_month: i32,
+    pub signup_bonus_credits: i64,
+    pub cors_allowed_origins: Vec<String>,
+    pub max_json_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl Settings {
+    /// Reads `.env` (if present, without overriding the real environment), then the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Builds settings from any key lookup; tests pass a map.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup: &lookup };
+        let app_env: AppEnv = env.parse("APP_ENV", AppEnv::Development)?;
+        let production = app_env == AppEnv::Production;
+
+        let telegram_bot_token = env.secret("TELEGRAM_BOT_TOKEN")?;
+        let bot_id: Option<i64> = env.optional("TELEGRAM_BOT_ID")?;
+        let init_data_key = match (bot_id, env.string("TELEGRAM_PUBLIC_KEY")) {
+            (Some(bot_id), Some(public_key)) => {
+                crate::auth::initdata::Verifier::public_key_from_name_or_hex(&public_key).map_err(
+                    |e| ConfigError {
+                        var: "TELEGRAM_PUBLIC_KEY",
+                        message: e.to_string(),
+                    },
+                )?;
+                InitDataKey::ThirdParty { bot_id, public_key }
+            }
+            (None, Some(_)) => {
+                return Err(missing(
+                    "TELEGRAM_BOT_ID",
+                    "required with TELEGRAM_PUBLIC_KEY",
+                ));
+            }
+            _ => match &telegram_bot_token {
+                Some(token) => {
+                    check_bot_token(token.expose_secret())?;
+                    InitDataKey::BotToken(token.clone())
+                }
+                None if production => {
+                    return Err(missing("TELEGRAM_BOT_TOKEN", "required in production"));
+                }
+                None => InitDataKey::BotToken(SecretString::from(DEV_BOT_TOKEN)),
+            },
+        };
+
+        let jwt_secret = match env.secret("JWT_SECRET")? {
+            Some(s) if s.expose_secret().len() < 32 => {
+                return Err(ConfigError {
+                    var: "JWT_SECRET",
+                    message: "must be at least 32 bytes".into(),
+                });
+            }
+            Some(s) => s,
+            None if production => return Err(missing("JWT_SECRET", "required in production")),
+            None => SecretString::from(DEV_JWT_SECRET),
+        };
+
+        let port: u16 = env.parse("PORT", 8080)?;
+        let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let public_base_url = env
+            .string("PUBLIC_BASE_URL")
+            .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_base_url.starts_with("http://") || public_base_url.starts_with("https://")) {
+            return Err(ConfigError {
+                var: "PUBLIC_BASE_URL",
+                message: "must start with http:// or https://".into(),
+            });
+        }
+
+        let settings = Settings {
+            app_env,
+            host,
+            port,
+            public_base_url,
+            database_url: env.secret("DATABASE_URL")?.unwrap_or_else(|| {
+                SecretString::from("postgres://postgres@127.0.0.1:5432/atelier")
+            }),
+            database_pool_size: env.parse("DATABASE_POOL_SIZE", 16)?,
+            redis_url: env
+                .secret("REDIS_URL")?
+                .unwrap_or_else(|| SecretString::from("redis://127.0.0.1:6379")),
+            redis_key_prefix: env
+                .string("REDIS_KEY_PREFIX")
+                .unwrap_or_else(|| "atelier:".into()),
+            telegram_bot_token,
+            init_data_key,
+            init_data_max_age_secs: env.parse("INIT_DATA_MAX_AGE_SECS", 86_400)?,
+            jwt_secret,
+            jwt_previous_secret: env.secret("JWT_PREVIOUS_SECRET")?,
+            jwt_ttl_secs: env.parse("JWT_TTL_SECS", 86_400)?,
+            jwt_issuer: env.string("JWT_ISSUER").unwrap_or_else(|| "atelier".into()),
+            jwt_audience: env
+                .string("JWT_AUDIENCE")
+                .unwrap_or_else(|| "atelier-miniapp".into()),
+            free_actions_per_month: env.parse("FREE_ACTIONS_PER_MONTH", 10)?,
+            signup_bonus_credits: env.parse("SIGNUP_BONUS_CREDITS", 0)?,
+            cors_allowed_origins: env
+                .string("CORS_ALLOWED_ORIGINS")
+                .map(|s| {
+                    s.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_json_body_bytes: env.parse("MAX_JSON_BODY_BYTES", 64 * 1024)?,
+            log_format: env.parse("LOG_FORMAT", LogFormat::Text)?,
+        };
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let bad = |var, message: &str| {
+            Err(ConfigError {
+                var,
+                message: message.into(),
+            })
+        };
+        if self.database_pool_size == 0 {
+            return bad("DATABASE_POOL_SIZE", "must be at least 1");
+        }
+        if self.jwt_ttl_secs == 0 {
+            return bad("JWT_TTL_SECS", "must be at least 1");
+        }
+        if self.free_actions_per_month < 0 {
+            return bad("FREE_ACTIONS_PER_MONTH", "must not be negative");
+        }
+        if self.signup_bonus_credits < 0 {
+            return bad("SIGNUP_BONUS_CREDITS", "must not be negative");
+        }
+        if let Some(prev) = &self.jwt_previous_secret {
+            if prev.expose_secret().len() < 32 {
+                return bad("JWT_PREVIOUS_SECRET", "must be at least 32 bytes");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+
+    /// The address to bind (`PORT=0` picks a free port, as the tests do).
+    pub fn bind_address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+fn missing(var: &'static str, message: &str) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+fn check_bot_token(token: &str) -> Result<(), ConfigError> {
+    let valid = token
+        .split_once(':')
+        .is_some_and(|(id, rest)| id.parse::<i64>().is_ok() && !rest.is_empty());
+    if valid {
+        Ok(())
+    } else {
+        Err(missing(
+            "TELEGRAM_BOT_TOKEN",
+            "must look like <bot id>:<secret>",
+        ))
+    }
+}
+
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// A non-empty value, trimmed; empty counts as unset.
+    fn string(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn secret(&self, var: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        Ok(self.string(var).map(SecretString::from))
+    }
+
+    fn optional<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.string(var)
+            .map(|raw| {
+                raw.parse::<T>().map_err(|e| ConfigError {
+                    var,
+                    message: format!("cannot parse {raw:?}: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        Ok(self.optional(var)?.unwrap_or(default))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_outside_production() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.free_actions_per_month, 10);
+        assert_eq!(s.init_data_max_age_secs, 86_400);
+        assert!(matches!(s.init_data_key, InitDataKey::BotToken(_)));
+    }
+
+    #[test]
+    fn production_requires_secrets_and_names_them() {
+        let err =
+            settings(&[("APP_ENV", "production"), ("JWT_SECRET", &"x".repeat(40))]).unwrap_err();
+        assert_eq!(err.var, "TELEGRAM_BOT_TOKEN");
+        let err =
+            settings(&[("APP_ENV", "production"), ("TELEGRAM_BOT_TOKEN", "1:abc")]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn malformed_values_name_the_variable() {
+        assert_eq!(settings(&[("PORT", "eighty")]).unwrap_err().var, "PORT");
+        assert_eq!(
+            settings(&[("APP_ENV", "staging")]).unwrap_err().var,
+            "APP_ENV"
+        );
+        assert_eq!(
+            settings(&[("JWT_SECRET", "short")]).unwrap_err().var,
+            "JWT_SECRET"
+        );
+        assert_eq!(
+            settings(&[("TELEGRAM_BOT_TOKEN", "nocolon")])
+                .unwrap_err()
+                .var,
+            "TELEGRAM_BOT_TOKEN"
+        );
+        assert_eq!(
+            settings(&[("TELEGRAM_PUBLIC_KEY", "prod")])
+                .unwrap_err()
+                .var,
+            "TELEGRAM_BOT_ID"
+        );
+        assert_eq!(
+            settings(&[("TELEGRAM_BOT_ID", "1"), ("TELEGRAM_PUBLIC_KEY", "zz")])
+                .unwrap_err()
+                .var,
+            "TELEGRAM_PUBLIC_KEY"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = settings(&[
+            ("TELEGRAM_BOT_TOKEN", "42:very-secret-token"),
+            ("JWT_SECRET", &"s".repeat(40)),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("very-secret-token"));
+        assert!(!shown.contains(&"s".repeat(40)));
+    }
+}

@@ -1,0 +1,63 @@
+//! Rows as stored. These are never serialised to clients: routes map them to DTOs.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+
+use super::schema::{credit_ledger, products, users};
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = users)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    pub id: i64,
+    pub telegram_id: i64,
+    pub username: Option<String>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub language_code: Option<String>,
+    pub is_premium: bool,
+    pub photo_url: Option<String>,
+    pub allows_write_to_pm: bool,
+    pub balance_credits: i64,
+    pub subscription_plan: Option<String>,
+    pub subscription_until: Option<DateTime<Utc>>,
+    pub free_actions_used: i32,
+    pub free_period_start: NaiveDate,
+    pub referral_code: String,
+    pub referred_by: Option<i64>,
+    pub is_blocked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = credit_ledger)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub user_id: i64,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    pub ref_type: Option<String>,
+    pub ref_id: Option<String>,
+    pub idempotency_key: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = products)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Product {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    pub credits: i64,
+    pub plan: Option<String>,
+    pub period_days: Option<i32>,
+    pub price_minor: i64,
+    pub currency: String,
+    pub active: bool,
+    pub sort_order: i32,
+}

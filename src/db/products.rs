@@ -1,0 +1,16 @@
+//! The product catalogue (credit packs and plans). Prices are read only from here.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::models::Product;
+use super::schema::products;
+
+pub async fn list_active(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Product>> {
+    products::table
+        .filter(products::active.eq(true))
+        .order((products::sort_order, products::id))
+        .select(Product::as_select())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,60 @@
+// @generated shape of `diesel print-schema`; keep in step with migrations/.
+
+diesel::table! {
+    credit_ledger (id) {
+        id -> Int8,
+        user_id -> Int8,
+        delta -> Int8,
+        balance_after -> Int8,
+        reason -> Text,
+        ref_type -> Nullable<Text>,
+        ref_id -> Nullable<Text>,
+        idempotency_key -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    products (id) {
+        id -> Text,
+        kind -> Text,
+        title -> Text,
+        credits -> Int8,
+        plan -> Nullable<Text>,
+        period_days -> Nullable<Int4>,
+        price_minor -> Int8,
+        currency -> Text,
+        active -> Bool,
+        sort_order -> Int4,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        telegram_id -> Int8,
+        username -> Nullable<Text>,
+        first_name -> Text,
+        last_name -> Nullable<Text>,
+        language_code -> Nullable<Text>,
+        is_premium -> Bool,
+        photo_url -> Nullable<Text>,
+        allows_write_to_pm -> Bool,
+        balance_credits -> Int8,
+        subscription_plan -> Nullable<Text>,
+        subscription_until -> Nullable<Timestamptz>,
+        free_actions_used -> Int4,
+        free_period_start -> Date,
+        referral_code -> Text,
+        referred_by -> Nullable<Int8>,
+        is_blocked -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(credit_ledger -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(credit_ledger, products, users);

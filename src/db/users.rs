@@ -1,0 +1,86 @@
+//! Users: the login upsert and look-ups.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Int8, Nullable, Text};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::models::User;
+use super::schema::users;
+
+/// Profile fields refreshed from Telegram at every login.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub telegram_id: i64,
+    pub username: Option<String>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub language_code: Option<String>,
+    pub is_premium: bool,
+    pub photo_url: Option<String>,
+    pub allows_write_to_pm: bool,
+}
+
+#[derive(QueryableByName)]
+struct UpsertRow {
+    #[diesel(embed)]
+    user: User,
+    #[diesel(sql_type = Bool)]
+    inserted: bool,
+}
+
+/// Inserts the user or refreshes their profile and `last_seen_at`. A new user whose
+/// `referrer_code` belongs to another user gets `referred_by` set; an existing user's referrer
+/// never changes. Returns the user and whether the row was created.
+pub async fn upsert_from_login(
+    conn: &mut AsyncPgConnection,
+    profile: &Profile,
+    new_referral_code: &str,
+    referrer_code: Option<&str>,
+) -> QueryResult<(User, bool)> {
+    let row: UpsertRow = diesel::sql_query(
+        "INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_premium, \
+                            photo_url, allows_write_to_pm, referral_code, referred_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 (SELECT id FROM users WHERE referral_code = $10 AND telegram_id <> $1)) \
+         ON CONFLICT (telegram_id) DO UPDATE SET \
+             username = EXCLUDED.username, first_name = EXCLUDED.first_name, \
+             last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code, \
+             is_premium = EXCLUDED.is_premium, photo_url = EXCLUDED.photo_url, \
+             allows_write_to_pm = EXCLUDED.allows_write_to_pm, \
+             last_seen_at = now(), updated_at = now() \
+         RETURNING *, (xmax = 0) AS inserted",
+    )
+    .bind::<Int8, _>(profile.telegram_id)
+    .bind::<Nullable<Text>, _>(profile.username.as_deref())
+    .bind::<Text, _>(&profile.first_name)
+    .bind::<Nullable<Text>, _>(profile.last_name.as_deref())
+    .bind::<Nullable<Text>, _>(profile.language_code.as_deref())
+    .bind::<Bool, _>(profile.is_premium)
+    .bind::<Nullable<Text>, _>(profile.photo_url.as_deref())
+    .bind::<Bool, _>(profile.allows_write_to_pm)
+    .bind::<Text, _>(new_referral_code)
+    .bind::<Nullable<Text>, _>(referrer_code)
+    .get_result(conn)
+    .await?;
+    Ok((row.user, row.inserted))
+}
+
+pub async fn find_by_telegram_id(
+    conn: &mut AsyncPgConnection,
+    telegram_id: i64,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::telegram_id.eq(telegram_id))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+}

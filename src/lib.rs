@@ -1,0 +1,16 @@
+//! Atelier: the backend of a Telegram Mini App for AI virtual try-on and photo editing,
+//! paid with credits. `main.rs` only parses the command line and calls into this library.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod jobs;
+pub mod openapi;
+pub mod routes;
+pub mod run;
+pub mod shutdown;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,213 @@
+//! The `atelier` command line: parses the subcommand and calls into the library.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use atelier::auth::initdata::{self, Options, Verifier};
+use atelier::config::Settings;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "atelier",
+    version,
+    about = "Atelier: AI try-on and photo editing for a Telegram Mini App"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// HTTP API and WebSocket.
+    Serve,
+    /// Job workers and scheduled sweeps.
+    Worker,
+    /// Run the embedded database migrations, then exit.
+    Migrate,
+    /// Migrate, then serve and work in one process: the local default.
+    Dev,
+    /// Telegram initData tools for support and demos.
+    #[command(subcommand)]
+    InitData(InitDataCommand),
+    /// Print the OpenAPI document (YAML).
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum InitDataCommand {
+    /// Read one initData string on stdin and print the verdict as JSON.
+    /// Exit status: 0 valid, 1 invalid, 2 usage error.
+    Verify(VerifyArgs),
+    /// Print a correctly signed initData string for a test user.
+    Sign(SignArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The bot token (HMAC check).
+    #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true, conflicts_with_all = ["bot_id", "public_key"])]
+    bot_token: Option<String>,
+    /// The bot id, for the Ed25519 third-party check.
+    #[arg(long, requires = "public_key")]
+    bot_id: Option<i64>,
+    /// Telegram's public key: `prod`, `test` or 64 hex characters.
+    #[arg(long, requires = "bot_id")]
+    public_key: Option<String>,
+    /// The time to check against, Unix seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+    /// Maximum age in seconds; 0 turns the expiry check off.
+    #[arg(long, default_value_t = 86_400)]
+    max_age: u64,
+}
+
+#[derive(Args)]
+struct SignArgs {
+    #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true)]
+    bot_token: String,
+    #[arg(long)]
+    user_id: i64,
+    #[arg(long, default_value = "Test")]
+    first_name: String,
+    #[arg(long)]
+    last_name: Option<String>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long, default_value = "en")]
+    language_code: String,
+    #[arg(long)]
+    start_param: Option<String>,
+    /// Unix seconds (default: now).
+    #[arg(long)]
+    auth_date: Option<i64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::InitData(InitDataCommand::Verify(args)) => verify(args),
+        Command::InitData(InitDataCommand::Sign(args)) => sign(args),
+        Command::Openapi => match atelier::openapi::yaml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        command => run_service(command),
+    }
+}
+
+fn run_service(command: Command) -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("atelier: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    atelier::telemetry::init_tracing(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Migrate => migrate(&settings).await,
+            Command::Serve => atelier::run::serve(settings, false).await,
+            Command::Worker => atelier::run::worker(settings).await,
+            Command::Dev => {
+                migrate(&settings).await?;
+                atelier::run::serve(settings, true).await
+            }
+            Command::InitData(_) | Command::Openapi => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let applied = atelier::db::run_migrations(settings.database_url.expose_secret()).await?;
+    tracing::info!(count = applied.len(), ?applied, "migrations applied");
+    Ok(())
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    eprintln!("atelier: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn verify(args: VerifyArgs) -> ExitCode {
+    let usage = |msg: &str| {
+        eprintln!("atelier init-data verify: {msg}");
+        ExitCode::from(2)
+    };
+    let verifier = match (args.bot_token, args.bot_id, args.public_key) {
+        (Some(token), None, None) => Verifier::BotToken(token),
+        (None, Some(bot_id), Some(key)) => match Verifier::public_key_from_name_or_hex(&key) {
+            Ok(public_key) => Verifier::ThirdParty { bot_id, public_key },
+            Err(e) => return usage(&format!("--public-key: {e}")),
+        },
+        _ => return usage("give --bot-token, or --bot-id with --public-key"),
+    };
+    let mut raw = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut raw) {
+        return usage(&format!("reading stdin: {e}"));
+    }
+    let now = args.now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    let opts = Options {
+        max_age_secs: args.max_age,
+        ..Options::default()
+    };
+    let (verdict, code) = match initdata::validate(raw.trim(), &verifier, &opts, now) {
+        Ok(data) => (
+            serde_json::json!({
+                "valid": true, "reason": null,
+                "user_id": data.user.as_ref().map(|u| u.id), "auth_date": data.auth_date,
+            }),
+            ExitCode::SUCCESS,
+        ),
+        Err(e) => (
+            serde_json::json!({"valid": false, "reason": e.reason(), "user_id": null, "auth_date": null}),
+            ExitCode::from(1),
+        ),
+    };
+    println!("{verdict}");
+    code
+}
+
+fn sign(args: SignArgs) -> ExitCode {
+    let mut user = serde_json::json!({"id": args.user_id, "first_name": args.first_name,
+        "language_code": args.language_code, "allows_write_to_pm": true});
+    if let Some(last) = args.last_name {
+        user["last_name"] = last.into();
+    }
+    if let Some(username) = args.username {
+        user["username"] = username.into();
+    }
+    let auth_date = args
+        .auth_date
+        .unwrap_or_else(|| chrono::Utc::now().timestamp())
+        .to_string();
+    let user = user.to_string();
+    let query_id = format!("AA{}", args.user_id);
+    let mut pairs = vec![
+        ("query_id", query_id.as_str()),
+        ("user", user.as_str()),
+        ("auth_date", auth_date.as_str()),
+    ];
+    if let Some(sp) = args.start_param.as_deref() {
+        pairs.push(("start_param", sp));
+    }
+    println!("{}", initdata::sign(&args.bot_token, &pairs));
+    ExitCode::SUCCESS
+}

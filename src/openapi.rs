@@ -1,0 +1,61 @@
+//! The OpenAPI document, generated from the handlers and DTOs. `openapi.yaml` at the
+//! repository root is this document; a test fails when they differ.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Atelier API",
+        version = "1.0.0",
+        description = "Backend of the Atelier Telegram Mini App: AI virtual try-on and photo editing paid with credits. \
+                       Every error is application/problem+json with a stable `code`."
+    ),
+    paths(
+        routes::auth::login,
+        routes::me::me,
+        routes::me::balance,
+        routes::health::health,
+        routes::health::ready,
+    ),
+    components(schemas(crate::error::Problem)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "Login with Telegram initData"),
+        (name = "me", description = "The signed-in user"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "tma",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`tma <initData>`: Telegram Mini App initData instead of a token",
+            ))),
+        );
+    }
+}
+
+/// The document as YAML, as committed in `openapi.yaml`.
+pub fn yaml() -> anyhow::Result<String> {
+    Ok(ApiDoc::openapi().to_yaml()?)
+}

@@ -1,0 +1,77 @@
+//! Login with Telegram initData → our JWT.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::me::UserDto;
+use crate::auth::extractor::{Credentials, credentials};
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/auth/telegram").route(web::post().to(login)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// `Telegram.WebApp.initData`, exactly as received.
+    #[schema(
+        example = "query_id=AAH...&user=%7B%22id%22%3A279058397...%7D&auth_date=1662771648&hash=c501b7..."
+    )]
+    pub init_data: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub user: UserDto,
+}
+
+/// Exchanges initData for an access token. Send `{"init_data": "..."}`, or an empty body with
+/// `Authorization: tma <initData>`. Creates the user on first login.
+#[utoipa::path(post, path = "/api/v1/auth/telegram", tag = "auth",
+    request_body(content = Option<LoginRequest>, description = "may be empty when `Authorization: tma <initData>` is sent"),
+    responses((status = 200, body = LoginResponse),
+              (status = 400, description = "malformed body", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 401, description = "`invalid_init_data`, `init_data_expired` or `missing_credentials`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, description = "`user_blocked`", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    let raw = if body.iter().all(u8::is_ascii_whitespace) {
+        match credentials(&req)? {
+            Credentials::InitData(raw) => raw,
+            Credentials::Bearer(_) => {
+                return Err(AppError::bad_request(
+                    "missing_init_data",
+                    "send init_data in the body or Authorization: tma",
+                ));
+            }
+        }
+    } else {
+        let parsed: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
+            AppError::bad_request(
+                "invalid_json",
+                format!("the body is not a login request: {e}"),
+            )
+        })?;
+        parsed.init_data
+    };
+    let data = crate::auth::validate_init_data(&state, &raw)?;
+    let user = crate::auth::login(&state, &data).await?;
+    let access_token = state.jwt.issue(user.telegram_id, Utc::now().timestamp())?;
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.ttl_secs,
+        user: UserDto::from(&user),
+    }))
+}

@@ -1,0 +1,100 @@
+//! Liveness, readiness and metrics.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use diesel_async::SimpleAsyncConnection;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/health").route(web::get().to(health)))
+        .service(web::resource("/ready").route(web::get().to(ready)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthDto {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadyDto {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// `ok` or what failed, per dependency.
+    pub postgres: String,
+    pub redis: String,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = HealthDto)))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(HealthDto { status: "ok" })
+}
+
+/// PostgreSQL and Redis answer. 503 (problem+json with the same fields) when one does not.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = ReadyDto), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let (postgres, redis) = tokio::join!(check_postgres(&state), check_redis(&state));
+    let show = |r: &anyhow::Result<()>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    let dto = ReadyDto {
+        status: "ready",
+        postgres: show(&postgres),
+        redis: show(&redis),
+    };
+    if postgres.is_ok() && redis.is_ok() {
+        return HttpResponse::Ok().json(dto);
+    }
+    let mut problem = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "a dependency is unavailable",
+    );
+    problem
+        .extensions
+        .insert("postgres".into(), dto.postgres.into());
+    problem.extensions.insert("redis".into(), dto.redis.into());
+    problem.response()
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn check_postgres(state: &AppState) -> anyhow::Result<()> {
+    tokio::time::timeout(CHECK_TIMEOUT, async {
+        let mut conn = state.db.get().await?;
+        conn.batch_execute("SELECT 1").await?;
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out"))?
+}
+
+async fn check_redis(state: &AppState) -> anyhow::Result<()> {
+    tokio::time::timeout(CHECK_TIMEOUT, async {
+        let mut conn = state.redis.get().await?;
+        let pong: String = deadpool_redis::redis::cmd("PING")
+            .query_async(&mut conn)
+            .await?;
+        anyhow::ensure!(pong == "PONG", "unexpected reply {pong:?}");
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("timed out"))?
+}
+
+/// Prometheus metrics of this process.
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::telemetry::prometheus().render())
+}

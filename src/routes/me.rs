@@ -1,0 +1,120 @@
+//! The signed-in user's profile and balance.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, NaiveTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::auth::extractor::AuthUser;
+use crate::db::models::User;
+use crate::domain::credits::Allowance;
+use crate::error::AppResult;
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/me").route(web::get().to(me)))
+        .service(web::resource("/balance").route(web::get().to(balance)));
+}
+
+/// A user as clients see them. `id` is the Telegram id.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    #[schema(example = 279058397)]
+    pub id: i64,
+    pub username: Option<String>,
+    pub first_name: String,
+    pub last_name: Option<String>,
+    pub language_code: Option<String>,
+    pub is_premium: bool,
+    pub photo_url: Option<String>,
+    pub allows_write_to_pm: bool,
+    /// Share as `startapp=ref_<code>` to invite friends.
+    pub referral_code: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserDto {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.telegram_id,
+            username: u.username.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            language_code: u.language_code.clone(),
+            is_premium: u.is_premium,
+            photo_url: u.photo_url.clone(),
+            allows_write_to_pm: u.allows_write_to_pm,
+            referral_code: u.referral_code.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// What the user can spend: credits, the active plan, and free actions left this month.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceDto {
+    pub balance_credits: i64,
+    /// `basic`, `pro` or `premium` while a plan is active, else null.
+    pub subscription_plan: Option<String>,
+    pub subscription_until: Option<DateTime<Utc>>,
+    pub free_actions_limit: i32,
+    pub free_actions_used: i32,
+    pub free_actions_left: i32,
+    /// When the free actions reset (the first day of next month, UTC).
+    pub free_actions_reset_at: DateTime<Utc>,
+}
+
+impl BalanceDto {
+    pub fn of(user: &User, free_limit: i32, now: DateTime<Utc>) -> Self {
+        let allowance = Allowance::on(
+            now.date_naive(),
+            user.free_actions_used,
+            user.free_period_start,
+            free_limit,
+        );
+        let active = user.subscription_until.is_some_and(|until| until > now);
+        Self {
+            balance_credits: user.balance_credits,
+            subscription_plan: user.subscription_plan.clone().filter(|_| active),
+            subscription_until: user.subscription_until.filter(|_| active),
+            free_actions_limit: free_limit,
+            free_actions_used: allowance.used.min(free_limit),
+            free_actions_left: allowance.left(),
+            free_actions_reset_at: allowance.resets_on.and_time(NaiveTime::MIN).and_utc(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeDto {
+    #[serde(flatten)]
+    pub user: UserDto,
+    #[serde(flatten)]
+    pub balance: BalanceDto,
+}
+
+/// The signed-in user's profile with their balance.
+#[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
+    responses((status = 200, body = MeDto), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, description = "the user is blocked (`user_blocked`)", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResult<HttpResponse> {
+    let balance = BalanceDto::of(&user, state.settings.free_actions_per_month, Utc::now());
+    Ok(HttpResponse::Ok().json(MeDto {
+        user: UserDto::from(&user),
+        balance,
+    }))
+}
+
+/// The money part of `/me`: credits, plan and free actions.
+#[utoipa::path(get, path = "/api/v1/balance", tag = "me", security(("bearer" = []), ("tma" = [])),
+    responses((status = 200, body = BalanceDto), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn balance(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(BalanceDto::of(
+        &user,
+        state.settings.free_actions_per_month,
+        Utc::now(),
+    )))
+}

@@ -1,0 +1,19 @@
+//! HTTP routes, one module per resource; each exposes `config(cfg)`.
+
+pub mod auth;
+pub mod docs;
+pub mod health;
+pub mod me;
+
+use actix_web::web;
+
+/// Every route of the API.
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::config)
+        .configure(docs::config)
+        .service(
+            web::scope("/api/v1")
+                .configure(auth::config)
+                .configure(me::config),
+        );
+}

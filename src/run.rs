@@ -1,0 +1,50 @@
+//! Process entry points shared by `serve`, `worker` and `dev`.
+
+use crate::config::Settings;
+use crate::shutdown;
+use crate::startup::Application;
+use crate::state::AppState;
+
+/// Serves HTTP until SIGINT/SIGTERM; with `with_worker`, runs the worker in the same process.
+pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let state = app.state().clone();
+    tracing::info!(port = app.port(), base_url = %state.settings.public_base_url, "listening");
+    let (trigger, stop) = shutdown::channel();
+    let worker =
+        with_worker.then(|| tokio::spawn(crate::jobs::run_worker(state.clone(), stop.clone())));
+    let upkeep = tokio::spawn(metrics_upkeep(stop.clone()));
+    let handle = app.server_handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    shutdown::signal().await;
+    tracing::info!("stopping");
+    trigger.fire();
+    handle.stop(true).await;
+    server.await??;
+    if let Some(worker) = worker {
+        worker.await??;
+    }
+    upkeep.abort();
+    Ok(())
+}
+
+/// Runs the worker alone until SIGINT/SIGTERM.
+pub async fn worker(settings: Settings) -> anyhow::Result<()> {
+    let state = AppState::build(settings)?;
+    let (trigger, stop) = shutdown::channel();
+    let worker = tokio::spawn(crate::jobs::run_worker(state, stop));
+    shutdown::signal().await;
+    trigger.fire();
+    worker.await?
+}
+
+/// Histograms are drained into their buckets periodically.
+async fn metrics_upkeep(mut stop: shutdown::Shutdown) {
+    let handle = crate::telemetry::prometheus();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+            _ = stop.wait() => return,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `Application::build(settings)`: the one way to start the HTTP server, used by `main`
+//! and by the tests (which bind port 0 and read the real port back).
+
+use std::net::TcpListener;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::{StatusCode, header};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
+use actix_web::{App, HttpMessage as _, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::config::Settings;
+use crate::error::{AppError, PROBLEM_JSON, Problem};
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::with_state(AppState::build(settings)?)
+    }
+
+    pub fn with_state(state: AppState) -> anyhow::Result<Self> {
+        let address = state.settings.bind_address();
+        let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        let port = listener.local_addr()?.port();
+        let data = web::Data::new(state.clone());
+        let json_limit = state.settings.max_json_body_bytes;
+        let origins = state.settings.cors_allowed_origins.clone();
+        let production = state.settings.is_production();
+        crate::telemetry::prometheus();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PayloadConfig::default().limit(json_limit))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    AppError::bad_request("invalid_query", e.to_string()).into()
+                }))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
+                )
+                .configure(crate::routes::config)
+                .default_service(web::to(|| async {
+                    AppError::not_found("no such route").error_response_boxed()
+                }))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                .wrap(cors(&origins, production))
+                .wrap(from_fn(crate::telemetry::record_http_metrics))
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::default())
+        })
+        .listen(listener)?
+        .shutdown_timeout(20)
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+impl AppError {
+    fn error_response_boxed(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+fn cors(origins: &[String], production: bool) -> Cors {
+    let base = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
+        .max_age(3600);
+    match (origins.is_empty(), production) {
+        (true, false) => base.allow_any_origin(),
+        _ => origins
+            .iter()
+            .fold(base, |cors, origin| cors.allowed_origin(origin)),
+    }
+}
+
+fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let app = match &err {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => AppError::Client {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            detail: err.to_string(),
+        },
+        E::ContentType => AppError::Client {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            detail: "send the body as application/json".into(),
+        },
+        E::Deserialize(e) if e.is_data() => AppError::unprocessable("invalid_body", e.to_string()),
+        _ => AppError::bad_request("invalid_json", err.to_string()),
+    };
+    app.into()
+}
+
+/// Turns any error response that is not problem+json yet (actix's own 404/405/413, ...)
+/// into one, keeping its status and headers.
+fn problem_for_bare_errors<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        s if s.is_server_error() => "internal_error",
+        _ => "error",
+    };
+    let detail = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that method".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_owned(),
+        s if s.is_server_error() => "an internal error occurred".to_owned(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let (req, old) = res.into_parts();
+    let mut new = Problem::new(status, code, detail).response();
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(req, new).map_into_right_body(),
+    ))
+}
+
+/// Echoes the request id that `TracingLogger` put on the request span as `X-Request-Id`.
+async fn request_id_header(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req.extensions().get::<RequestId>().copied();
+    let mut res = next.call(req).await?;
+    if let Some(id) = id {
+        if let Ok(value) = header::HeaderValue::from_str(&id.to_string()) {
+            res.headers_mut()
+                .insert(header::HeaderName::from_static("x-request-id"), value);
+        }
+    }
+    Ok(res)
+}

@@ -1,0 +1,61 @@
+//! Shared application state: pools, settings, keys. Cheap to clone (everything is behind Arcs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use crate::auth::initdata::Verifier;
+use crate::auth::jwt::JwtKeys;
+use crate::config::Settings;
+use crate::db::{self, PgPool};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub jwt: Arc<JwtKeys>,
+    pub init_data: Arc<Verifier>,
+}
+
+impl AppState {
+    /// Builds pools and keys; connections are opened lazily, so this does no I/O.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = db::build_pool(
+            settings.database_url.expose_secret(),
+            settings.database_pool_size,
+        )?;
+        let redis = build_redis_pool(settings.redis_url.expose_secret())?;
+        Ok(Self {
+            jwt: Arc::new(JwtKeys::from_settings(&settings)),
+            init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
+            settings: Arc::new(settings),
+            db,
+            redis,
+        })
+    }
+
+    /// A Redis key in this deployment's namespace.
+    pub fn redis_key(&self, key: &str) -> String {
+        format!("{}{key}", self.settings.redis_key_prefix)
+    }
+}
+
+fn build_redis_pool(url: &str) -> anyhow::Result<deadpool_redis::Pool> {
+    let mut pool = deadpool_redis::PoolConfig::new(16);
+    pool.timeouts = deadpool_redis::Timeouts {
+        wait: Some(Duration::from_secs(2)),
+        create: Some(Duration::from_secs(2)),
+        recycle: Some(Duration::from_secs(2)),
+    };
+    let config = deadpool_redis::Config {
+        url: Some(url.to_owned()),
+        connection: None,
+        pool: Some(pool),
+    };
+    config
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .context("building the Redis pool")
+}
