@@ -387,4 +387,22 @@ mod tests {
         assert!(!shown.contains("very-secret-token"));
         assert!(!shown.contains(&"s".repeat(40)));
     }
+
+    #[test]
+    fn env_example_lists_exactly_the_variables_read() {
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Settings::from_lookup(|k| {
+            asked.borrow_mut().insert(k.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.insert("RUST_LOG".into()); // read by the log filter
+        let listed: std::collections::BTreeSet<String> = include_str!("../.env.example")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_owned()))
+            .collect();
+        assert_eq!(asked, listed);
+    }
 }

@@ -1,1 +1,12 @@
-fn main() {}
+//! The one integration test binary: black-box tests over HTTP against the real server,
+//! PostgreSQL and Redis.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod health;
+mod ledger;
+mod openapi;
+mod problems;
