@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: run test test-unit lint fmt openapi migrate bench bench-initdata bench-http services-up services-down clean-services
+.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue services-up services-down
 
 ## run: migrate, then serve the API and run the worker in one process (atelier dev)
 run:
@@ -31,11 +31,22 @@ openapi:
 migrate:
 	$(WITH_SERVICES) $(CARGO) run --release --bin atelier -- migrate
 
-## bench: every benchmark; figures go to bench/RESULTS.md
-bench: bench-initdata bench-http
+## bench: every benchmark; figures go to bench/results/*.md
+bench: bench-initdata bench-media bench-http bench-upload bench-queue
 
 bench-initdata:
-	scripts/bench-initdata.sh
+	scripts/bench-criterion.sh initdata "initData validation"
+
+bench-media:
+	scripts/bench-criterion.sh media "Photo pipeline: validate + normalise a 4000×3000 JPEG, watermark"
+
+## bench-upload: 8 concurrent clients uploading 4000×3000 JPEGs; req/s and peak memory
+bench-upload:
+	$(WITH_SERVICES) scripts/bench-upload.sh
+
+## bench-queue: job queue throughput, 2000 no-op jobs, 4 job slots, claim to complete
+bench-queue:
+	$(WITH_SERVICES) scripts/bench-queue.sh
 
 ## bench-http: load test of login and /me (wrk, 32 connections, 15 s each)
 bench-http:

@@ -20,7 +20,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 cargo build --release --quiet --bin atelier
-bin=target/release/atelier
+bin="${CARGO_TARGET_DIR:-target}/release/atelier"
 db_url="${DATABASE_URL%/*}/atelier_bench"
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS atelier_bench WITH (FORCE)" -c "CREATE DATABASE atelier_bench" >/dev/null
 

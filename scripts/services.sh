@@ -2,6 +2,7 @@
 # scripts/services.sh: the PostgreSQL and Redis that Atelier needs, on any Debian-like machine.
 #
 # Usage: scripts/services.sh up | down [pg] [redis] | status | clean
+#        (scripts/with-services.sh uses `up --hold PID` and `release PID`)
 #
 #   up      Decide DATABASE_URL and REDIS_URL: from the environment, else from .env (only
 #           those two keys are read), else postgres://postgres@127.0.0.1:5432/atelier and
@@ -20,6 +21,10 @@
 #             export REDIS_URL='...'
 #             ATELIER_STARTED_SERVICES="pg redis"  # local instances that `down` would stop
 #             ATELIER_STARTED_NOW="pg"             # the subset that this very `up` started
+#           A plain `up` leaves them running until `down`.
+#   up --hold PID / release PID
+#           The same `up`, for scripts/with-services.sh: what it started is stopped by `release`
+#           once no other live PID holds it (overlapping runs share the instances safely).
 #   down    Stop the local instances that `up` started (all, or only those named). Quiet when
 #           there is nothing to stop. Data directories are kept (see `clean`).
 #   status  Print what is running.
@@ -248,7 +253,8 @@ redis_ping() { # redis_ping URL
   if [[ -n $REDIS_CLI ]]; then
     local tls=()
     [[ $1 == rediss://* ]] && tls=(--tls)
-    out=$(timeout 5 "$REDIS_CLI" "${tls[@]}" --no-auth-warning -u "$1" ping 2>/dev/null </dev/null) || return 1
+    # stderr too: a failed AUTH is only a message there, and the PING may still answer
+    out=$(timeout 5 "$REDIS_CLI" "${tls[@]}" --no-auth-warning -u "$1" ping 2>&1 </dev/null) || return 1
     [[ $out == PONG ]]
     return
   fi
@@ -272,7 +278,7 @@ redis_ping() { # redis_ping URL
 # State (our own file, written with printf %q)
 
 load_state() {
-  PG_BASE='' PG_OS_USER='' PG_STATE_BINDIR='' REDIS_DIR='' REDIS_PORT=''
+  PG_BASE='' PG_OS_USER='' PG_STATE_BINDIR='' REDIS_DIR='' REDIS_PORT='' AUTO_STOP=''
   # shellcheck source=/dev/null
   [[ -f $STATE ]] && . "$STATE"
   return 0
@@ -281,19 +287,54 @@ save_state() {
   if [[ -z $PG_BASE && -z $REDIS_DIR ]]; then rm -f "$STATE"; return; fi
   {
     local v
-    for v in PG_BASE PG_OS_USER PG_STATE_BINDIR REDIS_DIR REDIS_PORT; do
+    for v in PG_BASE PG_OS_USER PG_STATE_BINDIR REDIS_DIR REDIS_PORT AUTO_STOP; do
       printf '%s=%q\n' "$v" "${!v}"
     done
   } >"$STATE.tmp"
   mv -f "$STATE.tmp" "$STATE"
 }
 
+LOCKED=0
 lock() {
+  ((LOCKED == 0)) || return 0
   mkdir -p "$SVC"
   if have flock; then
     exec 9>"$SVC/lock"
     flock -w 600 9 || die "another services.sh is running (lock $SVC/lock)"
   fi
+  LOCKED=1
+}
+
+# Holders: scripts/with-services.sh runs `up --hold PID` and `release PID`. Instances that
+# such an `up` started (AUTO_STOP) are stopped when the last live holder releases them, so
+# that two overlapping runs never pull the services from under each other.
+USERS=$SVC/holders
+proc_start() { # start time of a process (tells a live PID from a reused one)
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  s=${s##*) }
+  # shellcheck disable=SC2086
+  set -- $s
+  printf '%s\n' "${20}"
+}
+live_holders() { # prune dead holders, print the live ones
+  local f pid
+  [[ -d $USERS ]] || return 0
+  for f in "$USERS"/*; do
+    [[ -f $f ]] || continue
+    pid=${f##*/}
+    if [[ $(proc_start "$pid" || true) == "$(<"$f")" ]]; then printf '%s\n' "$pid"; else rm -f "$f"; fi
+  done
+}
+cmd_release() {
+  [[ ${1:-} =~ ^[0-9]+$ ]] || die "usage: release PID"
+  [[ -d $SVC ]] || return 0
+  lock
+  load_state
+  rm -f "$USERS/$1"
+  [[ -n $AUTO_STOP && -z $(live_holders) ]] || return 0
+  # shellcheck disable=SC2086 # "pg redis"
+  cmd_down $AUTO_STOP
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -501,6 +542,7 @@ up_failed() { # stop what this `up` started if it fails half-way
 }
 
 cmd_up() {
+  HOLD=${1:-}
   lock
   load_state
   resolve_wanted
@@ -544,13 +586,21 @@ cmd_up() {
       STARTED_NOW+=(redis)
       redis_start_local
       REDIS_URL_OUT=$(redis_local_url "$REDIS_PORT")
-      redis_line="Redis: no server at $(shown "$WANT_REDIS") ($WANT_REDIS_FROM); started a local one at $REDIS_URL_OUT (log: $REDIS_DIR/redis.log)"
+      redis_line="Redis: no usable server at $(shown "$WANT_REDIS") ($WANT_REDIS_FROM); started a local one at $REDIS_URL_OUT (log: $REDIS_DIR/redis.log)"
       ;;
   esac
 
-  local managed=()
+  local managed=() s
   pg_local_port >/dev/null && managed+=(pg)
   redis_local_pid >/dev/null && managed+=(redis)
+  if [[ -n $HOLD ]]; then # started for a with-services run: stopped after its last holder
+    mkdir -p "$USERS"
+    proc_start "$HOLD" >"$USERS/$HOLD" || die "up --hold: no process $HOLD"
+    for s in "${STARTED_NOW[@]}"; do [[ " $AUTO_STOP " == *" $s "* ]] || AUTO_STOP+="${AUTO_STOP:+ }$s"; done
+  else
+    AUTO_STOP='' # a plain `up` keeps everything running until `down`
+  fi
+  save_state
   {
     echo "# written by scripts/services.sh up; source this file"
     echo "export DATABASE_URL=$(sq "$PG_URL")"
@@ -578,6 +628,7 @@ cmd_down() {
       pg) [[ -z $PG_BASE ]] || { pg_stop_local && stopped=1; PG_BASE='' PG_STATE_BINDIR=''; } ;;
       redis) [[ -z $REDIS_DIR ]] || { redis_stop_local && stopped=1; REDIS_DIR='' REDIS_PORT=''; } ;;
     esac
+    AUTO_STOP=$(tr ' ' '\n' <<<"$AUTO_STOP" | grep -vx "$s" | paste -sd ' ' || true)
   done
   save_state
   ((stopped == 0)) || rm -f "$ENV_FILE"
@@ -590,6 +641,9 @@ cmd_status() {
   else say "PostgreSQL: no local instance running"; fi
   if pid=$(redis_local_pid); then say "Redis: local instance running on 127.0.0.1:$REDIS_PORT (pid $pid, files $REDIS_DIR)"
   else say "Redis: no local instance running"; fi
+  local holders
+  holders=$(live_holders | paste -sd ' ')
+  [[ -z $AUTO_STOP ]] || say "Stopped when their with-services runs end: $AUTO_STOP (holders: ${holders:-none})"
   if [[ -f $ENV_FILE ]]; then
     find_tools
     local db rd
@@ -612,7 +666,13 @@ cmd_clean() {
 }
 
 case ${1:-} in
-  up) shift; (($# == 0)) || die "up takes no arguments"; cmd_up ;;
+  up)
+    shift
+    if (($# == 0)); then cmd_up ''
+    elif (($# == 2)) && [[ $1 == --hold && $2 =~ ^[0-9]+$ ]]; then cmd_up "$2"
+    else die "usage: up [--hold PID]"; fi
+    ;;
+  release) shift; cmd_release "$@" ;;
   down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
   clean) cmd_clean ;;

@@ -2,9 +2,10 @@
 # scripts/with-services.sh CMD [ARGS...]
 #
 # Runs `scripts/services.sh up`, exports DATABASE_URL and REDIS_URL from target/services/env,
-# runs CMD, and on exit (also on Ctrl-C, SIGTERM, SIGHUP) stops the local instances that THIS
-# invocation started, and nothing else: servers that were already running are left alone.
-# A signal sent to this script alone is passed on to CMD. Exits with CMD's exit code.
+# runs CMD, and on exit (also on Ctrl-C, SIGTERM, SIGHUP) stops the local instances that this
+# run started; servers that were already running are left alone. When runs overlap, the
+# instances are stopped when the last of them ends. A signal sent to this script alone is
+# passed on to CMD. Exits with CMD's exit code.
 set -euo pipefail
 
 if (($# == 0)); then
@@ -12,16 +13,13 @@ if (($# == 0)); then
   exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
-started='' child='' pending='' got_signal=''
+held='' child='' pending='' got_signal=''
 
 # shellcheck disable=SC2317 # functions below are called from traps
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
-  if [[ -n $started ]]; then
-    # shellcheck disable=SC2086 # word-split on purpose: "pg redis"
-    bash "$here/services.sh" down $started || true
-  fi
+  [[ -z $held ]] || bash "$here/services.sh" release "$$" || true
   exit "$rc"
 }
 # shellcheck disable=SC2317
@@ -35,10 +33,10 @@ trap 'on_signal INT 130' INT
 trap 'on_signal TERM 143' TERM
 trap 'on_signal HUP 129' HUP
 
-bash "$here/services.sh" up
+bash "$here/services.sh" up --hold "$$"
+held=1
 # shellcheck source=/dev/null
 . "$here/../target/services/env"
-started=${ATELIER_STARTED_NOW:-}
 [[ -z $pending ]] || exit "$pending"
 
 # CMD runs as a child that we `wait` for, so that our traps run while it is running. Bash
@@ -48,12 +46,8 @@ child=$!
 while :; do
   got_signal='' rc=0
   wait "$child" || rc=$?
-  [[ -n $got_signal ]] || break # else `wait` may have been cut short by a signal
-  if ! kill -0 "$child" 2>/dev/null; then
-    rc2=0
-    wait "$child" 2>/dev/null || rc2=$? # 127: its status was the one we already have
-    ((rc2 == 127)) || rc=$rc2
-    break
-  fi
+  [[ -n $got_signal ]] || break # a signal cut `wait` short (rc = 128+N)...
+  kill -0 "$child" 2>/dev/null || break # ...and CMD is gone already: keep that code
 done
+((rc >= 0 && rc <= 255)) || rc=1
 exit "$rc"

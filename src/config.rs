@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 /// README walkthrough work on a fresh checkout. Never accepted with `APP_ENV=production`.
 pub const DEV_BOT_TOKEN: &str = "1000000001:atelier-development-bot-token";
 const DEV_JWT_SECRET: &str = "atelier-development-jwt-secret-do-not-use-in-production";
+const DEV_MEDIA_SECRET: &str = "atelier-development-media-link-secret-not-for-production";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {
@@ -96,6 +97,42 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     pub max_json_body_bytes: usize,
     pub log_format: LogFormat,
+    pub media: MediaSettings,
+    pub worker: WorkerSettings,
+}
+
+/// The job runner of `atelier worker` (and `atelier dev`).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Jobs run at once per process.
+    pub concurrency: usize,
+    /// Longest idle wait between looks at the queue (NOTIFY usually wakes a worker first).
+    pub poll_interval_ms: u64,
+    /// Lease of a claimed job; a running job extends it every third of this.
+    pub lease_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    pub job_retention_hours: u64,
+}
+
+/// Uploads, image limits, storage and signed media links.
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    pub storage_dir: String,
+    pub url_secret: SecretString,
+    pub url_ttl_secs: u64,
+    pub upload_max_bytes: usize,
+    pub upload_max_request_bytes: usize,
+    pub image_max_pixels: u64,
+    pub image_max_side: u32,
+    pub image_min_side: u32,
+    pub image_store_max_side: u32,
+    /// Photos decoded at once; bounds memory (a 12 MP photo takes ~36 MB decoded).
+    pub image_workers: usize,
+    pub fitting_upload_ttl_secs: u64,
+    pub editing_upload_ttl_secs: u64,
+    pub sweep_interval_secs: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +197,50 @@ impl Settings {
             None => SecretString::from(DEV_JWT_SECRET),
         };
 
+        let media_secret = match env.secret("MEDIA_URL_SECRET")? {
+            Some(s) if s.expose_secret().len() < 32 => {
+                return Err(ConfigError {
+                    var: "MEDIA_URL_SECRET",
+                    message: "must be at least 32 bytes".into(),
+                });
+            }
+            Some(s) => s,
+            None if production => {
+                return Err(missing("MEDIA_URL_SECRET", "required in production"));
+            }
+            None => SecretString::from(DEV_MEDIA_SECRET),
+        };
+        let upload_max_bytes: usize = env.parse("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let media = MediaSettings {
+            storage_dir: env
+                .string("STORAGE_DIR")
+                .unwrap_or_else(|| "data/media".into()),
+            url_secret: media_secret,
+            url_ttl_secs: env.parse("MEDIA_URL_TTL_SECS", 3600)?,
+            upload_max_bytes,
+            upload_max_request_bytes: env
+                .parse("UPLOAD_MAX_REQUEST_BYTES", 2 * upload_max_bytes + 64 * 1024)?,
+            image_max_pixels: env.parse("IMAGE_MAX_PIXELS", 40_000_000)?,
+            image_max_side: env.parse("IMAGE_MAX_SIDE", 8192)?,
+            image_min_side: env.parse("IMAGE_MIN_SIDE", 256)?,
+            image_store_max_side: env.parse("IMAGE_STORE_MAX_SIDE", 2048)?,
+            image_workers: env.parse("IMAGE_WORKERS", cores)?,
+            fitting_upload_ttl_secs: env.parse("FITTING_UPLOAD_TTL_SECS", 86_400)?,
+            editing_upload_ttl_secs: env.parse("EDITING_UPLOAD_TTL_SECS", 30 * 86_400)?,
+            sweep_interval_secs: env.parse("SWEEP_INTERVAL_SECS", 300)?,
+        };
+
+        let worker = WorkerSettings {
+            concurrency: env.parse("WORKER_CONCURRENCY", 4)?,
+            poll_interval_ms: env.parse("WORKER_POLL_INTERVAL_MS", 5000)?,
+            lease_secs: env.parse("WORKER_LEASE_SECS", 60)?,
+            shutdown_grace_secs: env.parse("WORKER_SHUTDOWN_GRACE_SECS", 20)?,
+            backoff_base_ms: env.parse("WORKER_BACKOFF_BASE_MS", 2000)?,
+            backoff_max_secs: env.parse("WORKER_BACKOFF_MAX_SECS", 600)?,
+            job_retention_hours: env.parse("WORKER_JOB_RETENTION_HOURS", 168)?,
+        };
+
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
         let public_base_url = env
@@ -212,6 +293,8 @@ impl Settings {
                 .unwrap_or_default(),
             max_json_body_bytes: env.parse("MAX_JSON_BODY_BYTES", 64 * 1024)?,
             log_format: env.parse("LOG_FORMAT", LogFormat::Text)?,
+            media,
+            worker,
         };
         settings.check()?;
         Ok(settings)
@@ -235,6 +318,50 @@ impl Settings {
         }
         if self.signup_bonus_credits < 0 {
             return bad("SIGNUP_BONUS_CREDITS", "must not be negative");
+        }
+        let m = &self.media;
+        if m.upload_max_bytes == 0 || m.upload_max_request_bytes < m.upload_max_bytes {
+            return bad(
+                "UPLOAD_MAX_REQUEST_BYTES",
+                "must be at least UPLOAD_MAX_BYTES (and that above 0)",
+            );
+        }
+        if m.image_workers == 0 {
+            return bad("IMAGE_WORKERS", "must be at least 1");
+        }
+        if m.image_min_side == 0
+            || m.image_store_max_side < m.image_min_side
+            || m.image_max_side < m.image_min_side
+        {
+            return bad(
+                "IMAGE_STORE_MAX_SIDE",
+                "image sides must satisfy 0 < IMAGE_MIN_SIDE <= IMAGE_STORE_MAX_SIDE, IMAGE_MAX_SIDE",
+            );
+        }
+        if m.url_ttl_secs == 0 || m.sweep_interval_secs == 0 {
+            return bad(
+                "MEDIA_URL_TTL_SECS",
+                "MEDIA_URL_TTL_SECS and SWEEP_INTERVAL_SECS must be at least 1",
+            );
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 {
+            return bad("WORKER_CONCURRENCY", "must be at least 1");
+        }
+        if w.poll_interval_ms == 0 {
+            return bad("WORKER_POLL_INTERVAL_MS", "must be at least 1");
+        }
+        if w.lease_secs == 0 {
+            return bad("WORKER_LEASE_SECS", "must be at least 1");
+        }
+        if w.backoff_base_ms == 0 || w.backoff_max_secs.saturating_mul(1000) < w.backoff_base_ms {
+            return bad(
+                "WORKER_BACKOFF_MAX_SECS",
+                "must be at least WORKER_BACKOFF_BASE_MS (and that above 0)",
+            );
+        }
+        if w.job_retention_hours == 0 {
+            return bad("WORKER_JOB_RETENTION_HOURS", "must be at least 1");
         }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod jobs;
+pub mod media;
 pub mod openapi;
 pub mod routes;
 pub mod run;

@@ -46,8 +46,8 @@ enum InitDataCommand {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// The bot token (HMAC check).
-    #[arg(long, env = "TELEGRAM_BOT_TOKEN", hide_env_values = true, conflicts_with_all = ["bot_id", "public_key"])]
+    /// The bot token (HMAC check); defaults to $TELEGRAM_BOT_TOKEN when no key flag is given.
+    #[arg(long, conflicts_with_all = ["bot_id", "public_key"])]
     bot_token: Option<String>,
     /// The bot id, for the Ed25519 third-party check.
     #[arg(long, requires = "public_key")]
@@ -151,12 +151,22 @@ fn verify(args: VerifyArgs) -> ExitCode {
         eprintln!("atelier init-data verify: {msg}");
         ExitCode::from(2)
     };
-    let verifier = match (args.bot_token, args.bot_id, args.public_key) {
-        (Some(token), None, None) => Verifier::BotToken(token),
-        (None, Some(bot_id), Some(key)) => match Verifier::public_key_from_name_or_hex(&key) {
+    // The environment's token is only a fallback: explicit key flags always win.
+    let env_token = || {
+        std::env::var("TELEGRAM_BOT_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+    };
+    let verifier = match (
+        args.bot_id,
+        args.public_key,
+        args.bot_token.or_else(env_token),
+    ) {
+        (Some(bot_id), Some(key), _) => match Verifier::public_key_from_name_or_hex(&key) {
             Ok(public_key) => Verifier::ThirdParty { bot_id, public_key },
             Err(e) => return usage(&format!("--public-key: {e}")),
         },
+        (None, None, Some(token)) => Verifier::BotToken(token),
         _ => return usage("give --bot-token, or --bot-id with --public-key"),
     };
     let mut raw = String::new();

@@ -18,6 +18,9 @@ use crate::routes;
         routes::auth::login,
         routes::me::me,
         routes::me::balance,
+        routes::uploads::fitting_upload,
+        routes::uploads::editing_upload,
+        routes::uploads::get_upload,
         routes::health::health,
         routes::health::ready,
     ),
@@ -26,6 +29,7 @@ use crate::routes;
     tags(
         (name = "auth", description = "Login with Telegram initData"),
         (name = "me", description = "The signed-in user"),
+        (name = "uploads", description = "Photos for fitting and editing"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

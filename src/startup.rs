@@ -23,48 +23,21 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        Self::with_state(AppState::build(settings)?)
-    }
-
-    pub fn with_state(state: AppState) -> anyhow::Result<Self> {
-        let address = state.settings.bind_address();
+    /// Binds the listener, builds the state and starts serving. With `PORT=0` the real port is
+    /// read back, and a `PUBLIC_BASE_URL` derived from the port follows it.
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
+        let address = settings.bind_address();
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
         let port = listener.local_addr()?.port();
-        let data = web::Data::new(state.clone());
-        let json_limit = state.settings.max_json_body_bytes;
-        let origins = state.settings.cors_allowed_origins.clone();
-        let production = state.settings.is_production();
-        crate::telemetry::prometheus();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(json_limit)
-                        .error_handler(json_error),
-                )
-                .app_data(web::PayloadConfig::default().limit(json_limit))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    AppError::bad_request("invalid_query", e.to_string()).into()
-                }))
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
-                )
-                .configure(crate::routes::config)
-                .default_service(web::to(|| async {
-                    AppError::not_found("no such route").error_response_boxed()
-                }))
-                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
-                .wrap(cors(&origins, production))
-                .wrap(from_fn(crate::telemetry::record_http_metrics))
-                .wrap(from_fn(request_id_header))
-                .wrap(TracingLogger::default())
-        })
-        .listen(listener)?
-        .shutdown_timeout(20)
-        .run();
+        if let Some(host) = settings
+            .public_base_url
+            .strip_suffix(":0")
+            .filter(|_| settings.port == 0)
+        {
+            settings.public_base_url = format!("{host}:{port}");
+        }
+        let state = AppState::build(settings)?;
+        let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
             server,
@@ -87,6 +60,46 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let data = web::Data::new(state.clone());
+    let json_limit = state.settings.max_json_body_bytes;
+    let origins = state.settings.cors_allowed_origins.clone();
+    let production = state.settings.is_production();
+    crate::telemetry::prometheus();
+    let server =
+        HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(json_limit)
+                        .error_handler(json_error),
+                )
+                .app_data(web::PayloadConfig::default().limit(json_limit))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    AppError::bad_request("invalid_query", e.to_string()).into()
+                }))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
+                )
+                .configure(crate::routes::config)
+                .default_service(web::to(|| async {
+                    AppError::not_found("no such route").error_response_boxed()
+                }))
+                .wrap(cors(&origins, production))
+                // Outside CORS, so that its refusals become problem+json too.
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                .wrap(from_fn(crate::telemetry::record_http_metrics))
+                .wrap(from_fn(request_id_header))
+                .wrap(TracingLogger::default())
+        })
+        .listen(listener)?
+        .shutdown_timeout(20)
+        .run();
+    Ok(server)
 }
 
 impl AppError {

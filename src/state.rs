@@ -10,6 +10,8 @@ use crate::auth::initdata::Verifier;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::db::{self, PgPool};
+use crate::media::storage::Storage;
+use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,10 +20,13 @@ pub struct AppState {
     pub redis: deadpool_redis::Pool,
     pub jwt: Arc<JwtKeys>,
     pub init_data: Arc<Verifier>,
+    pub storage: Storage,
+    /// Bounds how many photos are decoded at once (memory), across all requests.
+    pub image_permits: Arc<Semaphore>,
 }
 
 impl AppState {
-    /// Builds pools and keys; connections are opened lazily, so this does no I/O.
+    /// Builds pools, keys and storage; connections are opened lazily.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = db::build_pool(
             settings.database_url.expose_secret(),
@@ -29,12 +34,27 @@ impl AppState {
         )?;
         let redis = build_redis_pool(settings.redis_url.expose_secret())?;
         Ok(Self {
+            storage: Storage::local(&settings.media.storage_dir)?,
+            image_permits: Arc::new(Semaphore::new(settings.media.image_workers)),
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
             settings: Arc::new(settings),
             db,
             redis,
         })
+    }
+
+    /// An absolute, signed link to a stored object, valid for the configured TTL.
+    pub fn media_url(&self, key: &str) -> String {
+        let media = &self.settings.media;
+        let exp = chrono::Utc::now().timestamp()
+            + i64::try_from(media.url_ttl_secs).unwrap_or(i64::MAX / 2);
+        crate::media::signed_url::url(
+            &self.settings.public_base_url,
+            media.url_secret.expose_secret().as_bytes(),
+            key,
+            exp,
+        )
     }
 
     /// A Redis key in this deployment's namespace.

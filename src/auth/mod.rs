@@ -5,7 +5,7 @@ pub mod initdata;
 pub mod jwt;
 
 use chrono::Utc;
-use diesel_async::AsyncConnection as _;
+use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
 use secrecy::ExposeSecret;
 
 use crate::config::{InitDataKey, Settings};
@@ -86,6 +86,10 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
         let code = referral::new_code();
         let result = conn
             .transaction(async |conn| {
+                // A login lost in a crash costs nothing (the next login redoes it, bonus and all,
+                // atomically), so it need not wait for the WAL flush.
+                conn.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                    .await?;
                 let (user, created) =
                     users::upsert_from_login(conn, &profile, &code, referrer_code).await?;
                 if created && bonus > 0 {

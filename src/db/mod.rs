@@ -5,6 +5,7 @@ pub mod ledger;
 pub mod models;
 pub mod products;
 pub mod schema;
+pub mod uploads;
 pub mod users;
 
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub type PgConn = Object<AsyncPgConnection>;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Key of the advisory lock that serialises concurrent `migrate` runs (API and workers starting together).
-const MIGRATION_LOCK_KEY: i64 = 0x6174_656c_6965_72;
+const MIGRATION_LOCK_KEY: i64 = 0x0061_7465_6c69_6572;
 
 pub fn build_pool(database_url: &str, max_size: usize) -> anyhow::Result<PgPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);

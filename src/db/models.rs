@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::schema::{credit_ledger, products, users};
+use super::schema::{credit_ledger, products, uploads, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = users)]
@@ -60,4 +60,22 @@ pub struct Product {
     pub currency: String,
     pub active: bool,
     pub sort_order: i32,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = uploads)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Upload {
+    pub id: uuid::Uuid,
+    pub user_id: i64,
+    pub purpose: String,
+    pub storage_key: String,
+    pub mime: String,
+    pub width: i32,
+    pub height: i32,
+    pub bytes: i64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
 }

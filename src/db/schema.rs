@@ -55,6 +55,25 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(credit_ledger -> users (user_id));
+diesel::table! {
+    uploads (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        purpose -> Text,
+        storage_key -> Text,
+        mime -> Text,
+        width -> Int4,
+        height -> Int4,
+        bytes -> Int8,
+        sha256 -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        deleted_at -> Nullable<Timestamptz>,
+    }
+}
 
-diesel::allow_tables_to_appear_in_same_query!(credit_ledger, products, users);
+diesel::joinable!(credit_ledger -> users (user_id));
+diesel::joinable!(uploads -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(credit_ledger, products, uploads, users);
+

@@ -1,4 +1,5 @@
-//! Pure rules with no I/O: credit pricing and the free allowance, referral codes.
+//! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones.
 
 pub mod credits;
 pub mod referral;
+pub mod zones;

@@ -1,20 +1,26 @@
-//! Background work. The job queue and its job kinds arrive with the generation pipeline; for
-//! now the worker process starts, checks its database connection and waits for a stop signal.
+//! Background work run by `atelier worker`: for now the retention sweep; the job queue and its
+//! job kinds arrive with the generation pipeline.
+
+pub mod sweeper;
+
+use std::time::Duration;
 
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
 /// Runs the worker until `shutdown` fires.
 pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Result<()> {
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| anyhow::anyhow!("worker: database: {e}"))?;
-    diesel_async::SimpleAsyncConnection::batch_execute(&mut *conn, "SELECT 1").await?;
-    drop(conn);
-    tracing::info!("worker started; no job kinds are registered yet");
-    shutdown.wait().await;
+    let interval = Duration::from_secs(state.settings.media.sweep_interval_secs);
+    tracing::info!(sweep_interval_secs = interval.as_secs(), "worker started");
+    loop {
+        if let Err(e) = sweeper::sweep_uploads(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "retention sweep failed; retrying next round");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait() => break,
+        }
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod health;
 pub mod me;
+pub mod uploads;
 
 use actix_web::web;
 
@@ -11,9 +12,11 @@ use actix_web::web;
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::config)
         .configure(docs::config)
+        .configure(uploads::media_config)
         .service(
             web::scope("/api/v1")
                 .configure(auth::config)
-                .configure(me::config),
+                .configure(me::config)
+                .configure(uploads::config),
         );
 }

@@ -461,3 +461,48 @@ async fn signed_init_data_logs_in_against_the_server() {
         .unwrap();
     assert_eq!(me["id"], 888_001);
 }
+
+#[test]
+fn verify_agrees_with_an_independent_signer() {
+    let auth_date = now();
+    for (case, telegram_id, raw) in crate::auth::reference_cases(auth_date) {
+        let out = verify(BOT_TOKEN, &raw, &[]);
+        assert_eq!(out.status.code(), Some(0), "{case}: {}", stdout(&out));
+        assert_eq!(
+            verdict(&out),
+            json!({"valid": true, "reason": null, "user_id": telegram_id, "auth_date": auth_date}),
+            "{case}"
+        );
+        let out = verify("7000000001:another-bot", &raw, &[]);
+        assert_eq!(verdict(&out)["reason"], "hash_mismatch", "{case}");
+    }
+}
+
+#[test]
+fn third_party_flags_work_with_a_bot_token_in_the_environment() {
+    let vectors: Vec<Vector> =
+        serde_json::from_str(&std::fs::read_to_string(VECTORS_PATH).unwrap()).unwrap();
+    let v = vectors.iter().find(|v| v.id == "tma-3rd-valid").unwrap();
+    let bot_id = v.bot_id.unwrap().to_string();
+    let out = atelier_with_env(
+        &[
+            "init-data",
+            "verify",
+            "--bot-id",
+            &bot_id,
+            "--public-key",
+            "prod",
+            "--max-age",
+            "0",
+        ],
+        &v.init_data,
+        &[("TELEGRAM_BOT_TOKEN", BOT_TOKEN)],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verdict(&out)["valid"], true);
+}

@@ -126,6 +126,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub state: AppState,
     pub database_url: String,
+    pub storage_dir: String,
     db_name: String,
     handle: actix_web::dev::ServerHandle,
 }
@@ -162,6 +163,8 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     env.insert("DATABASE_URL".into(), database_url.clone());
     env.insert("REDIS_URL".into(), redis);
     env.insert("REDIS_KEY_PREFIX".into(), prefix);
+    let storage_dir = format!("{}/target/test-media/{db_name}", env!("CARGO_MANIFEST_DIR"));
+    env.insert("STORAGE_DIR".into(), storage_dir.clone());
     for (k, v) in overrides {
         env.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -179,6 +182,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
             .unwrap(),
         state,
         database_url,
+        storage_dir,
         db_name,
         handle,
     }
@@ -189,6 +193,7 @@ impl Drop for TestApp {
         // Ask the server to stop without waiting: Drop runs on the test's runtime, which must
         // stay free to run the server. The database is dropped from a thread of its own.
         drop(self.handle.stop(false));
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
         let db_name = self.db_name.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()

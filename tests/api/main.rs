@@ -10,3 +10,4 @@ mod health;
 mod ledger;
 mod openapi;
 mod problems;
+mod uploads;

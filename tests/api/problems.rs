@@ -314,3 +314,17 @@ async fn responses_carry_a_request_id() {
     assert_eq!(c.status(), 404);
     assert_eq!(d.status(), 401);
 }
+
+#[tokio::test]
+async fn a_refused_cors_request_is_a_problem() {
+    let app = spawn_app_with(&[("CORS_ALLOWED_ORIGINS", "https://miniapp.example.com")]).await;
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/api/v1/me"))
+        .header(ORIGIN, "https://evil.example.com")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_problem_shape(res).await;
+}

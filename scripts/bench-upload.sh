@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Upload benchmark: 8 concurrent clients post a 4000×3000 JPEG to /api/v1/editing/upload for
+# 20 s against a release build; reports req/s, latency and the server's peak memory (VmHWM).
+# Expects DATABASE_URL and REDIS_URL (make bench-upload sets them). Writes bench/results/upload.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLIENTS=${BENCH_CLIENTS:-8}
+DURATION=${BENCH_DURATION_SECS:-20}
+PORT=${BENCH_PORT:-18081}
+BOT_TOKEN=1000000001:atelier-development-bot-token
+target=${CARGO_TARGET_DIR:-target}
+
+cargo build --release --quiet --bin atelier --example gen_photo
+bin=$target/release/atelier
+work=$(mktemp -d)
+"$target/release/examples/gen_photo" "$work/photo.jpg" 4000 3000 >/dev/null
+
+db_url="${DATABASE_URL%/*}/atelier_bench_upload"
+psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS atelier_bench_upload WITH (FORCE)" -c "CREATE DATABASE atelier_bench_upload" >/dev/null
+export APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
+export DATABASE_URL=$db_url TELEGRAM_BOT_TOKEN=$BOT_TOKEN REDIS_KEY_PREFIX="bench:" STORAGE_DIR="$work/media"
+"$bin" migrate
+"$bin" serve &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+init=$("$bin" init-data sign --bot-token "$BOT_TOKEN" --user-id 900001 --first-name Bench)
+token=$(curl -fs -X POST "http://127.0.0.1:$PORT/api/v1/auth/telegram" -H "Authorization: tma $init" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server/status")
+
+python3 - "$PORT" "$token" "$work/photo.jpg" "$CLIENTS" "$DURATION" >"$work/result.txt" <<'PY'
+import http.client, sys, threading, time
+port, token, path, clients, duration = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+photo = open(path, "rb").read()
+boundary = "atelierbenchboundary"
+body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n"
+        f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
+headers = {"Authorization": f"Bearer {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+lat, errors, lock = [], [0], threading.Lock()
+deadline = time.monotonic() + duration
+def client():
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=60)
+    while time.monotonic() < deadline:
+        t = time.monotonic()
+        conn.request("POST", "/api/v1/editing/upload", body=body, headers=headers)
+        r = conn.getresponse(); r.read()
+        with lock:
+            (lat.append(time.monotonic() - t) if r.status == 201 else errors.__setitem__(0, errors[0] + 1))
+threads = [threading.Thread(target=client) for _ in range(clients)]
+start = time.monotonic()
+for t in threads: t.start()
+for t in threads: t.join()
+elapsed = time.monotonic() - start
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+print(f"{len(lat) / elapsed:.1f} {pct(0.5):.0f} {pct(0.99):.0f} {errors[0]} {len(lat)} {len(photo)}")
+PY
+read -r rps p50 p99 errors count size <"$work/result.txt"
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")
+
+mkdir -p bench/results
+cat >bench/results/upload.md <<MD
+### Upload: validate + normalise + store (\`make bench-upload\`)
+
+Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo none).
+Load: $CLIENTS concurrent clients, ${DURATION} s, each posting a 4000×3000 JPEG ($((size / 1024)) KiB) to POST /api/v1/editing/upload; IMAGE_WORKERS = default (cores).
+
+| figure | measured | goal |
+|---|---:|---|
+| uploads/s (201s) | $rps ($count in ${DURATION} s, $errors errors) | — |
+| latency p50 / p99 | ${p50} ms / ${p99} ms | — |
+| server CPU time per photo | $(python3 -c "print(round($(nproc) * 1000 / $rps))" 2>/dev/null || echo ?) ms upper bound (cores ÷ rate) | < 150 ms per photo per core |
+| server peak RSS (VmHWM) | $((peak / 1024)) MiB (idle $((rss_idle / 1024)) MiB) | < 200 MiB with 8 concurrent uploads |
+MD
+cat bench/results/upload.md

@@ -1,0 +1,62 @@
+//! Uploaded photos: insert, owner look-ups, and the retention sweep's batches.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::Upload;
+use super::schema::uploads;
+
+pub async fn insert(conn: &mut AsyncPgConnection, upload: &Upload) -> QueryResult<Upload> {
+    diesel::insert_into(uploads::table)
+        .values(upload)
+        .returning(Upload::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// A live upload of this user; another user's id, or an erased upload, is `None`.
+pub async fn find_owned(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Upload>> {
+    uploads::table
+        .filter(uploads::id.eq(id))
+        .filter(uploads::user_id.eq(user_id))
+        .filter(uploads::deleted_at.is_null())
+        .select(Upload::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks up to `limit` expired, not yet erased uploads; rows locked by another sweeper are skipped.
+pub async fn lock_expired(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Upload>> {
+    uploads::table
+        .filter(uploads::deleted_at.is_null())
+        .filter(uploads::expires_at.le(now))
+        .order(uploads::expires_at)
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(Upload::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn mark_deleted(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(uploads::table.filter(uploads::id.eq_any(ids)))
+        .set(uploads::deleted_at.eq(now))
+        .execute(conn)
+        .await
+}
