@@ -9,6 +9,7 @@ pub mod error;
 pub mod jobs;
 pub mod media;
 pub mod openapi;
+pub mod providers;
 pub mod routes;
 pub mod run;
 pub mod shutdown;

@@ -75,5 +75,22 @@ diesel::table! {
 diesel::joinable!(credit_ledger -> users (user_id));
 diesel::joinable!(uploads -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(credit_ledger, products, uploads, users);
+diesel::allow_tables_to_appear_in_same_query!(credit_ledger, jobs, products, uploads, users);
 
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        priority -> Int2,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        locked_by -> Nullable<Text>,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

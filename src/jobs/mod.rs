@@ -1,6 +1,8 @@
-//! Background work run by `atelier worker`: for now the retention sweep; the job queue and its
-//! job kinds arrive with the generation pipeline.
+//! Background work run by `atelier worker`: the job runner (`queue` stores jobs, `runner` runs
+//! them; job kinds register in [`registry`]) beside the retention sweeps.
 
+pub mod queue;
+pub mod runner;
 pub mod sweeper;
 
 use std::time::Duration;
@@ -8,19 +10,54 @@ use std::time::Duration;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
+/// The job kinds this process runs: each job module registers its handler here.
+pub fn registry() -> runner::Registry {
+    runner::Registry::new()
+}
+
 /// Runs the worker until `shutdown` fires.
 pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Result<()> {
     let interval = Duration::from_secs(state.settings.media.sweep_interval_secs);
     tracing::info!(sweep_interval_secs = interval.as_secs(), "worker started");
+    let config = runner::RunnerConfig::from_settings(&state.settings.worker);
+    let jobs =
+        tokio::spawn(runner::Runner::new(state.clone(), registry(), config).run(shutdown.clone()));
     loop {
         if let Err(e) = sweeper::sweep_uploads(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "retention sweep failed; retrying next round");
+        }
+        if let Err(e) = purge_finished_jobs(&state).await {
+            tracing::warn!(error = %e, "purging finished jobs failed; retrying next round");
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait() => break,
         }
     }
+    jobs.await??;
     tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn purge_finished_jobs(state: &AppState) -> anyhow::Result<()> {
+    let keep = Duration::from_secs(
+        state
+            .settings
+            .worker
+            .job_retention_hours
+            .saturating_mul(3600),
+    );
+    let mut conn = state.db.get().await?;
+    let mut total = 0;
+    loop {
+        let purged = queue::purge_finished(&mut conn, keep, 5_000).await?;
+        total += purged;
+        if purged < 5_000 {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(purged = total, "deleted finished jobs past retention");
+    }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL and Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fakes;
 mod helpers;
 
 mod auth;
@@ -10,4 +11,6 @@ mod health;
 mod ledger;
 mod openapi;
 mod problems;
+mod providers;
+mod queue;
 mod uploads;
