@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue services-up services-down
+.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down
 
 ## run: migrate, then serve the API and run the worker in one process (atelier dev)
 run:
@@ -32,7 +32,7 @@ migrate:
 	$(WITH_SERVICES) $(CARGO) run --release --bin atelier -- migrate
 
 ## bench: every benchmark; figures go to bench/results/*.md
-bench: bench-initdata bench-media bench-http bench-upload bench-queue
+bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-ws
 
 bench-initdata:
 	scripts/bench-criterion.sh initdata "initData validation"
@@ -51,6 +51,10 @@ bench-queue:
 ## bench-http: load test of login and /me (wrk, 32 connections, 15 s each)
 bench-http:
 	$(WITH_SERVICES) scripts/bench-http.sh
+
+## bench-ws: 5000 WebSockets over 1000 users, events through Redis; delay p50/p99 and server memory
+bench-ws:
+	$(WITH_SERVICES) scripts/bench-ws.sh
 
 services-up:
 	scripts/services.sh up

@@ -74,6 +74,7 @@ PY
 
 read -r login_rps login_p50 login_p99 login_err < <(run login -s "$work/login.lua" "http://127.0.0.1:$PORT/api/v1/auth/telegram")
 read -r me_rps me_p50 me_p99 me_err < <(run me -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/v1/me")
+[[ -n ${BENCH_DRY:-} ]] && { echo "login $login_rps $login_p50 $login_p99 / me $me_rps $me_p50 $me_p99"; exit 0; }
 
 mkdir -p bench/results
 cat >bench/results/http.md <<MD

@@ -85,6 +85,8 @@ pub struct Settings {
     pub redis_key_prefix: String,
     /// Bot token, used for initData HMAC and for the Bot API. Optional only with a third-party key.
     pub telegram_bot_token: Option<SecretString>,
+    /// Bot API base URL (results are delivered to the user's chat when a bot token is set).
+    pub telegram_api_base_url: String,
     pub init_data_key: InitDataKey,
     pub init_data_max_age_secs: u64,
     pub jwt_secret: SecretString,
@@ -99,6 +101,42 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub media: MediaSettings,
     pub worker: WorkerSettings,
+    pub generation: GenerationSettings,
+    pub ws: WsSettings,
+}
+
+/// The live-progress WebSocket (`GET /api/v1/ws`).
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    /// Sockets one user may hold open on one API process; the next is refused with 429.
+    pub max_connections_per_user: usize,
+    pub ping_interval_secs: u64,
+    /// A socket that sends no frame at all (not even a pong) for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Largest frame or message accepted from a client.
+    pub max_frame_bytes: usize,
+}
+
+/// Generations: prices, limits and the image provider (kie.ai, or the local sandbox).
+#[derive(Debug, Clone)]
+pub struct GenerationSettings {
+    pub fitting_price_credits: i64,
+    pub editing_price_credits: i64,
+    pub max_tasks_per_user_per_hour: i64,
+    pub max_active_tasks_per_user: i64,
+    pub edit_prompt_max_chars: usize,
+    /// kie.ai; `None` runs the local sandbox provider (refused in production).
+    pub kie_api_key: Option<SecretString>,
+    pub kie_base_url: String,
+    pub kie_edit_model: String,
+    pub kie_timeout_secs: u64,
+    pub kie_webhook_hmac_key: Option<SecretString>,
+    pub kie_callback_max_skew_secs: u64,
+    pub kie_max_create_attempts: i32,
+    pub task_deadline_secs: i64,
+    pub result_max_bytes: usize,
+    /// How long a sandbox generation takes, so progress can be watched.
+    pub sandbox_duration_ms: u64,
 }
 
 /// The job runner of `atelier worker` (and `atelier dev`).
@@ -231,6 +269,33 @@ impl Settings {
             sweep_interval_secs: env.parse("SWEEP_INTERVAL_SECS", 300)?,
         };
 
+        let generation = GenerationSettings {
+            fitting_price_credits: env.parse("FITTING_PRICE_CREDITS", 2)?,
+            editing_price_credits: env.parse("EDITING_PRICE_CREDITS", 1)?,
+            max_tasks_per_user_per_hour: env.parse("MAX_TASKS_PER_USER_PER_HOUR", 20)?,
+            max_active_tasks_per_user: env.parse("MAX_ACTIVE_TASKS_PER_USER", 3)?,
+            edit_prompt_max_chars: env.parse("EDIT_PROMPT_MAX_CHARS", 1000)?,
+            kie_api_key: env.secret("KIE_API_KEY")?,
+            kie_base_url: env
+                .string("KIE_BASE_URL")
+                .unwrap_or_else(|| "https://api.kie.ai".into()),
+            kie_edit_model: env
+                .string("KIE_EDIT_MODEL")
+                .unwrap_or_else(|| "google/nano-banana-edit".into()),
+            kie_timeout_secs: env.parse("KIE_TIMEOUT_SECS", 30)?,
+            kie_webhook_hmac_key: env.secret("KIE_WEBHOOK_HMAC_KEY")?,
+            kie_callback_max_skew_secs: env.parse("KIE_CALLBACK_MAX_SKEW_SECS", 300)?,
+            kie_max_create_attempts: env.parse("KIE_MAX_CREATE_ATTEMPTS", 2)?,
+            task_deadline_secs: env.parse("GENERATION_DEADLINE_SECS", 900)?,
+            result_max_bytes: env.parse("GENERATION_RESULT_MAX_BYTES", 20 * 1024 * 1024)?,
+            sandbox_duration_ms: env.parse("SANDBOX_GENERATION_MS", 3000)?,
+        };
+        if production && generation.kie_api_key.is_none() {
+            return Err(missing(
+                "KIE_API_KEY",
+                "required in production (the sandbox provider is refused there)",
+            ));
+        }
         let worker = WorkerSettings {
             concurrency: env.parse("WORKER_CONCURRENCY", 4)?,
             poll_interval_ms: env.parse("WORKER_POLL_INTERVAL_MS", 5000)?,
@@ -239,6 +304,13 @@ impl Settings {
             backoff_base_ms: env.parse("WORKER_BACKOFF_BASE_MS", 2000)?,
             backoff_max_secs: env.parse("WORKER_BACKOFF_MAX_SECS", 600)?,
             job_retention_hours: env.parse("WORKER_JOB_RETENTION_HOURS", 168)?,
+        };
+
+        let ws = WsSettings {
+            max_connections_per_user: env.parse("WS_MAX_CONNECTIONS_PER_USER", 5)?,
+            ping_interval_secs: env.parse("WS_PING_INTERVAL_SECS", 10)?,
+            idle_timeout_secs: env.parse("WS_IDLE_TIMEOUT_SECS", 30)?,
+            max_frame_bytes: env.parse("WS_MAX_FRAME_BYTES", 64 * 1024)?,
         };
 
         let port: u16 = env.parse("PORT", 8080)?;
@@ -271,6 +343,9 @@ impl Settings {
                 .string("REDIS_KEY_PREFIX")
                 .unwrap_or_else(|| "atelier:".into()),
             telegram_bot_token,
+            telegram_api_base_url: env
+                .string("TELEGRAM_API_BASE_URL")
+                .unwrap_or_else(|| "https://api.telegram.org".into()),
             init_data_key,
             init_data_max_age_secs: env.parse("INIT_DATA_MAX_AGE_SECS", 86_400)?,
             jwt_secret,
@@ -295,6 +370,8 @@ impl Settings {
             log_format: env.parse("LOG_FORMAT", LogFormat::Text)?,
             media,
             worker,
+            generation,
+            ws,
         };
         settings.check()?;
         Ok(settings)
@@ -362,6 +439,39 @@ impl Settings {
         }
         if w.job_retention_hours == 0 {
             return bad("WORKER_JOB_RETENTION_HOURS", "must be at least 1");
+        }
+        let g = &self.generation;
+        if g.fitting_price_credits < 1 || g.editing_price_credits < 1 {
+            return bad(
+                "FITTING_PRICE_CREDITS",
+                "prices (FITTING_PRICE_CREDITS, EDITING_PRICE_CREDITS) must be at least 1",
+            );
+        }
+        if g.max_active_tasks_per_user < 1 || g.max_tasks_per_user_per_hour < 1 {
+            return bad(
+                "MAX_ACTIVE_TASKS_PER_USER",
+                "task limits must be at least 1",
+            );
+        }
+        if g.kie_max_create_attempts < 1 || g.task_deadline_secs < 1 || g.edit_prompt_max_chars < 1
+        {
+            return bad(
+                "KIE_MAX_CREATE_ATTEMPTS",
+                "KIE_MAX_CREATE_ATTEMPTS, GENERATION_DEADLINE_SECS and EDIT_PROMPT_MAX_CHARS must be at least 1",
+            );
+        }
+        let ws = &self.ws;
+        if ws.max_connections_per_user == 0 {
+            return bad("WS_MAX_CONNECTIONS_PER_USER", "must be at least 1");
+        }
+        if ws.ping_interval_secs == 0 || ws.idle_timeout_secs <= ws.ping_interval_secs {
+            return bad(
+                "WS_IDLE_TIMEOUT_SECS",
+                "must be above WS_PING_INTERVAL_SECS (and that above 0), or answering pings would not keep a socket open",
+            );
+        }
+        if ws.max_frame_bytes < 1024 {
+            return bad("WS_MAX_FRAME_BYTES", "must be at least 1024");
         }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {

@@ -21,6 +21,11 @@ use crate::routes;
         routes::uploads::fitting_upload,
         routes::uploads::editing_upload,
         routes::uploads::get_upload,
+        routes::generations::fitting_generate,
+        routes::generations::editing_generate,
+        routes::generations::get,
+        routes::generations::list,
+        routes::generations::cancel,
         routes::health::health,
         routes::health::ready,
     ),
@@ -30,6 +35,7 @@ use crate::routes;
         (name = "auth", description = "Login with Telegram initData"),
         (name = "me", description = "The signed-in user"),
         (name = "uploads", description = "Photos for fitting and editing"),
+        (name = "generations", description = "Try-ons and edits: charged once, refunded on failure"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

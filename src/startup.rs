@@ -37,6 +37,10 @@ impl Application {
             settings.public_base_url = format!("{host}:{port}");
         }
         let state = AppState::build(settings)?;
+        state.hub.set_snapshot_source(std::sync::Arc::new(
+            crate::routes::generations::ActiveGenerations,
+        ));
+        crate::realtime::start(&state);
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,

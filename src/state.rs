@@ -11,6 +11,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::db::{self, PgPool};
 use crate::media::storage::Storage;
+use crate::realtime::Hub;
 use tokio::sync::Semaphore;
 
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct AppState {
     pub storage: Storage,
     /// Bounds how many photos are decoded at once (memory), across all requests.
     pub image_permits: Arc<Semaphore>,
+    /// This process's live-progress sockets; see `crate::realtime`.
+    pub hub: Arc<Hub>,
 }
 
 impl AppState {
@@ -36,6 +39,7 @@ impl AppState {
         Ok(Self {
             storage: Storage::local(&settings.media.storage_dir)?,
             image_permits: Arc::new(Semaphore::new(settings.media.image_workers)),
+            hub: Arc::new(Hub::new(settings.ws.clone())),
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
             settings: Arc::new(settings),

@@ -1,6 +1,7 @@
 //! The data layer: pools, embedded migrations, and one query module per table.
 //! Query functions take `&mut AsyncPgConnection`; the caller owns the transaction.
 
+pub mod generations;
 pub mod ledger;
 pub mod models;
 pub mod products;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::schema::{credit_ledger, products, uploads, users};
+use super::schema::{credit_ledger, generations, products, uploads, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = users)]
@@ -78,4 +78,38 @@ pub struct Upload {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = generations)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Generation {
+    pub id: uuid::Uuid,
+    pub user_id: i64,
+    pub kind: String,
+    pub status: String,
+    pub zone: Option<String>,
+    pub prompt: String,
+    pub person_upload_id: Option<uuid::Uuid>,
+    pub item_upload_id: Option<uuid::Uuid>,
+    pub source_upload_id: Option<uuid::Uuid>,
+    pub chat_session_id: Option<uuid::Uuid>,
+    pub result_key: Option<String>,
+    pub result_width: Option<i32>,
+    pub result_height: Option<i32>,
+    pub credits_spent: i64,
+    pub paid_with: String,
+    pub charge_key: String,
+    pub provider: String,
+    pub provider_task_id: Option<String>,
+    pub attempts: i32,
+    pub progress: i16,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub client_request_id: String,
+    pub job_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
 }

@@ -73,9 +73,50 @@ diesel::table! {
 }
 
 diesel::joinable!(credit_ledger -> users (user_id));
+diesel::joinable!(generations -> users (user_id));
 diesel::joinable!(uploads -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(credit_ledger, jobs, products, uploads, users);
+diesel::allow_tables_to_appear_in_same_query!(
+    credit_ledger,
+    generations,
+    jobs,
+    products,
+    uploads,
+    users,
+);
+
+diesel::table! {
+    generations (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        kind -> Text,
+        status -> Text,
+        zone -> Nullable<Text>,
+        prompt -> Text,
+        person_upload_id -> Nullable<Uuid>,
+        item_upload_id -> Nullable<Uuid>,
+        source_upload_id -> Nullable<Uuid>,
+        chat_session_id -> Nullable<Uuid>,
+        result_key -> Nullable<Text>,
+        result_width -> Nullable<Int4>,
+        result_height -> Nullable<Int4>,
+        credits_spent -> Int8,
+        paid_with -> Text,
+        charge_key -> Text,
+        provider -> Text,
+        provider_task_id -> Nullable<Text>,
+        attempts -> Int4,
+        progress -> Int2,
+        error_code -> Nullable<Text>,
+        error_message -> Nullable<Text>,
+        client_request_id -> Text,
+        job_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
 
 diesel::table! {
     jobs (id) {

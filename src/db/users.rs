@@ -84,3 +84,13 @@ pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
         .first(conn)
         .await
 }
+
+/// Locks the user's row for the rest of the transaction: per-user limits are checked under it.
+pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
+    users::table
+        .find(id)
+        .for_update()
+        .select(User::as_select())
+        .first(conn)
+        .await
+}

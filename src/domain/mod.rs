@@ -2,4 +2,5 @@
 
 pub mod credits;
 pub mod referral;
+pub mod text;
 pub mod zones;

@@ -1,6 +1,8 @@
 //! Background work run by `atelier worker`: the job runner (`queue` stores jobs, `runner` runs
 //! them; job kinds register in [`registry`]) beside the retention sweeps.
 
+pub mod delivery;
+pub mod generation;
 pub mod queue;
 pub mod runner;
 pub mod sweeper;
@@ -11,8 +13,14 @@ use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
 /// The job kinds this process runs: each job module registers its handler here.
-pub fn registry() -> runner::Registry {
-    runner::Registry::new()
+pub fn registry(state: &AppState) -> anyhow::Result<runner::Registry> {
+    let provider = crate::providers::image_provider(state)?;
+    let mut registry = runner::Registry::new()
+        .register(generation::KIND, generation::GenerationJob::new(provider));
+    if let Some(client) = crate::providers::telegram_client(state)? {
+        registry = registry.register(delivery::KIND, delivery::DeliveryJob::new(client));
+    }
+    Ok(registry)
 }
 
 /// Runs the worker until `shutdown` fires.
@@ -20,8 +28,9 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
     let interval = Duration::from_secs(state.settings.media.sweep_interval_secs);
     tracing::info!(sweep_interval_secs = interval.as_secs(), "worker started");
     let config = runner::RunnerConfig::from_settings(&state.settings.worker);
-    let jobs =
-        tokio::spawn(runner::Runner::new(state.clone(), registry(), config).run(shutdown.clone()));
+    let jobs = tokio::spawn(
+        runner::Runner::new(state.clone(), registry(&state)?, config).run(shutdown.clone()),
+    );
     loop {
         if let Err(e) = sweeper::sweep_uploads(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "retention sweep failed; retrying next round");

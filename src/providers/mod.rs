@@ -4,6 +4,7 @@
 //! image provider (kie.ai, the local sandbox) through [`GenerationProvider`].
 
 pub mod kie;
+pub mod sandbox;
 pub mod telegram;
 
 use std::fmt;
@@ -382,6 +383,40 @@ fn truncate(text: &str, max: usize) -> String {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
     }
+}
+
+/// The image provider the settings call for: kie.ai with a key, else the local sandbox
+/// (which configuration refuses in production).
+pub fn image_provider(
+    state: &crate::state::AppState,
+) -> anyhow::Result<Arc<dyn GenerationProvider>> {
+    let g = &state.settings.generation;
+    Ok(match &g.kie_api_key {
+        Some(key) => Arc::new(kie::KieClient::new(
+            &g.kie_base_url,
+            key.clone(),
+            Duration::from_secs(g.kie_timeout_secs),
+        )?),
+        None => Arc::new(sandbox::SandboxProvider::new(
+            state.storage.clone(),
+            Duration::from_millis(g.sandbox_duration_ms),
+        )),
+    })
+}
+
+/// The Bot API client, when a bot token is configured.
+pub fn telegram_client(
+    state: &crate::state::AppState,
+) -> anyhow::Result<Option<telegram::TelegramClient>> {
+    let s = &state.settings;
+    let Some(token) = &s.telegram_bot_token else {
+        return Ok(None);
+    };
+    Ok(Some(telegram::TelegramClient::new(
+        &s.telegram_api_base_url,
+        token.clone(),
+        Duration::from_secs(30),
+    )?))
 }
 
 #[cfg(test)]

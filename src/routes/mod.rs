@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod docs;
+pub mod generations;
 pub mod health;
 pub mod me;
 pub mod uploads;
@@ -17,6 +18,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .configure(auth::config)
                 .configure(me::config)
-                .configure(uploads::config),
+                .configure(crate::realtime::ws::config)
+                .configure(uploads::config)
+                .configure(generations::config),
         );
 }

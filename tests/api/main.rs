@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod generations;
 mod health;
 mod ledger;
 mod openapi;
@@ -14,3 +15,4 @@ mod problems;
 mod providers;
 mod queue;
 mod uploads;
+mod ws;

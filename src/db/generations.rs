@@ -1,0 +1,266 @@
+//! Generations: inserts, owner look-ups, limits, and the worker's state changes. Every state
+//! change is guarded by the state it expects, so a late or repeated step changes nothing.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::models::Generation;
+use super::schema::generations;
+
+const ACTIVE: [&str; 2] = ["queued", "running"];
+
+pub async fn insert(conn: &mut AsyncPgConnection, g: &Generation) -> QueryResult<Generation> {
+    diesel::insert_into(generations::table)
+        .values(g)
+        .returning(Generation::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Generation>> {
+    generations::table
+        .find(id)
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the row for a state change.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Generation>> {
+    generations::table
+        .find(id)
+        .for_update()
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_owned(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Generation>> {
+    generations::table
+        .filter(generations::id.eq(id))
+        .filter(generations::user_id.eq(user_id))
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_client_request(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    client_request_id: &str,
+) -> QueryResult<Option<Generation>> {
+    generations::table
+        .filter(generations::user_id.eq(user_id))
+        .filter(generations::client_request_id.eq(client_request_id))
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_task(
+    conn: &mut AsyncPgConnection,
+    task_id: &str,
+) -> QueryResult<Option<Generation>> {
+    generations::table
+        .filter(generations::provider_task_id.eq(task_id))
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user's generations, newest first, strictly before the `(created_at, id)` cursor.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> QueryResult<Vec<Generation>> {
+    let mut query = generations::table
+        .filter(generations::user_id.eq(user_id))
+        .order((generations::created_at.desc(), generations::id.desc()))
+        .limit(limit)
+        .select(Generation::as_select())
+        .into_boxed();
+    if let Some((at, id)) = before {
+        query = query.filter(
+            generations::created_at
+                .lt(at)
+                .or(generations::created_at.eq(at).and(generations::id.lt(id))),
+        );
+    }
+    query.load(conn).await
+}
+
+pub async fn active_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+) -> QueryResult<Vec<Generation>> {
+    generations::table
+        .filter(generations::user_id.eq(user_id))
+        .filter(generations::status.eq_any(ACTIVE))
+        .order(generations::created_at)
+        .select(Generation::as_select())
+        .load(conn)
+        .await
+}
+
+/// Creation times of the user's generations since `since` (for the hourly limit).
+pub async fn created_since(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<DateTime<Utc>>> {
+    generations::table
+        .filter(generations::user_id.eq(user_id))
+        .filter(generations::created_at.gt(since))
+        .order(generations::created_at)
+        .select(generations::created_at)
+        .load(conn)
+        .await
+}
+
+/// Queued generations created before this one: its place in line.
+pub async fn queue_position(conn: &mut AsyncPgConnection, g: &Generation) -> QueryResult<i64> {
+    generations::table
+        .filter(generations::status.eq("queued"))
+        .filter(generations::created_at.lt(g.created_at))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_job(conn: &mut AsyncPgConnection, id: Uuid, job_id: i64) -> QueryResult<usize> {
+    diesel::update(generations::table.find(id))
+        .set(generations::job_id.eq(job_id))
+        .execute(conn)
+        .await
+}
+
+/// queued → running; `false` when it was not queued.
+pub async fn mark_running(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let now = Utc::now();
+    let n = diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::status.eq("queued")),
+    )
+    .set((
+        generations::status.eq("running"),
+        generations::started_at.eq(now),
+        generations::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Records a provider task the moment it exists (one more create attempt is counted first).
+pub async fn count_create_attempt(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i32> {
+    diesel::update(generations::table.find(id))
+        .set((
+            generations::attempts.eq(generations::attempts + 1),
+            generations::updated_at.eq(Utc::now()),
+        ))
+        .returning(generations::attempts)
+        .get_result(conn)
+        .await
+}
+
+pub async fn set_task(conn: &mut AsyncPgConnection, id: Uuid, task_id: &str) -> QueryResult<usize> {
+    diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::provider_task_id.is_null()),
+    )
+    .set((
+        generations::provider_task_id.eq(task_id),
+        generations::updated_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+}
+
+pub async fn set_progress(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    progress: i16,
+) -> QueryResult<usize> {
+    diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::status.eq("running")),
+    )
+    .set((
+        generations::progress.eq(progress),
+        generations::updated_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// running → succeeded with the stored result.
+pub async fn mark_succeeded(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    result_key: &str,
+    width: i32,
+    height: i32,
+) -> QueryResult<Option<Generation>> {
+    let now = Utc::now();
+    diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::status.eq_any(ACTIVE)),
+    )
+    .set((
+        generations::status.eq("succeeded"),
+        generations::result_key.eq(result_key),
+        generations::result_width.eq(width),
+        generations::result_height.eq(height),
+        generations::progress.eq(100),
+        generations::finished_at.eq(now),
+        generations::updated_at.eq(now),
+    ))
+    .returning(Generation::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// An active generation → `failed` or `canceled`; `None` when it had already finished.
+pub async fn mark_finished_unsuccessfully(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    status: &str,
+    error_code: &str,
+    error_message: &str,
+) -> QueryResult<Option<Generation>> {
+    let now = Utc::now();
+    diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::status.eq_any(ACTIVE)),
+    )
+    .set((
+        generations::status.eq(status),
+        generations::error_code.eq(error_code),
+        generations::error_message.eq(error_message),
+        generations::finished_at.eq(now),
+        generations::updated_at.eq(now),
+    ))
+    .returning(Generation::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}

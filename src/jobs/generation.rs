@@ -1,0 +1,289 @@
+//! The `generation` job: drives one try-on or edit through the image provider.
+//!
+//! Each run does one step and reschedules itself: start the provider task (its id is stored
+//! at once, so a retried or reclaimed job resumes polling and never pays for a second task),
+//! poll on a widening schedule (or early, when a kie.ai callback wakes the job), then fetch,
+//! check and store the result. A generation that fails for good is marked failed and its charge
+//! refunded in one transaction, exactly once (`on_final_failure`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::queue::{self, EnqueueOptions, Job};
+use super::runner::{JobHandler, Outcome};
+use crate::db::models::Generation;
+use crate::db::{generations, ledger, uploads};
+use crate::media::image_pipeline::{self, Limits};
+use crate::media::watermark;
+use crate::providers::{
+    AspectRatio, CreateTask, GenerationProvider, OutputFormat, ProviderError, TaskState,
+};
+use crate::state::AppState;
+
+pub const KIND: &str = "generation";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Payload {
+    pub generation_id: Uuid,
+}
+
+pub struct GenerationJob {
+    provider: Arc<dyn GenerationProvider>,
+}
+
+impl GenerationJob {
+    pub fn new(provider: Arc<dyn GenerationProvider>) -> Self {
+        Self { provider }
+    }
+}
+
+/// A failure's stable code and its detail, carried as `"<code>: <detail>"` to the final hook.
+fn failure(code: &str, detail: impl std::fmt::Display) -> String {
+    format!("{code}: {detail}")
+}
+
+fn provider_outcome(e: &ProviderError) -> Outcome {
+    if e.alerts_operator {
+        tracing::error!(provider = e.provider, code = e.code, message = %e.message, "provider account needs an operator");
+    }
+    if e.is_retryable() {
+        Outcome::retry(failure(e.code, &e.message))
+    } else {
+        Outcome::fail(failure(e.code, &e.message))
+    }
+}
+
+/// Poll often at first, then less: 2.5 s for 30 s, 7 s until 2 min, 20 s after.
+fn poll_delay(running_for: chrono::Duration) -> Duration {
+    match running_for.num_seconds() {
+        s if s < 30 => Duration::from_millis(2500),
+        s if s < 120 => Duration::from_secs(7),
+        _ => Duration::from_secs(20),
+    }
+}
+
+impl JobHandler for GenerationJob {
+    async fn run(&self, state: &AppState, job: &Job) -> Outcome {
+        match self.step(state, job).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::retry(failure("internal_error", format!("{e:#}"))),
+        }
+    }
+
+    async fn on_final_failure(
+        &self,
+        state: &AppState,
+        conn: &mut AsyncPgConnection,
+        job: &Job,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let payload: Payload = job.decode_payload()?;
+        let (code, detail) = error
+            .split_once(": ")
+            .unwrap_or(("generation_failed", error));
+        let code = if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            code
+        } else {
+            "generation_failed"
+        };
+        let Some(g) = generations::lock(conn, payload.generation_id).await? else {
+            return Ok(());
+        };
+        let failed =
+            generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
+        let refund = ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+        if let Some(g) = failed {
+            tracing::warn!(generation = %g.id, code, "generation failed; charge refunded");
+            crate::routes::generations::notify_failed(state, &g, refund.is_some());
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(120)
+    }
+}
+
+impl GenerationJob {
+    async fn step(&self, state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
+        let payload: Payload = job.decode_payload()?;
+        let mut conn = state.db.get().await?;
+        let Some(g) = generations::find(&mut conn, payload.generation_id).await? else {
+            return Ok(Outcome::fail(failure(
+                "not_found",
+                "the generation no longer exists",
+            )));
+        };
+        if matches!(g.status.as_str(), "succeeded" | "failed" | "canceled") {
+            return Ok(Outcome::Done);
+        }
+        if g.status == "queued" && generations::mark_running(&mut conn, g.id).await? {
+            crate::routes::generations::notify(
+                state,
+                &g,
+                "generation.running",
+                serde_json::Map::new(),
+            );
+        }
+        let gen_settings = &state.settings.generation;
+        if (Utc::now() - g.created_at).num_seconds() > gen_settings.task_deadline_secs {
+            return Ok(Outcome::fail(failure(
+                "deadline_exceeded",
+                "the provider did not finish in time",
+            )));
+        }
+        let Some(task) = g.provider_task_id.clone() else {
+            return self.start_task(state, &mut conn, &g).await;
+        };
+        let info = match self.provider.poll(&task.into()).await {
+            Ok(info) => info,
+            Err(e) => return Ok(provider_outcome(&e)),
+        };
+        let running_for = Utc::now() - g.started_at.unwrap_or(g.created_at);
+        match info.state {
+            TaskState::Success { result_urls } => {
+                let url = result_urls
+                    .first()
+                    .context("a successful task without a result")?;
+                self.finish(state, &mut conn, &g, url).await
+            }
+            TaskState::Fail {
+                fail_code,
+                fail_msg,
+            } => Ok(Outcome::fail(failure(
+                "generation_failed",
+                format!("{fail_msg} (provider code {fail_code})"),
+            ))),
+            _ => {
+                let progress = i16::from(info.progress.unwrap_or(0).min(99));
+                if progress > g.progress {
+                    generations::set_progress(&mut conn, g.id, progress).await?;
+                    let mut data = serde_json::Map::new();
+                    data.insert("progress".into(), progress.into());
+                    crate::routes::generations::notify(state, &g, "generation.progress", data);
+                }
+                Ok(Outcome::Reschedule(poll_delay(running_for)))
+            }
+        }
+    }
+
+    /// Creates the provider task and stores its id before anything else happens.
+    async fn start_task(
+        &self,
+        state: &AppState,
+        conn: &mut AsyncPgConnection,
+        g: &Generation,
+    ) -> anyhow::Result<Outcome> {
+        let settings = &state.settings.generation;
+        let attempt = generations::count_create_attempt(conn, g.id).await?;
+        if attempt > settings.kie_max_create_attempts {
+            return Ok(Outcome::fail(failure(
+                "provider_unavailable",
+                "the provider task could not be started",
+            )));
+        }
+        let mut image_urls = Vec::new();
+        for id in [g.person_upload_id, g.item_upload_id, g.source_upload_id]
+            .into_iter()
+            .flatten()
+        {
+            let upload = uploads::find_owned(conn, g.user_id, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("upload {id} is gone"));
+            match upload {
+                Ok(u) => image_urls.push(state.media_url(&u.storage_key)),
+                Err(e) => return Ok(Outcome::fail(failure("upload_gone", e))),
+            }
+        }
+        let req = CreateTask {
+            model: settings.kie_edit_model.clone(),
+            prompt: g.prompt.clone(),
+            image_urls,
+            aspect_ratio: AspectRatio::Portrait3x4,
+            output_format: OutputFormat::Png,
+            callback_url: Some(format!(
+                "{}/api/v1/callbacks/kie",
+                state.settings.public_base_url
+            )),
+        };
+        match self.provider.create(&req).await {
+            Ok(task) => {
+                generations::set_task(conn, g.id, task.as_str()).await?;
+                tracing::info!(generation = %g.id, task = %task, "provider task started");
+                Ok(Outcome::Reschedule(Duration::from_millis(500)))
+            }
+            Err(e) => Ok(provider_outcome(&e)),
+        }
+    }
+
+    /// Fetches the result (hostile bytes like any upload), watermarks it for the free tier,
+    /// stores it and marks the generation succeeded.
+    async fn finish(
+        &self,
+        state: &AppState,
+        conn: &mut AsyncPgConnection,
+        g: &Generation,
+        url: &str,
+    ) -> anyhow::Result<Outcome> {
+        let bytes = match self
+            .provider
+            .fetch_result(url, state.settings.generation.result_max_bytes)
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(provider_outcome(&e)),
+        };
+        let media = &state.settings.media;
+        let limits = Limits {
+            min_side: 1,
+            store_max_side: media.image_store_max_side,
+            ..Limits::default()
+        };
+        let free = g.paid_with == "free_allowance";
+        let _permit = state.image_permits.acquire().await?;
+        let processed = tokio::task::spawn_blocking(move || {
+            image_pipeline::sniff(&bytes)?;
+            let image = image_pipeline::decode_for_processing(&bytes, &limits)?;
+            let mut image = image_pipeline::downscale(image, limits.store_max_side);
+            if free {
+                watermark::apply_dynamic(&mut image);
+            }
+            let (w, h) = (image.width(), image.height());
+            image_pipeline::encode(&image).map(|(bytes, kind)| (bytes, kind, w, h))
+        })
+        .await?;
+        let (bytes, kind, width, height) = match processed {
+            Ok(done) => done,
+            Err(e) => return Ok(Outcome::fail(failure("invalid_result", e))),
+        };
+        let key = format!("r/{}.{}", g.id, kind.extension());
+        state.storage.put(&key, bytes).await?;
+        let (width, height) = (i32::try_from(width)?, i32::try_from(height)?);
+        let deliver = state.settings.telegram_bot_token.is_some();
+        let done = conn
+            .transaction(async |conn| {
+                let done = generations::mark_succeeded(conn, g.id, &key, width, height).await?;
+                if done.is_some() && deliver {
+                    let payload = super::delivery::Payload {
+                        generation_id: g.id,
+                    };
+                    let opts = EnqueueOptions::default().max_attempts(3);
+                    queue::enqueue(conn, super::delivery::KIND, &payload, opts).await?;
+                }
+                diesel::QueryResult::Ok(done)
+            })
+            .await?;
+        if let Some(done) = done {
+            let mut data = serde_json::Map::new();
+            data.insert("result_url".into(), state.media_url(&key).into());
+            crate::routes::generations::notify(state, &done, "generation.succeeded", data);
+        }
+        Ok(Outcome::Done)
+    }
+}

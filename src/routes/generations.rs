@@ -1,0 +1,584 @@
+//! Starting try-ons and edits (charged once, in the transaction that queues them), reading and
+//! cancelling them, and the kie.ai callback that wakes a waiting job early.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::AsyncConnection as _;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::extractor::AuthUser;
+use crate::db::models::{Generation, User};
+use crate::db::{generations, ledger, uploads, users};
+use crate::domain::credits::PaidWith;
+use crate::domain::text::{self, TextError};
+use crate::domain::zones::Zone;
+use crate::error::{AppError, AppResult, Problem};
+use crate::jobs::generation::{KIND, Payload};
+use crate::jobs::queue::{self, EnqueueOptions};
+use crate::realtime::{self, Event};
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/fitting/generate").route(web::post().to(fitting_generate)))
+        .service(web::resource("/editing/generate").route(web::post().to(editing_generate)))
+        .service(web::resource("/generations").route(web::get().to(list)))
+        .service(web::resource("/generations/{id}").route(web::get().to(get)))
+        .service(web::resource("/generations/{id}/cancel").route(web::post().to(cancel)))
+        .service(web::resource("/callbacks/kie").route(web::post().to(kie_callback)));
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FittingRequest {
+    pub person_upload_id: Uuid,
+    pub item_upload_id: Uuid,
+    /// What is tried on; each zone has its own prompt.
+    pub zone: Zone,
+    /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
+    /// generation and never charges twice.
+    pub client_request_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditingRequest {
+    pub upload_id: Uuid,
+    /// What to change, in any language (control characters are removed; length capped).
+    pub prompt: String,
+    pub client_request_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultDto {
+    /// A signed link to the stored result; it expires (fetch the generation again for a new one).
+    pub url: String,
+    pub width: i32,
+    pub height: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationDto {
+    pub id: Uuid,
+    /// `fitting` or `editing`.
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `canceled`.
+    pub status: String,
+    pub zone: Option<String>,
+    /// The edit prompt (try-on prompts are ours and not shown).
+    pub prompt: Option<String>,
+    pub person_upload_id: Option<Uuid>,
+    pub item_upload_id: Option<Uuid>,
+    pub source_upload_id: Option<Uuid>,
+    /// 0–100 while running.
+    pub progress: i16,
+    pub credits_spent: i64,
+    /// `credits` or `free_allowance` (results of free actions carry a watermark).
+    pub paid_with: String,
+    pub result: Option<ResultDto>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl GenerationDto {
+    pub fn of(g: &Generation, state: &AppState) -> Self {
+        let result = match (&g.result_key, g.result_width, g.result_height) {
+            (Some(key), Some(width), Some(height)) if g.status == "succeeded" => Some(ResultDto {
+                url: state.media_url(key),
+                width,
+                height,
+            }),
+            _ => None,
+        };
+        Self {
+            id: g.id,
+            kind: g.kind.clone(),
+            status: g.status.clone(),
+            zone: g.zone.clone(),
+            prompt: (g.kind == "editing").then(|| g.prompt.clone()),
+            person_upload_id: g.person_upload_id,
+            item_upload_id: g.item_upload_id,
+            source_upload_id: g.source_upload_id,
+            progress: g.progress,
+            credits_spent: g.credits_spent,
+            paid_with: g.paid_with.clone(),
+            result,
+            error_code: g.error_code.clone(),
+            error_message: g.error_message.clone(),
+            created_at: g.created_at,
+            started_at: g.started_at,
+            finished_at: g.finished_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationEnvelope {
+    pub generation: GenerationDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerationPage {
+    pub items: Vec<GenerationDto>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Publishes a generation event to its owner's sockets, without waiting and without failing
+/// the caller: the next snapshot carries the state anyway.
+pub fn notify(
+    state: &AppState,
+    g: &Generation,
+    type_: &str,
+    mut data: serde_json::Map<String, serde_json::Value>,
+) {
+    if let Ok(serde_json::Value::Object(dto)) = serde_json::to_value(GenerationDto::of(g, state)) {
+        data.insert("generation".into(), serde_json::Value::Object(dto));
+    }
+    let event = Event {
+        type_: type_.to_owned(),
+        data,
+    };
+    let state = state.clone();
+    let user_id = g.user_id;
+    tokio::spawn(async move {
+        if let Err(e) = realtime::publish(&state, user_id, &event).await {
+            tracing::warn!(error = %e, "publishing a generation event failed");
+        }
+    });
+}
+
+pub fn notify_failed(state: &AppState, g: &Generation, refunded: bool) {
+    let mut data = serde_json::Map::new();
+    data.insert("refunded".into(), refunded.into());
+    notify(state, g, realtime::types::GENERATION_FAILED, data);
+}
+
+/// What a new generation needs, whichever its kind.
+struct NewGeneration {
+    kind: &'static str,
+    zone: Option<Zone>,
+    prompt: String,
+    /// (upload id, the purpose it must have)
+    inputs: Vec<(Uuid, &'static str)>,
+    price: i64,
+}
+
+fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
+    let header = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let id = body.or(header).ok_or_else(|| {
+        AppError::bad_request(
+            "missing_client_request_id",
+            "send client_request_id (or an Idempotency-Key header)",
+        )
+    })?;
+    let valid = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+    if !valid {
+        return Err(AppError::unprocessable(
+            "invalid_client_request_id",
+            "1–128 printable ASCII characters",
+        ));
+    }
+    Ok(id)
+}
+
+/// Starts a try-on of one of the zones, charging 2 credits (or one free action).
+#[utoipa::path(post, path = "/api/v1/fitting/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    request_body = FittingRequest,
+    responses((status = 202, body = GenerationEnvelope),
+              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "unknown zone, expired or wrong upload", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json")))]
+pub async fn fitting_generate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    body: web::Json<FittingRequest>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let crid = client_request_id(&req, body.client_request_id)?;
+    let new = NewGeneration {
+        kind: "fitting",
+        zone: Some(body.zone),
+        prompt: body.zone.prompt(),
+        inputs: vec![
+            (body.person_upload_id, "fitting_person"),
+            (body.item_upload_id, "fitting_item"),
+        ],
+        price: state.settings.generation.fitting_price_credits,
+    };
+    start(&state, &user, new, crid).await
+}
+
+/// Starts an edit of an uploaded photo with a prompt, charging 1 credit (or one free action).
+#[utoipa::path(post, path = "/api/v1/editing/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    request_body = EditingRequest,
+    responses((status = 202, body = GenerationEnvelope),
+              (status = 402, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "empty or too long prompt, expired upload", body = Problem, content_type = "application/problem+json"),
+              (status = 429, body = Problem, content_type = "application/problem+json")))]
+pub async fn editing_generate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    body: web::Json<EditingRequest>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let crid = client_request_id(&req, body.client_request_id)?;
+    let max = state.settings.generation.edit_prompt_max_chars;
+    let prompt = text::clean(&body.prompt, max).map_err(|e| match e {
+        TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
+        TextError::TooLong { max } => {
+            AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
+        }
+    })?;
+    let new = NewGeneration {
+        kind: "editing",
+        zone: None,
+        prompt,
+        inputs: vec![(body.upload_id, "editing_source")],
+        price: state.settings.generation.editing_price_credits,
+    };
+    start(&state, &user, new, crid).await
+}
+
+/// In one transaction: idempotency, inputs, limits, the charge, the generation and its job.
+async fn start(
+    state: &AppState,
+    user: &User,
+    new: NewGeneration,
+    crid: String,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let g_settings = &state.settings.generation;
+    let free_limit = state.settings.free_actions_per_month;
+    let result = conn
+        .transaction(async |conn| -> AppResult<(Generation, bool)> {
+            if let Some(existing) =
+                generations::find_by_client_request(conn, user.id, &crid).await?
+            {
+                return Ok((existing, false));
+            }
+            users::lock(conn, user.id).await?;
+            let now = Utc::now();
+            for (id, purpose) in &new.inputs {
+                let upload = uploads::find_owned(conn, user.id, *id)
+                    .await?
+                    .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
+                if upload.purpose != *purpose {
+                    return Err(AppError::unprocessable(
+                        "wrong_upload",
+                        format!("upload {id} is not a {purpose} photo"),
+                    ));
+                }
+                if upload.expires_at <= now + Duration::minutes(5) {
+                    return Err(AppError::unprocessable(
+                        "upload_expired",
+                        format!("upload {id} has expired; upload it again"),
+                    ));
+                }
+            }
+            // The hourly limit first: when both apply, its wait is the longer, truthful one.
+            let recent =
+                generations::created_since(conn, user.id, now - Duration::hours(1)).await?;
+            if recent.len() as i64 >= g_settings.max_tasks_per_user_per_hour {
+                let oldest = recent.first().copied().unwrap_or(now);
+                let wait = (oldest + Duration::hours(1) - now).num_seconds().max(1);
+                return Err(AppError::RateLimited {
+                    retry_after_secs: wait.unsigned_abs(),
+                });
+            }
+            let active = generations::active_for_user(conn, user.id).await?;
+            if active.len() as i64 >= g_settings.max_active_tasks_per_user {
+                return Err(AppError::RateLimited {
+                    retry_after_secs: 15,
+                });
+            }
+            let id = Uuid::new_v4();
+            let charge_key = format!("generation:{}:{crid}", user.id);
+            let id_text = id.to_string();
+            let cause = ledger::Cause::new("generation", &id_text, &charge_key);
+            let charged = ledger::charge(
+                conn,
+                user.id,
+                new.price,
+                free_limit,
+                now.date_naive(),
+                cause,
+            )
+            .await?;
+            let paid_with = match charged.paid_with {
+                PaidWith::FreeAllowance => "free_allowance",
+                PaidWith::Credits => "credits",
+            };
+            let mut g = generations::insert(
+                conn,
+                &Generation {
+                    id,
+                    user_id: user.id,
+                    kind: new.kind.to_owned(),
+                    status: "queued".into(),
+                    zone: new.zone.map(|z| z.as_str().to_owned()),
+                    prompt: new.prompt.clone(),
+                    person_upload_id: (new.kind == "fitting").then(|| new.inputs[0].0),
+                    item_upload_id: new.inputs.get(1).map(|i| i.0),
+                    source_upload_id: (new.kind == "editing").then(|| new.inputs[0].0),
+                    chat_session_id: None,
+                    result_key: None,
+                    result_width: None,
+                    result_height: None,
+                    credits_spent: charged.credits_spent,
+                    paid_with: paid_with.into(),
+                    charge_key,
+                    provider: if g_settings.kie_api_key.is_some() {
+                        "kie"
+                    } else {
+                        "sandbox"
+                    }
+                    .into(),
+                    provider_task_id: None,
+                    attempts: 0,
+                    progress: 0,
+                    error_code: None,
+                    error_message: None,
+                    client_request_id: crid.clone(),
+                    job_id: None,
+                    created_at: now,
+                    updated_at: now,
+                    started_at: None,
+                    finished_at: None,
+                },
+            )
+            .await?;
+            let job = queue::enqueue(
+                conn,
+                KIND,
+                &Payload { generation_id: id },
+                EnqueueOptions::default(),
+            )
+            .await?;
+            generations::set_job(conn, id, job.0).await?;
+            g.job_id = Some(job.0);
+            Ok((g, true))
+        })
+        .await;
+    let (g, created) = match result {
+        // A concurrent request with the same id won the race: answer with its generation.
+        Err(AppError::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))) => {
+            let g = generations::find_by_client_request(&mut conn, user.id, &crid)
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict(
+                        "idempotency_conflict",
+                        "a request with this client_request_id is in progress",
+                    )
+                })?;
+            (g, false)
+        }
+        other => other?,
+    };
+    if created {
+        let position = generations::queue_position(&mut conn, &g)
+            .await
+            .unwrap_or(0);
+        let mut data = serde_json::Map::new();
+        data.insert("position".into(), position.into());
+        notify(state, &g, realtime::types::GENERATION_QUEUED, data);
+    }
+    Ok(HttpResponse::Accepted().json(GenerationEnvelope {
+        generation: GenerationDto::of(&g, state),
+    }))
+}
+
+/// One of the user's generations.
+#[utoipa::path(get, path = "/api/v1/generations/{id}", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let g = generations::find_owned(&mut conn, user.id, *id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such generation"))?;
+    Ok(HttpResponse::Ok().json(GenerationEnvelope {
+        generation: GenerationDto::of(&g, &state),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// From the previous page's `next_cursor`.
+    cursor: Option<String>,
+    /// 1–100, default 20.
+    limit: Option<i64>,
+}
+
+fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (micros, id) = cursor.split_once('_')?;
+    Some((
+        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
+}
+
+/// The user's generations, newest first.
+#[utoipa::path(get, path = "/api/v1/generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(ListQuery),
+    responses((status = 200, body = GenerationPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    query: web::Query<ListQuery>,
+) -> AppResult<HttpResponse> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "limit must be 1–100",
+        ));
+    }
+    let before = match &query.cursor {
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
+        })?),
+        None => None,
+    };
+    let mut conn = state.db.get().await?;
+    let items = generations::list(&mut conn, user.id, before, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| {
+            items
+                .last()
+                .map(|g| format!("{}_{}", g.created_at.timestamp_micros(), g.id))
+        })
+        .flatten();
+    let items = items.iter().map(|g| GenerationDto::of(g, &state)).collect();
+    Ok(HttpResponse::Ok().json(GenerationPage { items, next_cursor }))
+}
+
+/// Cancels a generation that is still queued, refunding its charge.
+#[utoipa::path(post, path = "/api/v1/generations/{id}/cancel", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = GenerationEnvelope),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`not_cancelable`: it has started or finished", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let id = *id;
+    let g = conn
+        .transaction(async |conn| -> AppResult<Generation> {
+            let g = generations::lock(conn, id)
+                .await?
+                .filter(|g| g.user_id == user.id)
+                .ok_or_else(|| AppError::not_found("no such generation"))?;
+            if g.status != "queued" || g.provider_task_id.is_some() {
+                return Err(AppError::conflict(
+                    "not_cancelable",
+                    format!("the generation is {}", g.status),
+                ));
+            }
+            let g = generations::mark_finished_unsuccessfully(
+                conn,
+                id,
+                "canceled",
+                "canceled",
+                "canceled by the user",
+            )
+            .await?
+            .ok_or_else(|| AppError::conflict("not_cancelable", "the generation has finished"))?;
+            ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+            if let Some(job) = g.job_id {
+                queue::cancel(conn, queue::JobId(job)).await?;
+            }
+            Ok(g)
+        })
+        .await?;
+    notify_failed(&state, &g, true);
+    Ok(HttpResponse::Ok().json(GenerationEnvelope {
+        generation: GenerationDto::of(&g, &state),
+    }))
+}
+
+/// kie.ai's task-finished callback: verified (when a key is configured), then used only as a
+/// wake-up — the job reads the state from `recordInfo` itself.
+pub async fn kie_callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    let task_id = crate::providers::kie::parse_callback(&body)
+        .map_err(|e| AppError::bad_request("invalid_callback", e.to_string()))?;
+    let g_settings = &state.settings.generation;
+    if let Some(key) = &g_settings.kie_webhook_hmac_key {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let valid = crate::providers::kie::verify_callback_signature(
+            key.expose_secret().as_bytes(),
+            &task_id,
+            header("x-webhook-timestamp"),
+            header("x-webhook-signature"),
+            Utc::now().timestamp(),
+            g_settings.kie_callback_max_skew_secs,
+        );
+        if !valid {
+            return Err(AppError::unauthorized(
+                "invalid_signature",
+                "the callback signature is invalid",
+            ));
+        }
+    }
+    let mut conn = state.db.get().await?;
+    let g = generations::find_by_task(&mut conn, &task_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("unknown task"))?;
+    let woken = match g.job_id {
+        Some(job) => queue::run_now(&mut conn, queue::JobId(job)).await?,
+        None => false,
+    };
+    Ok(HttpResponse::build(StatusCode::OK)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({"ok": true, "woken": woken})))
+}
+
+/// The WebSocket snapshot: the user's queued and running generations, as this API shows them.
+pub struct ActiveGenerations;
+
+impl realtime::SnapshotSource for ActiveGenerations {
+    fn active<'a>(
+        &'a self,
+        state: &'a AppState,
+        user_id: i64,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<serde_json::Value>>> {
+        Box::pin(async move {
+            let mut conn = state.db.get().await?;
+            let active = generations::active_for_user(&mut conn, user_id).await?;
+            active
+                .iter()
+                .map(|g| Ok(serde_json::to_value(GenerationDto::of(g, state))?))
+                .collect()
+        })
+    }
+}
