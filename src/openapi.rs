@@ -26,6 +26,7 @@ use crate::routes;
         routes::generations::get,
         routes::generations::list,
         routes::generations::cancel,
+        crate::realtime::ws::connect,
         routes::health::health,
         routes::health::ready,
     ),

@@ -98,7 +98,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(from_fn(crate::telemetry::record_http_metrics))
                 .wrap(from_fn(request_id_header))
-                .wrap(TracingLogger::default())
+                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
         })
         .listen(listener)?
         .shutdown_timeout(20)

@@ -10,9 +10,9 @@ use crate::auth::initdata::Verifier;
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::db::{self, PgPool};
+use crate::media::pool::ImagePool;
 use crate::media::storage::Storage;
 use crate::realtime::Hub;
-use tokio::sync::Semaphore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,8 +22,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub init_data: Arc<Verifier>,
     pub storage: Storage,
-    /// Bounds how many photos are decoded at once (memory), across all requests.
-    pub image_permits: Arc<Semaphore>,
+    /// The threads that decode and encode photos (bounds CPU and memory).
+    pub images: ImagePool,
     /// This process's live-progress sockets; see `crate::realtime`.
     pub hub: Arc<Hub>,
 }
@@ -38,7 +38,7 @@ impl AppState {
         let redis = build_redis_pool(settings.redis_url.expose_secret())?;
         Ok(Self {
             storage: Storage::local(&settings.media.storage_dir)?,
-            image_permits: Arc::new(Semaphore::new(settings.media.image_workers)),
+            images: ImagePool::new(settings.media.image_workers)?,
             hub: Arc::new(Hub::new(settings.ws.clone())),
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),

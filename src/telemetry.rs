@@ -61,3 +61,40 @@ pub async fn record_http_metrics(
         .record(elapsed);
     Ok(res)
 }
+
+/// The request span: method, route, path and request id, never the query string (which may
+/// carry a WebSocket token or a signed link's signature).
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        use actix_web::HttpMessage as _;
+        let request_id = request
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tracing::info_span!(
+            "http_request",
+            method = %request.method(),
+            route = %request.match_pattern().unwrap_or_else(|| "unmatched".into()),
+            path = %request.path(),
+            request_id = %request_id,
+            status = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, Error>,
+    ) {
+        let status = match outcome {
+            Ok(res) => res.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        span.record("status", status);
+        if status >= 500 {
+            tracing::warn!(parent: &span, status, "request failed");
+        }
+    }
+}

@@ -246,18 +246,20 @@ impl GenerationJob {
             ..Limits::default()
         };
         let free = g.paid_with == "free_allowance";
-        let _permit = state.image_permits.acquire().await?;
-        let processed = tokio::task::spawn_blocking(move || {
-            image_pipeline::sniff(&bytes)?;
-            let image = image_pipeline::decode_for_processing(&bytes, &limits)?;
-            let mut image = image_pipeline::downscale(image, limits.store_max_side);
-            if free {
-                watermark::apply_dynamic(&mut image);
-            }
-            let (w, h) = (image.width(), image.height());
-            image_pipeline::encode(&image).map(|(bytes, kind)| (bytes, kind, w, h))
-        })
-        .await?;
+        let processed = state
+            .images
+            .run(move || {
+                image_pipeline::sniff(&bytes)?;
+                let image = image_pipeline::decode_for_processing(&bytes, &limits)?;
+                let mut image = image_pipeline::downscale(image, limits.store_max_side);
+                if free {
+                    watermark::apply_dynamic(&mut image);
+                }
+                let (w, h) = (image.width(), image.height());
+                image_pipeline::encode(&image).map(|(bytes, kind)| (bytes, kind, w, h))
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
         let (bytes, kind, width, height) = match processed {
             Ok(done) => done,
             Err(e) => return Ok(Outcome::fail(failure("invalid_result", e))),

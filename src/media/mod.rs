@@ -2,6 +2,7 @@
 //! signed links through which clients and providers fetch private media.
 
 pub mod image_pipeline;
+pub mod pool;
 pub mod signed_url;
 pub mod storage;
 pub mod watermark;

@@ -399,6 +399,7 @@ pub fn image_provider(
         )?),
         None => Arc::new(sandbox::SandboxProvider::new(
             state.storage.clone(),
+            state.images.clone(),
             Duration::from_millis(g.sandbox_duration_ms),
         )),
     })

@@ -13,6 +13,7 @@ use super::{
     TaskState,
 };
 use crate::media::image_pipeline::{self, Limits};
+use crate::media::pool::ImagePool;
 use crate::media::storage::Storage;
 
 const PREFIX: &str = "sandbox_";
@@ -20,12 +21,17 @@ const RESULT_SCHEME: &str = "sandbox:";
 
 pub struct SandboxProvider {
     storage: Storage,
+    images: ImagePool,
     duration: Duration,
 }
 
 impl SandboxProvider {
-    pub fn new(storage: Storage, duration: Duration) -> Self {
-        Self { storage, duration }
+    pub fn new(storage: Storage, images: ImagePool, duration: Duration) -> Self {
+        Self {
+            storage,
+            images,
+            duration,
+        }
     }
 }
 
@@ -107,24 +113,26 @@ impl GenerationProvider for SandboxProvider {
                     })?;
                 inputs.push(bytes);
             }
-            let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ProviderError> {
-                let limits = Limits {
-                    min_side: 1,
-                    ..Limits::default()
-                };
-                let images = inputs
-                    .iter()
-                    .map(|b| image_pipeline::decode_for_processing(b, &limits))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| error(ErrorAction::Final, "invalid_input", e.to_string()))?;
-                let mut out = std::io::Cursor::new(Vec::new());
-                compose(images)
-                    .write_to(&mut out, image::ImageFormat::Png)
-                    .map_err(|e| error(ErrorAction::Final, "compose_failed", e.to_string()))?;
-                Ok(out.into_inner())
-            })
-            .await
-            .map_err(|e| error(ErrorAction::Final, "compose_failed", e.to_string()))??;
+            let png = self
+                .images
+                .run(move || -> Result<Vec<u8>, ProviderError> {
+                    let limits = Limits {
+                        min_side: 1,
+                        ..Limits::default()
+                    };
+                    let images = inputs
+                        .iter()
+                        .map(|b| image_pipeline::decode_for_processing(b, &limits))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| error(ErrorAction::Final, "invalid_input", e.to_string()))?;
+                    let mut out = std::io::Cursor::new(Vec::new());
+                    compose(images)
+                        .write_to(&mut out, image::ImageFormat::Png)
+                        .map_err(|e| error(ErrorAction::Final, "compose_failed", e.to_string()))?;
+                    Ok(out.into_inner())
+                })
+                .await
+                .map_err(|e| error(ErrorAction::Final, "compose_failed", e.to_string()))??;
             let task = format!(
                 "{PREFIX}{}_{}",
                 chrono::Utc::now().timestamp_millis(),

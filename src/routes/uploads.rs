@@ -19,6 +19,7 @@ use crate::db::models::Upload;
 use crate::db::uploads;
 use crate::error::{AppError, AppResult, Problem};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
+use crate::media::pool::PoolError;
 use crate::media::signed_url::{self, LinkError};
 use crate::media::storage;
 use crate::state::AppState;
@@ -348,27 +349,22 @@ async fn process(
         store_max_side: m.image_store_max_side,
         ..Limits::default()
     };
-    let _permit = state
-        .image_permits
-        .acquire()
+    let normalized = state
+        .images
+        .run(move || image_pipeline::normalize(&bytes, &limits))
         .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    let normalized =
-        tokio::task::spawn_blocking(move || image_pipeline::normalize(&bytes, &limits))
-            .await
-            .map_err(|e| {
-                // A decoder panic on hostile bytes is the file's fault, not ours; it is still logged.
-                tracing::error!(field, error = %e, "image task failed");
-                if e.is_panic() {
-                    AppError::unprocessable(
-                        "invalid_image",
-                        format!("{field:?} could not be decoded"),
-                    )
-                } else {
-                    AppError::Internal(anyhow::anyhow!("image task failed: {e}"))
-                }
-            })?
-            .map_err(|e| media_error(field, e))?;
+        .map_err(|e| {
+            // A decoder panic on hostile bytes is the file's fault, not ours; it is still logged.
+            tracing::error!(field, error = %e, "image task failed");
+            match e {
+                PoolError::Panicked => AppError::unprocessable(
+                    "invalid_image",
+                    format!("{field:?} could not be decoded"),
+                ),
+                PoolError::Stopped => AppError::Internal(anyhow::anyhow!("image task failed: {e}")),
+            }
+        })?
+        .map_err(|e| media_error(field, e))?;
     if let Some(declared) = declared.filter(|d| d != normalized.source.mime()) {
         tracing::info!(
             field,
