@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down
+.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down bench-pipeline
 
 ## run: migrate, then serve the API and run the worker in one process (atelier dev)
 run:
@@ -32,7 +32,7 @@ migrate:
 	$(WITH_SERVICES) $(CARGO) run --release --bin atelier -- migrate
 
 ## bench: every benchmark; figures go to bench/results/*.md
-bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-ws
+bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-pipeline bench-ws
 
 bench-initdata:
 	scripts/bench-criterion.sh initdata "initData validation"
@@ -47,6 +47,10 @@ bench-upload:
 ## bench-queue: job queue throughput, 2000 no-op jobs, 4 job slots, claim to complete
 bench-queue:
 	$(WITH_SERVICES) scripts/bench-queue.sh
+
+## bench-pipeline: whole generations with the sandbox provider; request → queued event delay
+bench-pipeline:
+	$(WITH_SERVICES) scripts/bench-pipeline.sh
 
 ## bench-http: load test of login and /me (wrk, 32 connections, 15 s each)
 bench-http:

@@ -7,6 +7,7 @@ use atelier::db::ledger::{self, Cause};
 use atelier::domain::credits::Reason;
 use atelier::jobs::runner::{Runner, RunnerConfig};
 use atelier::shutdown;
+use futures_util::StreamExt as _;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
@@ -829,5 +830,108 @@ async fn a_job_whose_worker_died_resumes_polling_without_a_second_task() {
         kie.create_calls().len(),
         1,
         "the reclaimed job resumed polling"
+    );
+}
+
+/// End-to-end pipeline figures with the sandbox provider: the delay from a generate request to
+/// its `generation.queued` event, and generations completed per second by 4 job slots. Run by
+/// `make bench-pipeline` (scripts/bench-pipeline.sh), which records the figures.
+#[tokio::test]
+#[ignore = "benchmark; run with scripts/bench-pipeline.sh"]
+async fn bench_pipeline() {
+    let total: usize = std::env::var("PIPELINE_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let app = spawn_app_with(&[
+        ("FREE_ACTIONS_PER_MONTH", "0"),
+        ("SANDBOX_GENERATION_MS", "0"),
+        ("MAX_ACTIVE_TASKS_PER_USER", "100000"),
+        ("MAX_TASKS_PER_USER_PER_HOUR", "100000"),
+        ("WORKER_CONCURRENCY", "4"),
+        ("DATABASE_POOL_SIZE", "16"),
+    ])
+    .await;
+    let (token, _) = app.login(1).await;
+    grant(&app, 1, 10 * total as i64).await;
+    let upload = upload_editing(&app, &token).await;
+
+    // Request → queued event, one at a time, over a real socket.
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        app.address.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    next_event(&mut ws).await;
+    let mut delays = Vec::new();
+    for i in 0..50 {
+        let body =
+            json!({"upload_id": upload, "prompt": "p", "client_request_id": format!("lat{i}")});
+        let sent = std::time::Instant::now();
+        assert_eq!(
+            app.post_json("/api/v1/editing/generate", &body, Some(&token))
+                .await
+                .status(),
+            202
+        );
+        loop {
+            if next_event(&mut ws).await["type"] == "generation.queued" {
+                break;
+            }
+        }
+        delays.push(sent.elapsed().as_secs_f64() * 1000.0);
+    }
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| delays[((delays.len() - 1) as f64 * p).round() as usize];
+
+    // Throughput: the queue filled first, then drained by one runner with 4 slots.
+    let posts = (0..total).map(|i| {
+        let body =
+            json!({"upload_id": upload, "prompt": "p", "client_request_id": format!("tp{i}")});
+        let req = app
+            .client
+            .post(app.url("/api/v1/editing/generate"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::stream::iter(posts)
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 202));
+    let all = total + 50;
+    let started = std::time::Instant::now();
+    let _worker = Worker::start(&app);
+    let mut conn = app.conn().await;
+    loop {
+        let done: i64 = diesel_async::RunQueryDsl::get_result(
+            diesel::QueryDsl::count(diesel::QueryDsl::filter(
+                atelier::db::schema::generations::table,
+                diesel::ExpressionMethods::eq(
+                    atelier::db::schema::generations::status,
+                    "succeeded",
+                ),
+            )),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        if done as usize >= all {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {done} of {all} finished"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain = started.elapsed().as_secs_f64();
+    println!(
+        "PIPELINE_BENCH|{all}|{drain:.2}|{:.1}|{:.1}|{:.1}|{:.1}",
+        all as f64 / drain,
+        pct(0.5),
+        pct(0.99),
+        delays[delays.len() - 1]
     );
 }
