@@ -494,6 +494,12 @@ async fn a_provider_failure_fails_the_generation_and_refunds_it_once() {
     let (token, _) = app.login(1).await;
     grant(&app, 1, 2).await;
     let (person, item) = upload_fitting(&app, &token).await;
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        app.address.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
     let _worker = Worker::start(&app);
     let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes", "client_request_id": "f"});
     let g: Value = app
@@ -503,6 +509,14 @@ async fn a_provider_failure_fails_the_generation_and_refunds_it_once() {
         .await
         .unwrap();
     assert_eq!(balance(&app, &token).await["balance_credits"], 0);
+    let event = loop {
+        let event = next_event(&mut ws).await;
+        if event["type"] == "generation.failed" {
+            break event;
+        }
+    };
+    assert_eq!(event["refunded"], true);
+    assert_eq!(event["generation"]["status"], "failed");
     let failed = wait_for_status(
         &app,
         &token,
