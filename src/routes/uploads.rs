@@ -76,7 +76,10 @@ pub struct FittingUploadDto {
 
 /// Multipart body of a fitting upload.
 #[derive(ToSchema)]
-#[allow(dead_code)] // documents the form for the OpenAPI document
+#[expect(
+    dead_code,
+    reason = "only describes the multipart form in the OpenAPI document"
+)]
 pub struct FittingUploadForm {
     /// The person's photo (JPEG, PNG or WEBP).
     #[schema(value_type = String, format = Binary)]
@@ -88,7 +91,10 @@ pub struct FittingUploadForm {
 
 /// Multipart body of an editing upload.
 #[derive(ToSchema)]
-#[allow(dead_code)] // documents the form for the OpenAPI document
+#[expect(
+    dead_code,
+    reason = "only describes the multipart form in the OpenAPI document"
+)]
 pub struct EditingUploadForm {
     /// The photo to edit (JPEG, PNG or WEBP).
     #[schema(value_type = String, format = Binary)]
