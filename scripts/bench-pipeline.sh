@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generation pipeline, end to end with the sandbox provider: the delay from a generate request to
 # its generation.queued event on a WebSocket (50 requests), and whole generations per second drained
-# by one worker with 4 job slots (PIPELINE_BENCH_JOBS, default 400, plus the 50). Runs the ignored
+# by 4 workers (job runners) with 4 job slots each (PIPELINE_BENCH_JOBS, default 400, plus the 50). Runs the ignored
 # test `generations::bench_pipeline` in release mode. Expects DATABASE_URL and REDIS_URL (make
 # bench-pipeline sets them). Writes bench/results/pipeline.md.
 set -euo pipefail
@@ -10,7 +10,7 @@ cargo test --release --quiet --test api --no-run 2>/dev/null
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 line=$(cargo test --release --quiet --test api generations::bench_pipeline -- --ignored --exact --nocapture 2>/dev/null |
   tee /dev/stderr | grep '^PIPELINE_BENCH|')
-IFS='|' read -r _ jobs drain rate p50 p99 max <<<"$line"
+IFS='|' read -r _ jobs drain rate p50 p99 max workers <<<"$line"
 mkdir -p bench/results
 cat >bench/results/pipeline.md <<MD
 ### Generation pipeline with the sandbox provider (\`make bench-pipeline\`)
@@ -20,7 +20,7 @@ Each generation: the charge and job in the request's transaction, then the job's
 
 | figure | measured | goal |
 |---|---:|---|
-| generations completed per second, 1 worker × 4 slots | $rate ($jobs in ${drain} s) | ≥ 200 jobs/s |
+| generations completed per second, $workers workers × 4 slots | $rate ($jobs in ${drain} s) | ≥ 200 jobs/s |
 | generate request → \`generation.queued\` on the socket, p50 / p99 / max | ${p50} / ${p99} / ${max} ms | — |
 MD
 cat bench/results/pipeline.md

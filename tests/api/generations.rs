@@ -863,7 +863,7 @@ async fn bench_pipeline() {
         ("MAX_ACTIVE_TASKS_PER_USER", "100000"),
         ("MAX_TASKS_PER_USER_PER_HOUR", "100000"),
         ("WORKER_CONCURRENCY", "4"),
-        ("DATABASE_POOL_SIZE", "16"),
+        ("DATABASE_POOL_SIZE", "24"),
     ])
     .await;
     let (token, _) = app.login(1).await;
@@ -916,7 +916,13 @@ async fn bench_pipeline() {
     assert!(statuses.iter().all(|s| *s == 202));
     let all = total + 50;
     let started = std::time::Instant::now();
-    let _worker = Worker::start(&app);
+    // "4 workers": four job runners, as four `atelier worker` processes would be, each with the
+    // default WORKER_CONCURRENCY of 4.
+    let workers: usize = std::env::var("PIPELINE_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let _workers: Vec<Worker> = (0..workers).map(|_| Worker::start(&app)).collect();
     let mut conn = app.conn().await;
     loop {
         let done: i64 = diesel_async::RunQueryDsl::get_result(
@@ -942,7 +948,7 @@ async fn bench_pipeline() {
     }
     let drain = started.elapsed().as_secs_f64();
     println!(
-        "PIPELINE_BENCH|{all}|{drain:.2}|{:.1}|{:.1}|{:.1}|{:.1}",
+        "PIPELINE_BENCH|{all}|{drain:.2}|{:.1}|{:.1}|{:.1}|{:.1}|{workers}",
         all as f64 / drain,
         pct(0.5),
         pct(0.99),
