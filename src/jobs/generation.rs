@@ -123,7 +123,11 @@ impl GenerationJob {
         if matches!(g.status.as_str(), "succeeded" | "failed" | "canceled") {
             return Ok(Outcome::Done);
         }
-        if g.status == "queued" && generations::mark_running(&mut conn, g.id).await? {
+        if g.status == "queued" {
+            if !generations::mark_running(&mut conn, g.id).await? {
+                // Canceled (and refunded) between our read and now: start no paid task for it.
+                return Ok(Outcome::Done);
+            }
             crate::routes::generations::notify(
                 state,
                 &g,
