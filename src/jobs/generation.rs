@@ -95,6 +95,10 @@ impl JobHandler for GenerationJob {
         let Some(g) = generations::lock(conn, payload.generation_id).await? else {
             return Ok(());
         };
+        if g.status == "succeeded" {
+            // The user has the result: a later failure of the job itself refunds nothing.
+            return Ok(());
+        }
         let failed =
             generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
         let refund = ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
