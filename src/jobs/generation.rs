@@ -104,7 +104,7 @@ impl JobHandler for GenerationJob {
         let refund = ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
         if let Some(g) = failed {
             tracing::warn!(generation = %g.id, code, "generation failed; charge refunded");
-            crate::routes::generations::notify_failed(state, &g, refund.is_some());
+            crate::realtime::generations::notify_failed(state, &g, refund.is_some());
         }
         Ok(())
     }
@@ -132,7 +132,7 @@ impl GenerationJob {
                 // Canceled (and refunded) between our read and now: start no paid task for it.
                 return Ok(Outcome::Done);
             }
-            crate::routes::generations::notify(
+            crate::realtime::generations::notify(
                 state,
                 &g,
                 "generation.running",
@@ -174,7 +174,7 @@ impl GenerationJob {
                     generations::set_progress(&mut conn, g.id, progress).await?;
                     let mut data = serde_json::Map::new();
                     data.insert("progress".into(), progress.into());
-                    crate::routes::generations::notify(state, &g, "generation.progress", data);
+                    crate::realtime::generations::notify(state, &g, "generation.progress", data);
                 }
                 Ok(Outcome::Reschedule(poll_delay(running_for)))
             }
@@ -292,7 +292,7 @@ impl GenerationJob {
         if let Some(done) = done {
             let mut data = serde_json::Map::new();
             data.insert("result_url".into(), state.media_url(&key).into());
-            crate::routes::generations::notify(state, &done, "generation.succeeded", data);
+            crate::realtime::generations::notify(state, &done, "generation.succeeded", data);
         }
         Ok(Outcome::Done)
     }

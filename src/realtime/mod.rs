@@ -6,6 +6,7 @@
 //! Delivery is at most once; a client that (re)connects gets a snapshot of its active generations
 //! first, so it never needs an event it missed.
 
+pub mod generations;
 pub mod hub;
 pub mod ws;
 

@@ -19,7 +19,8 @@ use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, Problem};
 use crate::jobs::generation::{KIND, Payload};
 use crate::jobs::queue::{self, EnqueueOptions};
-use crate::realtime::{self, Event};
+use crate::realtime;
+use crate::realtime::generations::{GenerationDto, notify, notify_failed};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -53,72 +54,6 @@ pub struct EditingRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ResultDto {
-    /// A signed link to the stored result; it expires (fetch the generation again for a new one).
-    pub url: String,
-    pub width: i32,
-    pub height: i32,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GenerationDto {
-    pub id: Uuid,
-    /// `fitting` or `editing`.
-    pub kind: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `canceled`.
-    pub status: String,
-    pub zone: Option<String>,
-    /// The edit prompt (try-on prompts are ours and not shown).
-    pub prompt: Option<String>,
-    pub person_upload_id: Option<Uuid>,
-    pub item_upload_id: Option<Uuid>,
-    pub source_upload_id: Option<Uuid>,
-    /// 0–100 while running.
-    pub progress: i16,
-    pub credits_spent: i64,
-    /// `credits` or `free_allowance` (results of free actions carry a watermark).
-    pub paid_with: String,
-    pub result: Option<ResultDto>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl GenerationDto {
-    pub fn of(g: &Generation, state: &AppState) -> Self {
-        let result = match (&g.result_key, g.result_width, g.result_height) {
-            (Some(key), Some(width), Some(height)) if g.status == "succeeded" => Some(ResultDto {
-                url: state.media_url(key),
-                width,
-                height,
-            }),
-            _ => None,
-        };
-        Self {
-            id: g.id,
-            kind: g.kind.clone(),
-            status: g.status.clone(),
-            zone: g.zone.clone(),
-            prompt: (g.kind == "editing").then(|| g.prompt.clone()),
-            person_upload_id: g.person_upload_id,
-            item_upload_id: g.item_upload_id,
-            source_upload_id: g.source_upload_id,
-            progress: g.progress,
-            credits_spent: g.credits_spent,
-            paid_with: g.paid_with.clone(),
-            result,
-            error_code: g.error_code.clone(),
-            error_message: g.error_message.clone(),
-            created_at: g.created_at,
-            started_at: g.started_at,
-            finished_at: g.finished_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
 pub struct GenerationEnvelope {
     pub generation: GenerationDto,
 }
@@ -128,36 +63,6 @@ pub struct GenerationPage {
     pub items: Vec<GenerationDto>,
     /// Pass as `cursor` for the next (older) page; null on the last page.
     pub next_cursor: Option<String>,
-}
-
-/// Publishes a generation event to its owner's sockets, without waiting and without failing
-/// the caller: the next snapshot carries the state anyway.
-pub fn notify(
-    state: &AppState,
-    g: &Generation,
-    type_: &str,
-    mut data: serde_json::Map<String, serde_json::Value>,
-) {
-    if let Ok(serde_json::Value::Object(dto)) = serde_json::to_value(GenerationDto::of(g, state)) {
-        data.insert("generation".into(), serde_json::Value::Object(dto));
-    }
-    let event = Event {
-        type_: type_.to_owned(),
-        data,
-    };
-    let state = state.clone();
-    let user_id = g.user_id;
-    tokio::spawn(async move {
-        if let Err(e) = realtime::publish(&state, user_id, &event).await {
-            tracing::warn!(error = %e, "publishing a generation event failed");
-        }
-    });
-}
-
-pub fn notify_failed(state: &AppState, g: &Generation, refunded: bool) {
-    let mut data = serde_json::Map::new();
-    data.insert("refunded".into(), refunded.into());
-    notify(state, g, realtime::types::GENERATION_FAILED, data);
 }
 
 /// What a new generation needs, whichever its kind.
