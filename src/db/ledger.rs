@@ -183,7 +183,7 @@ pub async fn charge(
         user.free_period_start,
         free_limit,
     );
-    match credits::decide_charge(price, user.balance_credits, &allowance, true) {
+    match credits::decide_charge(price, user.balance_credits, &allowance) {
         ChargeDecision::Insufficient {
             required,
             available,

@@ -126,13 +126,8 @@ pub enum ChargeDecision {
 }
 
 /// The free allowance is used first; one free action pays for one action of any price.
-pub fn decide_charge(
-    price: i64,
-    balance: i64,
-    allowance: &Allowance,
-    allow_free: bool,
-) -> ChargeDecision {
-    if allow_free && allowance.left() > 0 {
+pub fn decide_charge(price: i64, balance: i64, allowance: &Allowance) -> ChargeDecision {
+    if allowance.left() > 0 {
         ChargeDecision::UseFreeAction
     } else if balance >= price {
         ChargeDecision::TakeCredits(price)
@@ -174,20 +169,10 @@ mod tests {
     fn free_actions_come_first_then_credits() {
         let free = Allowance::on(d(2026, 11, 2), 0, d(2026, 11, 1), 1);
         let none = Allowance::on(d(2026, 11, 2), 1, d(2026, 11, 1), 1);
+        assert_eq!(decide_charge(2, 0, &free), ChargeDecision::UseFreeAction);
+        assert_eq!(decide_charge(2, 5, &none), ChargeDecision::TakeCredits(2));
         assert_eq!(
-            decide_charge(2, 0, &free, true),
-            ChargeDecision::UseFreeAction
-        );
-        assert_eq!(
-            decide_charge(2, 5, &free, false),
-            ChargeDecision::TakeCredits(2)
-        );
-        assert_eq!(
-            decide_charge(2, 5, &none, true),
-            ChargeDecision::TakeCredits(2)
-        );
-        assert_eq!(
-            decide_charge(2, 1, &none, true),
+            decide_charge(2, 1, &none),
             ChargeDecision::Insufficient {
                 required: 2,
                 available: 1
