@@ -78,10 +78,18 @@ impl JwtKeys {
 
     /// The Telegram id of a valid token; tries the current secret, then the previous one.
     pub fn verify(&self, token: &str) -> Result<i64, TokenError> {
+        self.verify_until(token).map(|(telegram_id, _)| telegram_id)
+    }
+
+    /// The Telegram id of a valid token and when it expires (Unix seconds).
+    pub fn verify_until(&self, token: &str) -> Result<(i64, i64), TokenError> {
         let mut outcome = TokenError::Invalid;
         for key in &self.decoding {
             match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
-                Ok(data) => return data.claims.sub.parse().map_err(|_| TokenError::Invalid),
+                Ok(data) => {
+                    let id = data.claims.sub.parse().map_err(|_| TokenError::Invalid)?;
+                    return Ok((id, data.claims.exp));
+                }
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => continue,
                 Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => {
                     outcome = TokenError::Expired;

@@ -148,33 +148,42 @@ pub async fn set_job(conn: &mut AsyncPgConnection, id: Uuid, job_id: i64) -> Que
 }
 
 /// queued → running; `false` when it was not queued.
-pub async fn mark_running(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
-    let now = Utc::now();
-    let n = diesel::update(
+/// A job step begins: in one statement, a queued generation becomes running (`started_at`
+/// set), and a step that is about to create the provider task counts the attempt. `None` when
+/// the generation is no longer active (finished, or canceled and refunded meanwhile) or gone.
+/// The flag tells whether this step moved it from queued to running.
+pub async fn begin_step(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Generation, bool)>> {
+    // The step's own timestamp, in the database's precision: `started_at` equals it exactly
+    // when this statement set it.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let g = diesel::update(
         generations::table
             .find(id)
-            .filter(generations::status.eq("queued")),
+            .filter(generations::status.eq_any(ACTIVE)),
     )
     .set((
         generations::status.eq("running"),
-        generations::started_at.eq(now),
+        generations::started_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("COALESCE(started_at, ")
+        .bind::<diesel::sql_types::Timestamptz, _>(now)
+        .sql(")")),
+        generations::attempts.eq(diesel::dsl::sql::<diesel::sql_types::Integer>(
+            "attempts + (provider_task_id IS NULL)::int",
+        )),
         generations::updated_at.eq(now),
     ))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
-}
-
-/// Records a provider task the moment it exists (one more create attempt is counted first).
-pub async fn count_create_attempt(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i32> {
-    diesel::update(generations::table.find(id))
-        .set((
-            generations::attempts.eq(generations::attempts + 1),
-            generations::updated_at.eq(Utc::now()),
-        ))
-        .returning(generations::attempts)
-        .get_result(conn)
-        .await
+    .returning(Generation::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(g.map(|g| {
+        let started_now = g.started_at == Some(now);
+        (g, started_now)
+    }))
 }
 
 pub async fn set_task(conn: &mut AsyncPgConnection, id: Uuid, task_id: &str) -> QueryResult<usize> {

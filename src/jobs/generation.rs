@@ -68,6 +68,16 @@ fn poll_delay(running_for: chrono::Duration) -> Duration {
     }
 }
 
+/// What starting the provider task came to.
+enum Started {
+    /// Created, and its result may already be there: poll it in this step.
+    Task(String),
+    /// Created; the first poll is due after this delay.
+    PollLater(Duration),
+    /// Not created: the step ends with this outcome.
+    Not(Outcome),
+}
+
 impl JobHandler for GenerationJob {
     async fn run(&self, state: &AppState, job: &Job) -> Outcome {
         match self.step(state, job).await {
@@ -78,7 +88,7 @@ impl JobHandler for GenerationJob {
 
     async fn on_final_failure(
         &self,
-        state: &AppState,
+        _state: &AppState,
         conn: &mut AsyncPgConnection,
         job: &Job,
         error: &str,
@@ -99,14 +109,32 @@ impl JobHandler for GenerationJob {
             // The user has the result: a later failure of the job itself refunds nothing.
             return Ok(());
         }
-        let failed =
-            generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
-        let refund = ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
-        if let Some(g) = failed {
-            tracing::warn!(generation = %g.id, code, "generation failed; charge refunded");
-            crate::realtime::generations::notify_failed(state, &g, refund.is_some());
-        }
+        generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
+        // Refunded in the same transaction as the failure (a second call finds it refunded).
+        ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+        tracing::warn!(generation = %g.id, code, "generation failed; charge refunded");
         Ok(())
+    }
+
+    /// The user hears of the failure (and the refund) only once both are committed.
+    async fn after_final_failure(&self, state: &AppState, job: &Job) {
+        let Ok(payload) = job.decode_payload::<Payload>() else {
+            return;
+        };
+        let found = match state.db.get().await {
+            Ok(mut conn) => generations::find(&mut conn, payload.generation_id).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "no connection to announce a failed generation");
+                return;
+            }
+        };
+        match found {
+            Ok(Some(g)) if g.status == "failed" => {
+                crate::realtime::generations::notify_failed(state, &g, true);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the failed generation"),
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -118,20 +146,14 @@ impl GenerationJob {
     async fn step(&self, state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         let payload: Payload = job.decode_payload()?;
         let mut conn = state.db.get().await?;
-        let Some(g) = generations::find(&mut conn, payload.generation_id).await? else {
-            return Ok(Outcome::fail(failure(
-                "not_found",
-                "the generation no longer exists",
-            )));
-        };
-        if matches!(g.status.as_str(), "succeeded" | "failed" | "canceled") {
+        let Some((g, started_now)) =
+            generations::begin_step(&mut conn, payload.generation_id).await?
+        else {
+            // Finished, or canceled (and refunded) before this step: nothing to do, and no paid
+            // task is started for it.
             return Ok(Outcome::Done);
-        }
-        if g.status == "queued" {
-            if !generations::mark_running(&mut conn, g.id).await? {
-                // Canceled (and refunded) between our read and now: start no paid task for it.
-                return Ok(Outcome::Done);
-            }
+        };
+        if started_now {
             crate::realtime::generations::notify(
                 state,
                 &g,
@@ -146,10 +168,15 @@ impl GenerationJob {
                 "the provider did not finish in time",
             )));
         }
-        let Some(task) = g.provider_task_id.clone() else {
-            return self.start_task(state, &mut conn, &g).await;
+        let task = match g.provider_task_id.clone() {
+            Some(task) => task,
+            None => match self.start_task(state, &mut conn, &g).await? {
+                Started::Task(task) => task,
+                Started::Not(outcome) => return Ok(outcome),
+                Started::PollLater(after) => return Ok(Outcome::Reschedule(after)),
+            },
         };
-        let info = match self.provider.poll(&task.into()).await {
+        let info = match self.provider.poll(&task.clone().into()).await {
             Ok(info) => info,
             Err(e) => return Ok(provider_outcome(&e)),
         };
@@ -187,14 +214,14 @@ impl GenerationJob {
         state: &AppState,
         conn: &mut AsyncPgConnection,
         g: &Generation,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Started> {
         let settings = &state.settings.generation;
-        let attempt = generations::count_create_attempt(conn, g.id).await?;
-        if attempt > settings.kie_max_create_attempts {
-            return Ok(Outcome::fail(failure(
+        // `begin_step` counted this attempt.
+        if g.attempts > settings.kie_max_create_attempts {
+            return Ok(Started::Not(Outcome::fail(failure(
                 "provider_unavailable",
                 "the provider task could not be started",
-            )));
+            ))));
         }
         let mut image_urls = Vec::new();
         for id in [g.person_upload_id, g.item_upload_id, g.source_upload_id]
@@ -206,7 +233,7 @@ impl GenerationJob {
                 .ok_or_else(|| anyhow::anyhow!("upload {id} is gone"));
             match upload {
                 Ok(u) => image_urls.push(state.media_url(&u.storage_key)),
-                Err(e) => return Ok(Outcome::fail(failure("upload_gone", e))),
+                Err(e) => return Ok(Started::Not(Outcome::fail(failure("upload_gone", e)))),
             }
         }
         let req = CreateTask {
@@ -224,9 +251,12 @@ impl GenerationJob {
             Ok(task) => {
                 generations::set_task(conn, g.id, task.as_str()).await?;
                 tracing::info!(generation = %g.id, task = %task, "provider task started");
-                Ok(Outcome::Reschedule(Duration::from_millis(500)))
+                Ok(match self.provider.first_poll_after() {
+                    Duration::ZERO => Started::Task(task.into_inner()),
+                    after => Started::PollLater(after),
+                })
             }
-            Err(e) => Ok(provider_outcome(&e)),
+            Err(e) => Ok(Started::Not(provider_outcome(&e))),
         }
     }
 
@@ -275,11 +305,10 @@ impl GenerationJob {
         let key = format!("r/{}.{}", g.id, kind.extension());
         state.storage.put(&key, bytes).await?;
         let (width, height) = (i32::try_from(width)?, i32::try_from(height)?);
-        let deliver = state.settings.telegram_bot_token.is_some();
-        let done = conn
-            .transaction(async |conn| {
+        let done = if state.settings.telegram_bot_token.is_some() {
+            conn.transaction(async |conn| {
                 let done = generations::mark_succeeded(conn, g.id, &key, width, height).await?;
-                if done.is_some() && deliver {
+                if done.is_some() {
                     let payload = super::delivery::Payload {
                         generation_id: g.id,
                     };
@@ -288,7 +317,10 @@ impl GenerationJob {
                 }
                 diesel::QueryResult::Ok(done)
             })
-            .await?;
+            .await?
+        } else {
+            generations::mark_succeeded(conn, g.id, &key, width, height).await?
+        };
         if let Some(done) = done {
             let mut data = serde_json::Map::new();
             data.insert("result_url".into(), state.media_url(&key).into());

@@ -99,6 +99,16 @@ pub trait JobHandler: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Runs after the transaction of `on_final_failure` committed: the place for effects that
+    /// must not happen unless it did (telling the user).
+    fn after_final_failure(
+        &self,
+        _state: &AppState,
+        _job: &Job,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Longest run; a run still going then is stopped and counts as a failed attempt.
     fn timeout(&self) -> Duration {
         DEFAULT_JOB_TIMEOUT
@@ -115,6 +125,7 @@ trait DynHandler: Send + Sync {
         job: &'a Job,
         error: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
+    fn after_final_failure<'a>(&'a self, state: &'a AppState, job: &'a Job) -> BoxFuture<'a, ()>;
     fn timeout(&self) -> Duration;
 }
 
@@ -131,6 +142,10 @@ impl<H: JobHandler> DynHandler for H {
         error: &'a str,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(JobHandler::on_final_failure(self, state, conn, job, error))
+    }
+
+    fn after_final_failure<'a>(&'a self, state: &'a AppState, job: &'a Job) -> BoxFuture<'a, ()> {
+        Box::pin(JobHandler::after_final_failure(self, state, job))
     }
 
     fn timeout(&self) -> Duration {
@@ -634,6 +649,8 @@ async fn finalise(inner: &Inner, handler: &dyn DynHandler, job: &Job, error: &st
         .await;
     let Err(e) = result else {
         tracing::warn!(error, attempts = job.attempts, "job failed for good");
+        drop(conn);
+        handler.after_final_failure(state, job).await;
         return "failed";
     };
     match e.downcast_ref::<QueueError>() {

@@ -34,6 +34,12 @@ pub trait GenerationProvider: Send + Sync {
         url: &'a str,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Vec<u8>, ProviderError>>;
+
+    /// When to poll a task first after creating it; zero polls at once, in the same step
+    /// (a provider whose results are ready when `create` returns).
+    fn first_poll_after(&self) -> Duration {
+        Duration::from_millis(500)
+    }
 }
 
 /// A provider's task id (kie.ai: `task_google_<ms>`).

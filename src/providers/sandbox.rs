@@ -146,6 +146,11 @@ impl GenerationProvider for SandboxProvider {
         })
     }
 
+    /// At once when results are instant; otherwise soon, so that progress shows.
+    fn first_poll_after(&self) -> Duration {
+        self.duration.min(Duration::from_millis(500))
+    }
+
     fn poll<'a>(&'a self, task_id: &'a TaskId) -> BoxFuture<'a, Result<TaskInfo, ProviderError>> {
         Box::pin(async move {
             let started_ms: i64 = task_id
@@ -156,7 +161,7 @@ impl GenerationProvider for SandboxProvider {
                 .ok_or_else(|| error(ErrorAction::Final, "task_not_found", "not a sandbox task"))?;
             let elapsed =
                 u128::try_from(chrono::Utc::now().timestamp_millis() - started_ms).unwrap_or(0);
-            let total = self.duration.as_millis().max(1);
+            let total = self.duration.as_millis();
             let state = if elapsed >= total {
                 TaskState::Success {
                     result_urls: vec![format!("{RESULT_SCHEME}{}", result_key(task_id.as_str()))],
@@ -164,7 +169,7 @@ impl GenerationProvider for SandboxProvider {
             } else {
                 TaskState::Generating
             };
-            let progress = u8::try_from((elapsed * 100 / total).min(100)).unwrap_or(100);
+            let progress = u8::try_from((elapsed * 100 / total.max(1)).min(100)).unwrap_or(100);
             Ok(TaskInfo {
                 task_id: task_id.clone(),
                 state,

@@ -11,8 +11,9 @@
 //! 3. `Authorization: Bearer <jwt>` (non-browser clients).
 //!
 //! Close codes: 1000 idle timeout (no frame, not even a pong, for `WS_IDLE_TIMEOUT_SECS`),
-//! 1001 server shutting down, 1002 protocol error, 1009 frame or message above
-//! `WS_MAX_FRAME_BYTES`, 1013 the client fell behind (reconnect: the snapshot catches up).
+//! 1001 server shutting down, 1002 protocol error, 1008 the access token expired (reconnect
+//! with a fresh one), 1009 frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell
+//! behind (reconnect: the snapshot catches up).
 
 use std::time::Duration;
 
@@ -63,7 +64,7 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> actix_web::Result<HttpResponse> {
     let (token, echo) = credentials(&req)?;
-    let user = authenticate(&state, &token).await?;
+    let (user, token_expires) = authenticate(&state, &token).await?;
     let protocols: Vec<&str> = echo.iter().map(String::as_str).collect();
     let (response, session, stream) = actix_ws::handle_with_protocols(&req, body, &protocols)?;
     let registration = match state.hub.register(user.id) {
@@ -91,6 +92,7 @@ pub async fn connect(
             session,
             stream,
             snapshot,
+            token_expires,
         )
         .instrument(span),
     );
@@ -154,15 +156,16 @@ fn credentials(req: &HttpRequest) -> Result<(String, Option<String>), AppError> 
     ))
 }
 
-/// The user of an access token, as the `AuthUser` extractor decides it.
-async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
+/// The user of an access token, as the `AuthUser` extractor decides it, and when the token
+/// expires (the session ends then).
+async fn authenticate(state: &AppState, token: &str) -> Result<(User, Instant), AppError> {
     if token.is_empty() {
         return Err(AppError::unauthorized(
             "missing_credentials",
             "the access token is empty",
         ));
     }
-    let telegram_id = state.jwt.verify(token).map_err(|e| match e {
+    let (telegram_id, exp) = state.jwt.verify_until(token).map_err(|e| match e {
         TokenError::Expired => {
             AppError::unauthorized("token_expired", "the access token has expired")
         }
@@ -177,7 +180,8 @@ async fn authenticate(state: &AppState, token: &str) -> Result<User, AppError> {
     if user.is_blocked {
         return Err(AppError::user_blocked());
     }
-    Ok(user)
+    let left = u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0);
+    Ok((user, Instant::now() + Duration::from_secs(left)))
 }
 
 fn close(code: CloseCode, description: &str) -> Option<CloseReason> {
@@ -206,6 +210,7 @@ async fn run_session(
     mut session: Session,
     mut stream: AggregatedMessageStream,
     snapshot: Event,
+    token_expires: Instant,
 ) {
     let settings = state.hub.settings().clone();
     let ping_every = Duration::from_secs(settings.ping_interval_secs);
@@ -224,6 +229,8 @@ async fn run_session(
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let idle_deadline = tokio::time::sleep(idle);
         tokio::pin!(idle_deadline);
+        let expiry = tokio::time::sleep_until(token_expires);
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
                 biased;
@@ -283,6 +290,9 @@ async fn run_session(
                 }
                 _ = &mut idle_deadline => {
                     break 'session close(CloseCode::Normal, "idle timeout");
+                }
+                () = &mut expiry => {
+                    break 'session close(CloseCode::Policy, "token expired; reconnect with a fresh one");
                 }
             }
         }

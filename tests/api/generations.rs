@@ -148,6 +148,12 @@ async fn a_fitting_is_charged_two_credits_and_delivered_by_the_sandbox() {
     let (token, _) = app.login(1).await;
     grant(&app, 1, 3).await;
     let (person, item) = upload_fitting(&app, &token).await;
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        app.address.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
     let _worker = Worker::start(&app);
     let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "c1"});
     let res = app
@@ -156,9 +162,33 @@ async fn a_fitting_is_charged_two_credits_and_delivered_by_the_sandbox() {
     assert_eq!(res.status(), 202);
     let g: Value = res.json().await.unwrap();
     assert_eq!(g["generation"]["status"], "queued");
+    assert_eq!(g["generation"]["kind"], "fitting");
     assert_eq!(g["generation"]["credits_spent"], 2);
     assert_eq!(g["generation"]["paid_with"], "credits");
     assert_eq!(balance(&app, &token).await["balance_credits"], 1);
+
+    // Over the socket: queued, running, (progress), succeeded with the result's link.
+    let mut seen = Vec::new();
+    let succeeded = loop {
+        let event = next_event(&mut ws).await;
+        assert_eq!(event["generation"]["id"], g["generation"]["id"]);
+        seen.push(event["type"].as_str().unwrap().to_owned());
+        if event["type"] == "generation.succeeded" {
+            break event;
+        }
+    };
+    assert_eq!(
+        seen[..2],
+        ["generation.queued", "generation.running"],
+        "{seen:?}"
+    );
+    assert!(
+        seen[2..seen.len() - 1]
+            .iter()
+            .all(|k| k == "generation.progress"),
+        "{seen:?}"
+    );
+    assert_eq!(succeeded["generation"]["status"], "succeeded");
 
     let done = wait_for_status(
         &app,
@@ -169,6 +199,8 @@ async fn a_fitting_is_charged_two_credits_and_delivered_by_the_sandbox() {
     .await;
     assert_eq!(done["progress"], 100);
     let url = done["result"]["url"].as_str().unwrap();
+    let path = |u: &str| u.split('?').next().unwrap().to_owned();
+    assert_eq!(path(succeeded["result_url"].as_str().unwrap()), path(url));
     let res = app.client.get(url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let result = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();

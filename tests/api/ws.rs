@@ -465,6 +465,22 @@ async fn an_oversized_message_closes_the_socket_with_1009() {
 }
 
 #[tokio::test]
+async fn a_socket_is_closed_when_its_access_token_expires() {
+    let app = spawn_app_with(&[("JWT_TTL_SECS", "2")]).await;
+    let (token, _) = app.login(5065).await;
+    let mut ws = connect_query(&app, &token).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    let (code, reason, _) = until_close(&mut ws, WAIT).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.starts_with("token expired"), "{reason}");
+    wait_connections(&app, 0).await;
+    // The expired token opens nothing new.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let res = app.get("/api/v1/me", Some(&token)).await;
+    assert_problem(res, 401, "token_expired").await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_sockets_with_going_away_and_refuses_new_ones() {
     let app = spawn_app().await;
     let (token, _) = app.login(5071).await;
