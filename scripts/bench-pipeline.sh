@@ -10,7 +10,7 @@ cargo test --release --quiet --test api --no-run 2>/dev/null
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 line=$(cargo test --release --quiet --test api generations::bench_pipeline -- --ignored --exact --nocapture 2>/dev/null |
   tee /dev/stderr | grep '^PIPELINE_BENCH|')
-IFS='|' read -r _ jobs drain rate p50 p99 max workers <<<"$line"
+IFS='|' read -r _ jobs drain rate p50 p99 max workers cpu_app cpu_pg <<<"$line"
 mkdir -p bench/results
 cat >bench/results/pipeline.md <<MD
 ### Generation pipeline with the sandbox provider (\`make bench-pipeline\`)
@@ -22,5 +22,6 @@ Each generation: the charge and job in the request's transaction, then the job's
 |---|---:|---|
 | generations completed per second, $workers workers × 4 slots | $rate ($jobs in ${drain} s) | ≥ 200 jobs/s |
 | generate request → \`generation.queued\` on the socket, p50 / p99 / max | ${p50} / ${p99} / ${max} ms | — |
+| CPU per generation while draining: worker process / PostgreSQL | ${cpu_app} / ${cpu_pg} ms | — |
 MD
 cat bench/results/pipeline.md

@@ -33,6 +33,11 @@ enum Command {
     InitData(InitDataCommand),
     /// Print the OpenAPI document (YAML).
     Openapi,
+    /// Exit 0 when the local server answers `GET /ready` with 200 (container health checks).
+    Healthcheck {
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,7 +101,34 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Healthcheck { port } => healthcheck(port),
         command => run_service(command),
+    }
+}
+
+/// One plain HTTP/1.0 request to 127.0.0.1: no runtime, no TLS, a 3 s budget.
+fn healthcheck(port: u16) -> ExitCode {
+    use std::io::Write as _;
+    let timeout = std::time::Duration::from_secs(3);
+    let check = || -> std::io::Result<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match check() {
+        Ok(head) if head.split(' ').nth(1) == Some("200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("atelier: not ready: {}", head.lines().next().unwrap_or(""));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("atelier: no answer on port {port}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -125,7 +157,7 @@ fn run_service(command: Command) -> ExitCode {
                 migrate(&settings).await?;
                 atelier::run::serve(settings, true).await
             }
-            Command::InitData(_) | Command::Openapi => Ok(()),
+            Command::InitData(_) | Command::Openapi | Command::Healthcheck { .. } => Ok(()),
         }
     });
     match result {

@@ -506,3 +506,26 @@ fn third_party_flags_work_with_a_bot_token_in_the_environment() {
     );
     assert_eq!(verdict(&out)["valid"], true);
 }
+
+#[tokio::test]
+async fn healthcheck_exits_zero_only_when_the_server_is_ready() {
+    let app = spawn_app().await;
+    let port = app.address.rsplit(':').next().unwrap().to_owned();
+    let ready = tokio::task::spawn_blocking(move || atelier(&["healthcheck", "--port", &port], ""))
+        .await
+        .unwrap();
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+
+    // Nothing listens on a port just freed.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let down = tokio::task::spawn_blocking(move || atelier(&["healthcheck", "--port", &free], ""))
+        .await
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("no answer"));
+}

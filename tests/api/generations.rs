@@ -947,6 +947,7 @@ async fn bench_pipeline() {
         .await;
     assert!(statuses.iter().all(|s| *s == 202));
     let all = total + 50;
+    let cpu_before = (cpu_ms(Some(std::process::id())), cpu_ms(None));
     let started = std::time::Instant::now();
     // "4 workers": four job runners, as four `atelier worker` processes would be, each with the
     // default WORKER_CONCURRENCY of 4.
@@ -979,11 +980,47 @@ async fn bench_pipeline() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain = started.elapsed().as_secs_f64();
+    let cpu_per = |before: f64, after: f64| (after - before) / all as f64;
     println!(
-        "PIPELINE_BENCH|{all}|{drain:.2}|{:.1}|{:.1}|{:.1}|{:.1}|{workers}",
+        "PIPELINE_BENCH|{all}|{drain:.2}|{:.1}|{:.1}|{:.1}|{:.1}|{workers}|{:.2}|{:.2}",
         all as f64 / drain,
         pct(0.5),
         pct(0.99),
-        delays[delays.len() - 1]
+        delays[delays.len() - 1],
+        cpu_per(cpu_before.0, cpu_ms(Some(std::process::id()))),
+        cpu_per(cpu_before.1, cpu_ms(None)),
     );
+}
+
+/// CPU time (user + system, ms) used so far by one process, or by all PostgreSQL processes
+/// together, from /proc (Linux; 0 elsewhere). Divided by the work done, it tells where the
+/// time goes whatever else the machine is doing.
+fn cpu_ms(pid: Option<u32>) -> f64 {
+    let ticks_of = |stat: &str| -> Option<(String, u64)> {
+        let (comm, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+        let fields: Vec<&str> = rest.split(' ').collect();
+        Some((
+            comm.to_owned(),
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?,
+        ))
+    };
+    let stats: Vec<String> = match pid {
+        Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .into_iter()
+            .collect(),
+        None => std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .collect(),
+    };
+    let ticks: u64 = stats
+        .iter()
+        .filter_map(|s| ticks_of(s))
+        .filter(|(comm, _)| pid.is_some() || comm == "postgres")
+        .map(|(_, t)| t)
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 * 10.0
 }
