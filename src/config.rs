@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::domain::rate::{Limit, LimitSpec};
+
 /// Bot token used when none is configured outside production, so that `make run` and the
 /// README walkthrough work on a fresh checkout. Never accepted with `APP_ENV=production`.
 pub const DEV_BOT_TOKEN: &str = "1000000001:atelier-development-bot-token";
@@ -103,6 +105,17 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub generation: GenerationSettings,
     pub ws: WsSettings,
+    pub limits: LimitSettings,
+}
+
+/// Abuse limits (sliding windows in Redis, shared by all replicas; `off` disables one).
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub login_per_ip: Option<Limit>,
+    /// Failed logins (bad or expired initData) per IP; when full, every login from it waits.
+    pub login_failures_per_ip: Option<Limit>,
+    pub chat_per_user: Option<Limit>,
+    pub uploads_per_user: Option<Limit>,
 }
 
 /// The live-progress WebSocket (`GET /api/v1/ws`).
@@ -313,6 +326,33 @@ impl Settings {
             max_frame_bytes: env.parse("WS_MAX_FRAME_BYTES", 64 * 1024)?,
         };
 
+        let limits = LimitSettings {
+            login_per_ip: env
+                .parse(
+                    "RATE_LIMIT_LOGIN_PER_IP",
+                    LimitSpec(Some(Limit::new(60, 60))),
+                )?
+                .0,
+            login_failures_per_ip: env
+                .parse(
+                    "RATE_LIMIT_LOGIN_FAILURES_PER_IP",
+                    LimitSpec(Some(Limit::new(20, 900))),
+                )?
+                .0,
+            chat_per_user: env
+                .parse(
+                    "RATE_LIMIT_CHAT_PER_USER",
+                    LimitSpec(Some(Limit::new(10, 60))),
+                )?
+                .0,
+            uploads_per_user: env
+                .parse(
+                    "RATE_LIMIT_UPLOADS_PER_USER",
+                    LimitSpec(Some(Limit::new(60, 3600))),
+                )?
+                .0,
+        };
+
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
         let public_base_url = env
@@ -372,6 +412,7 @@ impl Settings {
             worker,
             generation,
             ws,
+            limits,
         };
         settings.check()?;
         Ok(settings)

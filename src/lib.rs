@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod media;
 pub mod openapi;
 pub mod providers;
+pub mod ratelimit;
 pub mod realtime;
 pub mod routes;
 pub mod run;

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::me::UserDto;
 use crate::auth::extractor::{Credentials, credentials};
 use crate::error::{AppError, AppResult};
+use crate::ratelimit;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -40,7 +41,8 @@ pub struct LoginResponse {
     responses((status = 200, body = LoginResponse),
               (status = 400, description = "malformed body", body = crate::error::Problem, content_type = "application/problem+json"),
               (status = 401, description = "`invalid_init_data`, `init_data_expired` or `missing_credentials`", body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 403, description = "`user_blocked`", body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 403, description = "`user_blocked`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`rate_limited`: too many logins, or failed logins, from this address", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -65,7 +67,17 @@ pub async fn login(
         })?;
         parsed.init_data
     };
-    let data = crate::auth::validate_init_data(&state, &raw)?;
+    let ip = client_ip(&req);
+    let limits = &state.settings.limits;
+    ratelimit::check(&state, "login_failures", &ip, limits.login_failures_per_ip).await?;
+    ratelimit::hit(&state, "login", &ip, limits.login_per_ip).await?;
+    let data = match crate::auth::validate_init_data(&state, &raw) {
+        Ok(data) => data,
+        Err(e) => {
+            ratelimit::record(&state, "login_failures", &ip, limits.login_failures_per_ip).await;
+            return Err(e);
+        }
+    };
     let user = crate::auth::login(&state, &data).await?;
     let access_token = state.jwt.issue(user.telegram_id, Utc::now().timestamp())?;
     Ok(HttpResponse::Ok().json(LoginResponse {
@@ -74,4 +86,10 @@ pub async fn login(
         expires_in: state.jwt.ttl_secs,
         user: UserDto::from(&user),
     }))
+}
+
+/// The address limits are keyed by: the connecting peer.
+fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
-use crate::db::models::Upload;
+use crate::db::models::{Upload, User};
 use crate::db::uploads;
 use crate::error::{AppError, AppResult, Problem};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
@@ -109,13 +109,15 @@ pub struct EditingUploadForm {
               (status = 400, description = "missing, unknown or repeated fields", body = Problem, content_type = "application/problem+json"),
               (status = 413, description = "`file_too_large`", body = Problem, content_type = "application/problem+json"),
               (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`image_too_large`, `image_too_small`, `invalid_image`", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "`image_too_large`, `image_too_small`, `invalid_image`", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")))]
 pub async fn fitting_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
     body: Multipart,
 ) -> AppResult<HttpResponse> {
+    limit_uploads(&state, &user).await?;
     let mut files = read_files(&req, body, &["person", "item"], &state).await?;
     let (Some(person), Some(item)) = (files.remove("person"), files.remove("item")) else {
         return Err(AppError::bad_request(
@@ -154,13 +156,15 @@ pub async fn fitting_upload(
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 413, body = Problem, content_type = "application/problem+json"),
               (status = 415, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json")))]
+              (status = 422, body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")))]
 pub async fn editing_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
     body: Multipart,
 ) -> AppResult<HttpResponse> {
+    limit_uploads(&state, &user).await?;
     let mut files = read_files(&req, body, &["image"], &state).await?;
     let image = files
         .remove("image")
@@ -172,6 +176,12 @@ pub async fn editing_upload(
         .first()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no upload came back")))?;
     Ok(HttpResponse::Created().json(UploadDto::of(upload, &state)))
+}
+
+/// Counts an upload request against the user's hourly limit before its body is read.
+async fn limit_uploads(state: &AppState, user: &User) -> AppResult<()> {
+    let limit = state.settings.limits.uploads_per_user;
+    crate::ratelimit::hit(state, "uploads", &user.id.to_string(), limit).await
 }
 
 /// One of the user's uploads, with a fresh signed link. Another user's upload is a 404.

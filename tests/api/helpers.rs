@@ -311,3 +311,17 @@ pub async fn assert_problem(res: reqwest::Response, status: u16, code: &str) -> 
     }
     body
 }
+
+/// Another API process of `app`'s deployment (same database, same Redis prefix), with `extra`
+/// settings.
+pub async fn spawn_replica(app: &TestApp, extra: &[(&str, &str)]) -> TestApp {
+    let database_url = app.state.settings.database_url.clone();
+    let database_url = secrecy::ExposeSecret::expose_secret(&database_url).to_owned();
+    let prefix = app.state.settings.redis_key_prefix.clone();
+    let mut overrides = vec![
+        ("DATABASE_URL", database_url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    overrides.extend_from_slice(extra);
+    spawn_app_with(&overrides).await
+}

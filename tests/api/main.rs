@@ -10,6 +10,7 @@ mod cli;
 mod generations;
 mod health;
 mod ledger;
+mod limits;
 mod openapi;
 mod problems;
 mod providers;

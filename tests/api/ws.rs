@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{TestApp, assert_problem, now, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, now, spawn_app, spawn_app_with, spawn_replica};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -27,19 +27,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// A second API process of the same deployment: same database, same Redis prefix.
 pub async fn spawn_second_instance(app: &TestApp) -> TestApp {
-    spawn_second_instance_with(app, &[]).await
-}
-
-async fn spawn_second_instance_with(app: &TestApp, extra: &[(&str, &str)]) -> TestApp {
-    let database_url = app.state.settings.database_url.clone();
-    let database_url = secrecy::ExposeSecret::expose_secret(&database_url).to_owned();
-    let prefix = app.state.settings.redis_key_prefix.clone();
-    let mut overrides = vec![
-        ("DATABASE_URL", database_url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-    ];
-    overrides.extend_from_slice(extra);
-    spawn_app_with(&overrides).await
+    spawn_replica(app, &[]).await
 }
 
 fn ws_url(app: &TestApp, query: &str) -> String {

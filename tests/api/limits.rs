@@ -1,0 +1,130 @@
+//! Abuse limits: sliding windows in Redis shared by every replica, answered with 429
+//! `rate_limited` and a truthful `Retry-After`, recovering when the window moves on, and failing
+//! open (with a metric) when Redis is gone.
+
+use std::time::Duration;
+
+use image::{DynamicImage, ImageFormat, RgbImage};
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem, init_data, spawn_app_with};
+
+async fn login_status(app: &TestApp, init_data: &str) -> reqwest::Response {
+    app.post_json(
+        "/api/v1/auth/telegram",
+        &json!({ "init_data": init_data }),
+        None,
+    )
+    .await
+}
+
+fn retry_after(res: &reqwest::Response) -> u64 {
+    res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logins_per_address_are_limited_and_the_window_slides_on() {
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN_PER_IP", "3/2s")]).await;
+    for id in 1..=3 {
+        assert_eq!(login_status(&app, &init_data(id)).await.status(), 200);
+    }
+    let res = login_status(&app, &init_data(4)).await;
+    let wait = retry_after(&res);
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_problem(res, 429, "rate_limited").await;
+    // A second replica shares the window: it lives in Redis, not in the process.
+    let other = crate::helpers::spawn_replica(&app, &[("RATE_LIMIT_LOGIN_PER_IP", "3/2s")]).await;
+    assert_problem(
+        login_status(&other, &init_data(4)).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(login_status(&app, &init_data(4)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_address_out_for_a_while() {
+    let app = spawn_app_with(&[("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "2/2s")]).await;
+    let forged = init_data(7).replace("hash=", "hash=00");
+    for _ in 0..2 {
+        assert_problem(login_status(&app, &forged).await, 401, "invalid_init_data").await;
+    }
+    // Even a valid login waits now, and the refusal counts as no new failure.
+    let res = login_status(&app, &init_data(7)).await;
+    let wait = retry_after(&res);
+    assert_problem(res, 429, "rate_limited").await;
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(login_status(&app, &init_data(7)).await.status(), 200);
+    // Successful logins are not failures: many pass.
+    for _ in 0..3 {
+        assert_eq!(login_status(&app, &init_data(7)).await.status(), 200);
+    }
+}
+
+fn jpeg() -> Vec<u8> {
+    let img = RgbImage::from_fn(320, 320, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+async fn upload(app: &TestApp, token: &str) -> reqwest::Response {
+    let part = Part::bytes(jpeg())
+        .file_name("e.jpg")
+        .mime_str("image/jpeg")
+        .unwrap();
+    app.client
+        .post(app.url("/api/v1/editing/upload"))
+        .bearer_auth(token)
+        .multipart(Form::new().part("image", part))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn uploads_per_user_are_limited_per_user() {
+    let app = spawn_app_with(&[("RATE_LIMIT_UPLOADS_PER_USER", "2/1h")]).await;
+    let (alice, _) = app.login(11).await;
+    let (bob, _) = app.login(12).await;
+    for _ in 0..2 {
+        assert_eq!(upload(&app, &alice).await.status(), 201);
+    }
+    let res = upload(&app, &alice).await;
+    let wait = retry_after(&res);
+    assert!((3500..=3600).contains(&wait), "Retry-After {wait}");
+    assert_problem(res, 429, "rate_limited").await;
+    // Another user has a window of their own.
+    assert_eq!(upload(&app, &bob).await.status(), 201);
+}
+
+#[tokio::test]
+async fn without_redis_limits_fail_open_and_say_so() {
+    let app = spawn_app_with(&[
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("RATE_LIMIT_LOGIN_PER_IP", "1/1h"),
+    ])
+    .await;
+    for id in 1..=3 {
+        let res = login_status(&app, &init_data(id)).await;
+        assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    }
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"rate_limit_unavailable_total{limit="login"}"#),
+        "{metrics}"
+    );
+    assert_problem(app.get("/ready", None).await, 503, "not_ready").await;
+}
