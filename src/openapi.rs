@@ -18,6 +18,8 @@ use crate::routes;
         routes::auth::login,
         routes::me::me,
         routes::me::balance,
+        routes::privacy::erase,
+        routes::privacy::export,
         routes::uploads::fitting_upload,
         routes::uploads::editing_upload,
         routes::uploads::get_upload,

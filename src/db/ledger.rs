@@ -392,3 +392,12 @@ async fn insert(
         .get_result(conn)
         .await
 }
+
+/// How many entries the user's ledger holds.
+pub async fn count(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
+    credit_ledger::table
+        .filter(credit_ledger::user_id.eq(user_id))
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -4,6 +4,7 @@
 pub mod generations;
 pub mod ledger;
 pub mod models;
+pub mod privacy;
 pub mod products;
 pub mod schema;
 pub mod uploads;

@@ -52,6 +52,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        erased_at -> Nullable<Timestamptz>,
     }
 }
 

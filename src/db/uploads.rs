@@ -60,3 +60,14 @@ pub async fn mark_deleted(
         .execute(conn)
         .await
 }
+
+/// The user's uploads not erased yet, newest first.
+pub async fn list_for_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Vec<Upload>> {
+    uploads::table
+        .filter(uploads::user_id.eq(user_id))
+        .filter(uploads::deleted_at.is_null())
+        .order(uploads::created_at.desc())
+        .select(Upload::as_select())
+        .load(conn)
+        .await
+}

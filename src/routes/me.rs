@@ -12,8 +12,12 @@ use crate::error::AppResult;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/me").route(web::get().to(me)))
-        .service(web::resource("/balance").route(web::get().to(balance)));
+    cfg.service(
+        web::resource("/me")
+            .route(web::get().to(me))
+            .route(web::delete().to(super::privacy::erase)),
+    )
+    .service(web::resource("/balance").route(web::get().to(balance)));
 }
 
 /// A user as clients see them. `id` is the Telegram id.

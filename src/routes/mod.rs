@@ -5,6 +5,7 @@ pub mod docs;
 pub mod generations;
 pub mod health;
 pub mod me;
+pub mod privacy;
 pub mod uploads;
 
 use actix_web::web;
@@ -18,6 +19,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             web::scope("/api/v1")
                 .configure(auth::config)
                 .configure(me::config)
+                .configure(privacy::config)
                 .configure(crate::realtime::ws::config)
                 .configure(uploads::config)
                 .configure(generations::config),

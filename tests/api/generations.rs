@@ -15,10 +15,10 @@ use crate::fakes::kie::{API_KEY, FakeKie, Mode, Plan};
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
 /// The worker's job runner inside the test process, stopped on drop.
-struct Worker(Option<shutdown::Trigger>);
+pub struct Worker(Option<shutdown::Trigger>);
 
 impl Worker {
-    fn start(app: &TestApp) -> Self {
+    pub fn start(app: &TestApp) -> Self {
         let (trigger, stop) = shutdown::channel();
         let state = app.state.clone();
         let mut config = RunnerConfig::from_settings(&state.settings.worker);
@@ -46,7 +46,7 @@ fn photo(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
     out.into_inner()
 }
 
-async fn upload_fitting(app: &TestApp, token: &str) -> (String, String) {
+pub async fn upload_fitting(app: &TestApp, token: &str) -> (String, String) {
     let part = |b: Vec<u8>| {
         Part::bytes(b)
             .file_name("p.jpg")
@@ -72,7 +72,7 @@ async fn upload_fitting(app: &TestApp, token: &str) -> (String, String) {
     )
 }
 
-async fn upload_editing(app: &TestApp, token: &str) -> String {
+pub async fn upload_editing(app: &TestApp, token: &str) -> String {
     let part = Part::bytes(photo(400, 400, [90, 90, 90]))
         .file_name("e.jpg")
         .mime_str("image/jpeg")
@@ -92,7 +92,7 @@ async fn upload_editing(app: &TestApp, token: &str) -> String {
         .to_owned()
 }
 
-async fn grant(app: &TestApp, telegram_id: i64, amount: i64) {
+pub async fn grant(app: &TestApp, telegram_id: i64, amount: i64) {
     let uid = app.user_id(telegram_id).await;
     let mut conn = app.conn().await;
     let key = format!("test-grant:{uid}:{amount}");
@@ -107,7 +107,7 @@ async fn grant(app: &TestApp, telegram_id: i64, amount: i64) {
     .unwrap();
 }
 
-async fn balance(app: &TestApp, token: &str) -> Value {
+pub async fn balance(app: &TestApp, token: &str) -> Value {
     app.get("/api/v1/balance", Some(token))
         .await
         .json()
@@ -115,7 +115,7 @@ async fn balance(app: &TestApp, token: &str) -> Value {
         .unwrap()
 }
 
-async fn wait_for_status(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
+pub async fn wait_for_status(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let g: Value = app

@@ -12,6 +12,7 @@ mod health;
 mod ledger;
 mod limits;
 mod openapi;
+mod privacy;
 mod problems;
 mod providers;
 mod queue;

@@ -1,0 +1,2 @@
+DROP INDEX users_erased_at_idx;
+ALTER TABLE users DROP COLUMN erased_at;

@@ -1,0 +1,158 @@
+//! What users are owed under privacy law: erasure of their personal data at once
+//! (`DELETE /api/v1/me`) and a copy of everything held about them (`GET /api/v1/me/export`).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection as _;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::me::{BalanceDto, UserDto};
+use super::uploads::UploadDto;
+use crate::auth::extractor::AuthUser;
+use crate::db::{generations, ledger, privacy, uploads, users};
+use crate::error::AppResult;
+use crate::realtime::generations::GenerationDto;
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/me/export").route(web::get().to(export)));
+}
+
+/// What an erasure removed, and what it kept and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureDto {
+    pub erased: ErasedDto,
+    pub kept: KeptDto,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedDto {
+    /// Uploaded photos (rows and stored objects).
+    pub uploads: usize,
+    /// Generations (rows, prompts and result images).
+    pub generations: usize,
+    /// Stored image objects deleted (photos and results).
+    pub images: usize,
+    /// Profile fields cleared: Telegram id link, names, username, photo, language.
+    pub profile: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeptDto {
+    /// Credit ledger entries, kept for the tax records with no link to a person.
+    pub ledger_entries: usize,
+    pub reason: &'static str,
+}
+
+/// Erases the signed-in user's personal data at once: photos, generations and their images,
+/// and the profile. The credit ledger stays for the tax records, anonymised; the balance stays
+/// with it. Generations still running are refunded first. The access token stops working; the
+/// next login starts a fresh account.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
+    responses((status = 200, body = ErasureDto),
+              (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(user_id = user.id))]
+pub async fn erase(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let storage = state.storage.clone();
+    let now = Utc::now();
+    let erased = conn
+        .transaction(async |conn| -> anyhow::Result<ErasureDto> {
+            users::lock(conn, user.id).await?;
+            // Money first: an unfinished generation's charge comes back before it disappears.
+            for g in generations::active_for_user(conn, user.id).await? {
+                ledger::refund(conn, &g.charge_key, now.date_naive()).await?;
+            }
+            let results = privacy::delete_generations(conn, user.id).await?;
+            let photos = privacy::delete_uploads(conn, user.id).await?;
+            let keys: Vec<&String> = results
+                .iter()
+                .flatten()
+                .chain(
+                    photos
+                        .iter()
+                        .filter(|(_, gone)| gone.is_none())
+                        .map(|(k, _)| k),
+                )
+                .collect();
+            // Objects before the rows commit, as the retention sweep does: a failure leaves the
+            // rows to be erased again, never an object nobody can find.
+            for key in &keys {
+                storage.delete(key).await?;
+            }
+            privacy::anonymise_user(conn, user.id, now).await?;
+            let ledger_entries = ledger::count(conn, user.id).await?;
+            Ok(ErasureDto {
+                erased: ErasedDto {
+                    uploads: photos.len(),
+                    generations: results.len(),
+                    images: keys.len(),
+                    profile: true,
+                },
+                kept: KeptDto {
+                    ledger_entries: usize::try_from(ledger_entries).unwrap_or(0),
+                    reason: "credit movements are kept for tax records, without a link to you",
+                },
+            })
+        })
+        .await?;
+    tracing::info!(
+        uploads = erased.erased.uploads,
+        generations = erased.erased.generations,
+        "user erased their data"
+    );
+    metrics::counter!("privacy_erasures_total").increment(1);
+    Ok(HttpResponse::Ok().json(erased))
+}
+
+/// Everything Atelier holds about a user, in one document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportDto {
+    pub exported_at: DateTime<Utc>,
+    pub user: UserDto,
+    pub balance: BalanceDto,
+    pub referral_code: String,
+    pub registered_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// Photos not erased yet, with signed links that expire.
+    pub uploads: Vec<UploadDto>,
+    /// Every generation, with signed links to results.
+    pub generations: Vec<GenerationDto>,
+}
+
+/// A copy of everything held about the signed-in user, as one JSON document (served as an
+/// attachment), with signed links to their images.
+#[utoipa::path(get, path = "/api/v1/me/export", tag = "me", security(("bearer" = []), ("tma" = [])),
+    responses((status = 200, body = ExportDto),
+              (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(user_id = user.id))]
+pub async fn export(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let now = Utc::now();
+    let photos = uploads::list_for_user(&mut conn, user.id).await?;
+    let gens = generations::list(&mut conn, user.id, None, i64::MAX).await?;
+    let doc = ExportDto {
+        exported_at: now,
+        user: UserDto::from(&user),
+        balance: BalanceDto::of(&user, state.settings.free_actions_per_month, now),
+        referral_code: user.referral_code.clone(),
+        registered_at: user.created_at,
+        last_seen_at: user.last_seen_at,
+        uploads: photos.iter().map(|u| UploadDto::of(u, &state)).collect(),
+        generations: gens.iter().map(|g| GenerationDto::of(g, &state)).collect(),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"atelier-export.json\"",
+        ))
+        .json(doc))
+}
