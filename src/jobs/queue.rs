@@ -479,12 +479,18 @@ pub async fn next_due_in(
 }
 
 /// Queued jobs that are due now, by kind: the backlog.
-pub async fn depth(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+pub async fn depth(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64, f64)>> {
     jobs::table
         .filter(jobs::status.eq(Status::Queued))
         .filter(jobs::run_at.le(diesel::dsl::now))
         .group_by(jobs::kind)
-        .select((jobs::kind, diesel::dsl::count_star()))
+        .select((
+            jobs::kind,
+            diesel::dsl::count_star(),
+            diesel::dsl::sql::<diesel::sql_types::Double>(
+                "COALESCE(EXTRACT(EPOCH FROM now() - min(run_at))::float8, 0)",
+            ),
+        ))
         .load(conn)
         .await
 }

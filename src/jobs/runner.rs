@@ -454,10 +454,15 @@ async fn record_depth(inner: &Inner) {
     let Ok(rows) = queue::depth(&mut conn).await else {
         return;
     };
-    let counts: HashMap<String, i64> = rows.into_iter().collect();
+    let counts: HashMap<String, (i64, f64)> = rows
+        .into_iter()
+        .map(|(kind, n, age)| (kind, (n, age)))
+        .collect();
     for kind in &inner.kinds {
-        let n = counts.get(kind).copied().unwrap_or(0);
+        let (n, oldest) = counts.get(kind).copied().unwrap_or((0, 0.0));
         metrics::gauge!("jobs_queue_depth", "kind" => kind.clone()).set(n as f64);
+        // How long the oldest due job has been waiting for a worker.
+        metrics::gauge!("jobs_queue_oldest_age_seconds", "kind" => kind.clone()).set(oldest);
     }
 }
 

@@ -14,7 +14,8 @@ use sha2::Sha256;
 
 use super::{
     BoxFuture, BuildError, CreateTask, ErrorAction, GenerationProvider, ProviderError, RetryPolicy,
-    Sleeper, TaskId, TaskInfo, TaskState, describe, http_client, normalise_base_url, truncate,
+    Sleeper, TaskId, TaskInfo, TaskState, describe, http_client, measured, normalise_base_url,
+    truncate,
 };
 
 /// Longest prompt kie.ai accepts, in characters.
@@ -441,11 +442,17 @@ impl KieClient {
 
 impl GenerationProvider for KieClient {
     fn create<'a>(&'a self, req: &'a CreateTask) -> BoxFuture<'a, Result<TaskId, ProviderError>> {
-        Box::pin(async move { Ok(TaskId::new(self.create_task(req).await?)) })
+        Box::pin(async move {
+            let call = async { Ok(TaskId::new(self.create_task(req).await?)) };
+            measured("kie", "create_task", call, label).await
+        })
     }
 
     fn poll<'a>(&'a self, task_id: &'a TaskId) -> BoxFuture<'a, Result<TaskInfo, ProviderError>> {
-        Box::pin(async move { Ok(self.record_info(task_id.as_str()).await?) })
+        Box::pin(async move {
+            let call = async { Ok(self.record_info(task_id.as_str()).await?) };
+            measured("kie", "record_info", call, label).await
+        })
     }
 
     fn fetch_result<'a>(
@@ -453,8 +460,15 @@ impl GenerationProvider for KieClient {
         url: &'a str,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Vec<u8>, ProviderError>> {
-        Box::pin(async move { Ok(self.download(url, max_bytes).await?) })
+        Box::pin(async move {
+            let call = async { Ok(self.download(url, max_bytes).await?) };
+            measured("kie", "download", call, label).await
+        })
     }
+}
+
+fn label(e: &ProviderError) -> String {
+    e.code.to_owned()
 }
 
 /// Follows a few redirects, only to http(s) URLs.

@@ -42,6 +42,27 @@ pub trait GenerationProvider: Send + Sync {
     }
 }
 
+/// Runs one call to a provider and records it: `provider_calls_total{provider, operation,
+/// outcome}` (outcome `ok` or the error's stable label) and `provider_call_duration_seconds`.
+pub async fn measured<T, E>(
+    provider: &'static str,
+    operation: &'static str,
+    call: impl Future<Output = Result<T, E>>,
+    label: impl Fn(&E) -> String,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = call.await;
+    let outcome = match &result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => label(e),
+    };
+    metrics::histogram!("provider_call_duration_seconds", "provider" => provider, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("provider_calls_total", "provider" => provider, "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    result
+}
+
 /// A provider's task id (kie.ai: `task_google_<ms>`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskId(String);

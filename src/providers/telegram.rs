@@ -272,6 +272,28 @@ impl TelegramClient {
     /// Sends, waiting out flood control and retrying transient failures within the bounds,
     /// and following one chat migration.
     async fn deliver(&self, chat_id: i64, payload: &Payload) -> Result<SentMessage, TelegramError> {
+        let label = |e: &TelegramError| {
+            e.error_code()
+                .map_or_else(|| "transport".to_owned(), |c| c.to_string())
+        };
+        let operation = match payload {
+            Payload::Photo { .. } => "send_photo",
+            Payload::Text { .. } => "send_message",
+        };
+        super::measured(
+            "telegram",
+            operation,
+            self.deliver_unmeasured(chat_id, payload),
+            label,
+        )
+        .await
+    }
+
+    async fn deliver_unmeasured(
+        &self,
+        chat_id: i64,
+        payload: &Payload,
+    ) -> Result<SentMessage, TelegramError> {
         let method = payload.method();
         let mut chat_id = chat_id;
         let mut migrated_to = None;
