@@ -4,7 +4,9 @@
 pub mod generations;
 pub mod ledger;
 pub mod models;
+pub mod payments;
 pub mod products;
+pub mod referrals;
 pub mod schema;
 pub mod uploads;
 pub mod users;

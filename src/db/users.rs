@@ -94,3 +94,20 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
         .first(conn)
         .await
 }
+
+/// Sets the user's plan and its end (the caller holds the row lock and decides the dates).
+pub async fn set_subscription(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    plan: Option<&str>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::subscription_plan.eq(plan),
+            users::subscription_until.eq(until),
+            users::updated_at.eq(chrono::Utc::now()),
+        ))
+        .execute(conn)
+        .await
+}
