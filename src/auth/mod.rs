@@ -94,6 +94,9 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
                 .map_err(AppError::from)
         } else {
             conn.transaction(async |conn| {
+                if let Some(code) = referrer_code.filter(|_| refer_at_signup) {
+                    users::lock_by_referral_code(conn, code).await?;
+                }
                 let (user, created) =
                     users::upsert_from_login(conn, &profile, &code, referrer_code).await?;
                 if created {

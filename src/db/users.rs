@@ -111,3 +111,19 @@ pub async fn set_subscription(
         .execute(conn)
         .await
 }
+
+/// Locks the user owning `code`, if any. Taken before a referred user is inserted: the insert's
+/// foreign-key check share-locks the referrer, and two signups that both then asked for the
+/// referrer's row lock (to pay the bonus) would deadlock.
+pub async fn lock_by_referral_code(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+) -> QueryResult<Option<i64>> {
+    users::table
+        .filter(users::referral_code.eq(code))
+        .for_update()
+        .select(users::id)
+        .first(conn)
+        .await
+        .optional()
+}
