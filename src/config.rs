@@ -537,6 +537,11 @@ impl Settings {
         if ws.max_frame_bytes < 1024 {
             return bad("WS_MAX_FRAME_BYTES", "must be at least 1024");
         }
+        if let Some(key) = &self.admin_api_key {
+            if key.expose_secret().len() < 16 {
+                return bad("ADMIN_API_KEY", "must be at least 16 bytes");
+            }
+        }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {
                 return bad("JWT_PREVIOUS_SECRET", "must be at least 32 bytes");

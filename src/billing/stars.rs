@@ -131,13 +131,16 @@ pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome>
     }
 }
 
-/// Checks the invoice behind a pre-checkout query; `Err` is the message the payer sees.
+/// Checks the invoice behind a pre-checkout query (`before_paying`) or a payment; `Err` is the
+/// message the payer sees. Once the money has arrived, a product taken off sale or a blocked
+/// account no longer stands in the way: the purchase was accepted at pre-checkout.
 async fn check_invoice(
     state: &AppState,
     telegram_id: i64,
     currency: &str,
     total: i64,
     payload: &str,
+    before_paying: bool,
 ) -> AppResult<Result<Payment, &'static str>> {
     let Ok(id) = Uuid::parse_str(payload) else {
         return Ok(Err("Unknown invoice."));
@@ -153,9 +156,9 @@ async fn check_invoice(
             Err("This invoice belongs to another account.")
         } else if currency != CURRENCY || total != payment.amount_minor {
             Err("The price has changed; open the shop again.")
-        } else if product.is_none() {
+        } else if before_paying && product.is_none() {
             Err("This product is no longer sold.")
-        } else if user.is_blocked {
+        } else if before_paying && user.is_blocked {
             Err("This account is blocked.")
         } else {
             Ok(payment)
@@ -170,6 +173,7 @@ async fn pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> AppResult<O
         &query.currency,
         query.total_amount,
         &query.invoice_payload,
+        true,
     )
     .await?;
     let refusal = match &verdict {
@@ -219,6 +223,7 @@ async fn successful_payment(
         &paid.currency,
         paid.total_amount,
         &paid.invoice_payload,
+        false,
     )
     .await?;
     let outcome = match verdict {

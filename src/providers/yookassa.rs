@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use secrecy::{ExposeSecret, SecretString};
@@ -25,6 +26,8 @@ use crate::db::schema::sandbox_payments;
 use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
 
 const MAX_REPLY_BYTES: usize = 256 * 1024;
+/// How long a sandbox payment waits for its button before it expires.
+const SANDBOX_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// A failed provider call, in the terms the caller acts on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -515,6 +518,19 @@ impl SandboxPayments {
     }
 
     async fn payment(&self, id: &str) -> Result<Fetched, PaymentError> {
+        // As at YooKassa, a payment nobody confirmed expires (canceled, expired_on_confirmation).
+        let mut conn = self.conn().await?;
+        diesel::update(
+            sandbox_payments::table
+                .find(id)
+                .filter(sandbox_payments::status.eq("pending"))
+                .filter(sandbox_payments::created_at.lt(Utc::now() - SANDBOX_EXPIRY)),
+        )
+        .set(sandbox_payments::status.eq("canceled"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
+        drop(conn);
         let p = self
             .find(id)
             .await?

@@ -690,6 +690,24 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
         "canceled"
     );
     assert_eq!(credits(&app, &token).await, 10);
+    // One nobody confirms expires after an hour, as at YooKassa; the sweep notices.
+    let body: Value = create(&app, &token, "pack_30").await.json().await.unwrap();
+    let mut conn = app.conn().await;
+    diesel::sql_query(
+        "UPDATE sandbox_payments SET created_at = now() - interval '2 hours' WHERE status = 'pending'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        atelier::billing::reconcile(&app.state, later)
+            .await
+            .unwrap(),
+        1
+    );
+    let expired = row(&app, body["payment_id"].as_str().unwrap()).await;
+    assert_eq!(expired.status, "canceled");
     // YooKassa notifications are not the sandbox's way in.
     let res = app
         .client
