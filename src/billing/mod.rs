@@ -400,6 +400,14 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
     }
     let provider = state.payments.name();
     let mut conn = state.db.get().await?;
+    let known = payments::find_by_provider_id(&mut conn, provider, &refund.payment_id).await?;
+    if known.is_none_or(|p| p.status == "pending") {
+        // Out of order: the refund is announced before the payment's own notification was
+        // acted on (or before we learned its id). Settle the payment first, from its GET.
+        drop(conn);
+        confirm_payment(state, &refund.payment_id).await?;
+        conn = state.db.get().await?;
+    }
     conn.transaction(async |conn| {
         let Some(found) = payments::find_by_provider_id(conn, provider, &refund.payment_id).await?
         else {
@@ -410,6 +418,9 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
         match payment.status.as_str() {
             "refunded" => return Ok(Outcome::Unchanged),
             "succeeded" => {}
+            // Not confirmed yet (YooKassa unsure, or a mismatch being looked at): look again
+            // when the notification comes back.
+            "pending" => return Ok(Outcome::NotFinal),
             other => {
                 tracing::error!(payment_id = %payment.id, status = other, "refund of a payment that never succeeded");
                 return Ok(Outcome::Rejected(format!("refund of a {other} payment")));

@@ -457,6 +457,43 @@ async fn a_refund_takes_the_credits_back_never_below_zero() {
 }
 
 #[tokio::test]
+async fn a_refund_announced_before_its_payment_is_applied_in_order() {
+    let (app, yk) = yk_app(&[]).await;
+    let (token, _) = app.login(1).await;
+    let (id, yk_id) = buy(&app, &token, "pack_30").await;
+    yk.succeed(&yk_id);
+    let refund = yk.refund(&yk_id, "499.00");
+    let refund_body = FakeYooKassa::notification("refund.succeeded", yk.refund_object(&refund));
+    let res = yk
+        .notify(&webhook(&app), &refund_body, Source::Direct)
+        .await;
+    assert_eq!(res.status(), 200);
+    // The payment's own notification, late: it finds the payment refunded already.
+    let res = yk
+        .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
+        .await;
+    assert_eq!(res.status(), 200);
+    let payment = row(&app, &id).await;
+    assert_eq!(payment.status, "refunded");
+    assert_eq!(payment.refund_shortfall, 0);
+    assert_eq!(credits(&app, &token).await, 0);
+    let ledger: Value = app
+        .get("/api/v1/ledger", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let deltas: Vec<i64> = ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["delta"].as_i64().unwrap())
+        .collect();
+    assert_eq!(deltas, [-30, 30]);
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
 async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost() {
     let (app, yk) = yk_app(&[("PAYMENT_RECONCILE_AFTER_SECS", "60")]).await;
     let (token, _) = app.login(1).await;
@@ -564,6 +601,34 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
         .await
         .unwrap();
     assert_eq!(yk.payment_count(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_idempotency_key_make_one_payment() {
+    let (app, yk) = yk_app(&[]).await;
+    let (token, _) = app.login(1).await;
+    let sends = (0..8).map(|_| {
+        app.client
+            .post(app.url("/api/v1/payments/create"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "double-tap")
+            .json(&json!({"product_id": "pack_10", "email": "anna@example.com"}))
+            .send()
+    });
+    let mut ids = std::collections::HashSet::new();
+    let mut created = 0;
+    for res in futures_util::future::join_all(sends).await {
+        let res = res.unwrap();
+        match res.status().as_u16() {
+            201 => created += 1,
+            200 => {}
+            other => panic!("status {other}"),
+        }
+        let body: Value = res.json().await.unwrap();
+        assert!(body["confirmation_url"].is_string(), "{body}");
+        ids.insert(body["payment_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((created, ids.len(), yk.payment_count()), (1, 1, 1));
 }
 
 #[tokio::test]

@@ -370,50 +370,52 @@ async fn create_payment(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) 
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return error(400, "invalid_request", "Request body is not JSON", None);
     };
-    if let Some((seen, status, reply)) = inner.keys.lock().unwrap().get(&key).cloned() {
-        if seen != request {
-            return error(
-                400,
-                "invalid_request",
-                "Idempotence key duplicated",
-                Some("Idempotence-Key"),
-            );
+    // One key is one operation, even for requests racing each other: the key table stays
+    // locked from the look-up to the insert (nothing in between awaits).
+    let (id, payment, mode) = {
+        let mut keys = inner.keys.lock().unwrap();
+        if let Some((seen, status, reply)) = keys.get(&key).cloned() {
+            if seen != request {
+                return error(
+                    400,
+                    "invalid_request",
+                    "Idempotence key duplicated",
+                    Some("Idempotence-Key"),
+                );
+            }
+            return HttpResponse::build(StatusCode::from_u16(status).unwrap()).json(reply);
         }
-        return HttpResponse::build(StatusCode::from_u16(status).unwrap()).json(reply);
-    }
-    let mode = inner.create_modes.lock().unwrap().pop_front();
-    match &mode {
-        Some(Mode::Error500Before) => {
-            return error(500, "internal_server_error", "Internal server error", None);
+        let mode = inner.create_modes.lock().unwrap().pop_front();
+        match &mode {
+            Some(Mode::Error500Before) => {
+                return error(500, "internal_server_error", "Internal server error", None);
+            }
+            Some(Mode::Error(status, code, parameter)) => {
+                return error(*status, code, "Request rejected", *parameter);
+            }
+            _ => {}
         }
-        Some(Mode::Error(status, code, parameter)) => {
-            return error(*status, code, "Request rejected", *parameter);
+        if let Err((description, parameter)) = validate(&request) {
+            return error(400, "invalid_request", description, Some(parameter));
         }
-        _ => {}
-    }
-    if let Err((description, parameter)) = validate(&request) {
-        return error(400, "invalid_request", description, Some(parameter));
-    }
-    let n = inner.next.fetch_add(1, Ordering::SeqCst);
-    let id = format!("{}-000f-5000-8000-{:012x}", hex8(n), n * 7919);
-    let root = inner.base_url.lock().unwrap().clone();
-    let payment = json!({
-        "id": id, "status": "pending", "paid": false, "amount": request["amount"],
-        "created_at": now(), "description": request["description"],
-        "confirmation": {"type": "redirect", "confirmation_url": format!("{root}/payments/confirm?orderId={id}")},
-        "metadata": request["metadata"], "recipient": {"account_id": SHOP_ID, "gateway_id": "100700"},
-        "refundable": false, "test": true,
-    });
-    inner
-        .payments
-        .lock()
-        .unwrap()
-        .insert(id.clone(), payment.clone());
-    inner
-        .keys
-        .lock()
-        .unwrap()
-        .insert(key, (request, 200, payment.clone()));
+        let n = inner.next.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}-000f-5000-8000-{:012x}", hex8(n), n * 7919);
+        let root = inner.base_url.lock().unwrap().clone();
+        let payment = json!({
+            "id": id, "status": "pending", "paid": false, "amount": request["amount"],
+            "created_at": now(), "description": request["description"],
+            "confirmation": {"type": "redirect", "confirmation_url": format!("{root}/payments/confirm?orderId={id}")},
+            "metadata": request["metadata"], "recipient": {"account_id": SHOP_ID, "gateway_id": "100700"},
+            "refundable": false, "test": true,
+        });
+        inner
+            .payments
+            .lock()
+            .unwrap()
+            .insert(id.clone(), payment.clone());
+        keys.insert(key, (request, 200, payment.clone()));
+        (id, payment, mode)
+    };
     match mode {
         Some(Mode::Error500After) => {
             error(500, "internal_server_error", "Internal server error", None)
