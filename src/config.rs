@@ -106,6 +106,9 @@ pub struct Settings {
     pub generation: GenerationSettings,
     pub ws: WsSettings,
     pub limits: LimitSettings,
+    pub payments: PaymentSettings,
+    /// `X-Admin-API-Key` of the `/admin` API; unset disables it (404).
+    pub admin_api_key: Option<SecretString>,
 }
 
 /// Abuse limits (sliding windows in Redis, shared by all replicas; `off` disables one).
@@ -116,6 +119,63 @@ pub struct LimitSettings {
     pub login_failures_per_ip: Option<Limit>,
     pub chat_per_user: Option<Limit>,
     pub uploads_per_user: Option<Limit>,
+}
+
+/// Who earns a referral bonus when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferralTrigger {
+    /// When the referred user first logs in.
+    Signup,
+    /// When the referred user's first payment succeeds.
+    FirstPayment,
+}
+
+impl FromStr for ReferralTrigger {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "signup" => Ok(Self::Signup),
+            "first_payment" => Ok(Self::FirstPayment),
+            other => Err(format!("expected signup or first_payment, got {other:?}")),
+        }
+    }
+}
+
+/// YooKassa credentials: `shopId` and the secret key of HTTP Basic auth.
+#[derive(Debug, Clone)]
+pub struct YooKassaKeys {
+    pub shop_id: String,
+    pub secret_key: SecretString,
+}
+
+/// Payments (YooKassa or its sandbox, Telegram Stars), tax accounting and referrals.
+#[derive(Debug, Clone)]
+pub struct PaymentSettings {
+    /// `None` runs the sandbox payment provider (refused in production).
+    pub yookassa: Option<YooKassaKeys>,
+    pub yookassa_base_url: String,
+    pub yookassa_timeout_secs: u64,
+    /// Where YooKassa sends the payer back (the Mini App).
+    pub return_url: String,
+    /// 54-FZ receipt: `vat_code` and `payment_subject` of every item.
+    pub vat_code: u8,
+    pub payment_subject: String,
+    /// Notifications are accepted only from these networks.
+    pub allowed_networks: Vec<crate::domain::payments::Network>,
+    /// Proxies of ours in front of the API whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxy_hops: usize,
+    /// НПД and the provider's commission, in basis points of each payment.
+    pub tax_bps: u32,
+    pub commission_bps: u32,
+    /// Payments still pending this long are re-fetched by the worker.
+    pub reconcile_after_secs: u64,
+    /// The Mini App's deep link (`https://t.me/<bot>/<app>`); referral links add `startapp`.
+    pub mini_app_url: String,
+    pub referral_bonus_credits: i64,
+    pub referral_trigger: ReferralTrigger,
+    pub referral_daily_cap: i64,
+    /// `X-Telegram-Bot-Api-Secret-Token` of the bot's webhook; unset disables it (404).
+    pub telegram_webhook_secret: Option<SecretString>,
 }
 
 /// The live-progress WebSocket (`GET /api/v1/ws`).
@@ -352,6 +412,7 @@ impl Settings {
                 )?
                 .0,
         };
+        let payments = payment_settings(&env, production)?;
 
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
@@ -413,6 +474,8 @@ impl Settings {
             generation,
             ws,
             limits,
+            payments,
+            admin_api_key: env.secret("ADMIN_API_KEY")?,
         };
         settings.check()?;
         Ok(settings)
@@ -514,6 +577,11 @@ impl Settings {
         if ws.max_frame_bytes < 1024 {
             return bad("WS_MAX_FRAME_BYTES", "must be at least 1024");
         }
+        if let Some(key) = &self.admin_api_key {
+            if key.expose_secret().len() < 16 {
+                return bad("ADMIN_API_KEY", "must be at least 16 bytes");
+            }
+        }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {
                 return bad("JWT_PREVIOUS_SECRET", "must be at least 32 bytes");
@@ -530,6 +598,134 @@ impl Settings {
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+}
+
+fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, ConfigError> {
+    let bad = |var, message: &str| ConfigError {
+        var,
+        message: message.into(),
+    };
+    let yookassa = match (
+        env.string("YOOKASSA_SHOP_ID"),
+        env.secret("YOOKASSA_SECRET_KEY")?,
+    ) {
+        (Some(shop_id), Some(secret_key)) => Some(YooKassaKeys {
+            shop_id,
+            secret_key,
+        }),
+        (None, None) if production => {
+            return Err(missing(
+                "YOOKASSA_SHOP_ID",
+                "required in production (the sandbox payment provider is refused there)",
+            ));
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(missing(
+                "YOOKASSA_SECRET_KEY",
+                "required with YOOKASSA_SHOP_ID",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(missing(
+                "YOOKASSA_SHOP_ID",
+                "required with YOOKASSA_SECRET_KEY",
+            ));
+        }
+    };
+    let mini_app_url = env
+        .string("TELEGRAM_MINI_APP_URL")
+        .unwrap_or_else(|| "https://t.me/atelier_bot/app".into());
+    let networks = env
+        .string("YOOKASSA_ALLOWED_NETWORKS")
+        .unwrap_or_else(|| crate::domain::payments::YOOKASSA_NETWORKS.into());
+    let allowed_networks = crate::domain::payments::parse_networks(&networks)
+        .map_err(|e| bad("YOOKASSA_ALLOWED_NETWORKS", &e))?;
+    let vat_code: u8 = env.parse("YOOKASSA_VAT_CODE", 1)?;
+    if !(1..=12).contains(&vat_code) {
+        return Err(bad(
+            "YOOKASSA_VAT_CODE",
+            "must be a YooKassa vat_code, 1 to 12",
+        ));
+    }
+    let payment_subject = env
+        .string("YOOKASSA_PAYMENT_SUBJECT")
+        .unwrap_or_else(|| "service".into());
+    if !payment_subject
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(bad(
+            "YOOKASSA_PAYMENT_SUBJECT",
+            "must be a YooKassa payment_subject such as service",
+        ));
+    }
+    let telegram_webhook_secret = env.secret("TELEGRAM_WEBHOOK_SECRET")?;
+    if let Some(secret) = &telegram_webhook_secret {
+        let s = secret.expose_secret();
+        let valid = s.len() <= 256
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(bad(
+                "TELEGRAM_WEBHOOK_SECRET",
+                "1-256 characters of A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+    }
+    let settings = PaymentSettings {
+        yookassa,
+        yookassa_base_url: env
+            .string("YOOKASSA_BASE_URL")
+            .unwrap_or_else(|| "https://api.yookassa.ru/v3".into()),
+        yookassa_timeout_secs: env.parse("YOOKASSA_TIMEOUT_SECS", 35)?,
+        return_url: env
+            .string("YOOKASSA_RETURN_URL")
+            .unwrap_or_else(|| mini_app_url.clone()),
+        vat_code,
+        payment_subject,
+        allowed_networks,
+        trusted_proxy_hops: env.parse("TRUSTED_PROXY_HOPS", 0)?,
+        tax_bps: env.parse("NPD_TAX_RATE_BPS", 400)?,
+        commission_bps: env.parse("PAYMENT_COMMISSION_RATE_BPS", 280)?,
+        reconcile_after_secs: env.parse("PAYMENT_RECONCILE_AFTER_SECS", 600)?,
+        mini_app_url,
+        referral_bonus_credits: env.parse("REFERRAL_BONUS_CREDITS", 10)?,
+        referral_trigger: env.parse("REFERRAL_BONUS_TRIGGER", ReferralTrigger::Signup)?,
+        referral_daily_cap: env.parse("REFERRAL_DAILY_CAP", 20)?,
+        telegram_webhook_secret,
+    };
+    if settings.tax_bps + settings.commission_bps > 10_000 {
+        return Err(bad(
+            "NPD_TAX_RATE_BPS",
+            "tax and commission together must not exceed 10000 (100 %)",
+        ));
+    }
+    if settings.referral_bonus_credits < 0 || settings.referral_daily_cap < 0 {
+        return Err(bad(
+            "REFERRAL_BONUS_CREDITS",
+            "REFERRAL_BONUS_CREDITS and REFERRAL_DAILY_CAP must not be negative",
+        ));
+    }
+    for (var, url) in [
+        ("TELEGRAM_MINI_APP_URL", &settings.mini_app_url),
+        ("YOOKASSA_RETURN_URL", &settings.return_url),
+    ] {
+        let http_allowed = !production && url.starts_with("http://");
+        if !url.starts_with("https://") && !http_allowed {
+            return Err(bad(
+                var,
+                "must start with https:// (or http:// outside production)",
+            ));
+        }
+    }
+    if settings.yookassa_timeout_secs == 0 || settings.reconcile_after_secs == 0 {
+        return Err(bad(
+            "YOOKASSA_TIMEOUT_SECS",
+            "YOOKASSA_TIMEOUT_SECS and PAYMENT_RECONCILE_AFTER_SECS must be at least 1",
+        ));
+    }
+    Ok(settings)
 }
 
 fn missing(var: &'static str, message: &str) -> ConfigError {
@@ -652,6 +848,45 @@ mod tests {
                 .var,
             "TELEGRAM_PUBLIC_KEY"
         );
+    }
+
+    #[test]
+    fn payment_settings_are_checked() {
+        let s = settings(&[]).unwrap();
+        assert!(s.payments.yookassa.is_none(), "sandbox without keys");
+        assert!(!s.payments.allowed_networks.is_empty());
+        assert_eq!(s.payments.return_url, s.payments.mini_app_url);
+        assert_eq!(
+            settings(&[("YOOKASSA_SHOP_ID", "1")]).unwrap_err().var,
+            "YOOKASSA_SECRET_KEY"
+        );
+        assert_eq!(
+            settings(&[("YOOKASSA_ALLOWED_NETWORKS", "10.0.0.0/99")])
+                .unwrap_err()
+                .var,
+            "YOOKASSA_ALLOWED_NETWORKS"
+        );
+        assert_eq!(
+            settings(&[("REFERRAL_BONUS_TRIGGER", "sometimes")])
+                .unwrap_err()
+                .var,
+            "REFERRAL_BONUS_TRIGGER"
+        );
+        assert_eq!(
+            settings(&[("TELEGRAM_WEBHOOK_SECRET", "has space")])
+                .unwrap_err()
+                .var,
+            "TELEGRAM_WEBHOOK_SECRET"
+        );
+        let prod = settings(&[
+            ("APP_ENV", "production"),
+            ("TELEGRAM_BOT_TOKEN", "1:abc"),
+            ("JWT_SECRET", &"j".repeat(40)),
+            ("MEDIA_URL_SECRET", &"m".repeat(40)),
+            ("KIE_API_KEY", "k"),
+        ])
+        .unwrap_err();
+        assert_eq!(prod.var, "YOOKASSA_SHOP_ID");
     }
 
     #[test]

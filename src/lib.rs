@@ -2,6 +2,7 @@
 //! paid with credits. `main.rs` only parses the command line and calls into this library.
 
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod db;
 pub mod domain;

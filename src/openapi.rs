@@ -29,6 +29,15 @@ use crate::routes;
         routes::generations::list,
         routes::generations::cancel,
         crate::realtime::ws::connect,
+        routes::payments::list_products,
+        routes::payments::create,
+        routes::payments::get,
+        routes::payments::stars_invoice,
+        routes::payments::webhook,
+        routes::telegram_webhook::webhook,
+        routes::referrals::get,
+        routes::ledger::list,
+        routes::admin::income_csv,
         routes::health::health,
         routes::health::ready,
     ),
@@ -40,6 +49,8 @@ use crate::routes;
         (name = "uploads", description = "Photos for fitting and editing"),
         (name = "generations", description = "Try-ons and edits: charged once, refunded on failure"),
         (name = "operations", description = "Health and readiness"),
+        (name = "payments", description = "Credit packs and plans: YooKassa (or its sandbox) and Telegram Stars"),
+        (name = "admin", description = "Operators, with X-Admin-API-Key"),
     )
 )]
 pub struct ApiDoc;

@@ -26,6 +26,8 @@ pub struct AppState {
     pub images: ImagePool,
     /// This process's live-progress sockets; see `crate::realtime`.
     pub hub: Arc<Hub>,
+    /// YooKassa, or the sandbox payment provider without keys.
+    pub payments: Arc<dyn crate::providers::yookassa::PaymentProvider>,
 }
 
 impl AppState {
@@ -37,6 +39,7 @@ impl AppState {
         )?;
         let redis = build_redis_pool(settings.redis_url.expose_secret())?;
         Ok(Self {
+            payments: crate::providers::payment_provider(&settings, &db)?,
             storage: Storage::local(&settings.media.storage_dir)?,
             images: ImagePool::new(settings.media.image_workers)?,
             hub: Arc::new(Hub::new(settings.ws.clone())),

@@ -8,7 +8,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use secrecy::ExposeSecret;
 
-use crate::config::{InitDataKey, Settings};
+use crate::config::{InitDataKey, ReferralTrigger, Settings};
 use crate::db::ledger::{self, Cause};
 use crate::db::models::User;
 use crate::db::users::{self, Profile};
@@ -77,6 +77,8 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
         .as_deref()
         .and_then(referral::code_from_start_param);
     let bonus = state.settings.signup_bonus_credits;
+    let refer_at_signup = referrer_code.is_some()
+        && state.settings.payments.referral_trigger == ReferralTrigger::Signup;
     let mut conn = state.db.get().await?;
 
     // A freshly drawn referral code may collide with an existing one; draw again.
@@ -84,7 +86,7 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
     let user = loop {
         attempts += 1;
         let code = referral::new_code();
-        let result = if bonus == 0 {
+        let result = if bonus == 0 && !refer_at_signup {
             // One statement, one round trip: nothing else has to commit with it.
             users::upsert_from_login(&mut conn, &profile, &code, referrer_code)
                 .await
@@ -92,13 +94,28 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
                 .map_err(AppError::from)
         } else {
             conn.transaction(async |conn| {
+                if let Some(code) = referrer_code.filter(|_| refer_at_signup) {
+                    users::lock_by_referral_code(conn, code).await?;
+                }
                 let (user, created) =
                     users::upsert_from_login(conn, &profile, &code, referrer_code).await?;
                 if created {
-                    let key = format!("signup_bonus:{}", user.id);
-                    let id = user.id.to_string();
-                    let cause = Cause::new("user", &id, &key);
-                    ledger::grant(conn, user.id, bonus, Reason::SignupBonus, cause).await?;
+                    if bonus > 0 {
+                        let key = format!("signup_bonus:{}", user.id);
+                        let id = user.id.to_string();
+                        let cause = Cause::new("user", &id, &key);
+                        ledger::grant(conn, user.id, bonus, Reason::SignupBonus, cause).await?;
+                    }
+                    if let Some(referrer) = user.referred_by.filter(|_| refer_at_signup) {
+                        crate::billing::referrals::award(
+                            conn,
+                            &state.settings,
+                            referrer,
+                            user.id,
+                            Utc::now(),
+                        )
+                        .await?;
+                    }
                     return Ok::<_, AppError>(users::find(conn, user.id).await?);
                 }
                 Ok(user)

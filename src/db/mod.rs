@@ -4,8 +4,10 @@
 pub mod generations;
 pub mod ledger;
 pub mod models;
+pub mod payments;
 pub mod privacy;
 pub mod products;
+pub mod referrals;
 pub mod schema;
 pub mod uploads;
 pub mod users;

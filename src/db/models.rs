@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::schema::{credit_ledger, generations, products, uploads, users};
+use super::schema::{credit_ledger, generations, payments, products, uploads, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = users)]
@@ -61,6 +61,7 @@ pub struct Product {
     pub currency: String,
     pub active: bool,
     pub sort_order: i32,
+    pub price_stars: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -113,4 +114,34 @@ pub struct Generation {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Payment {
+    pub id: uuid::Uuid,
+    pub user_id: i64,
+    pub provider: String,
+    pub provider_payment_id: Option<String>,
+    pub product_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub credits: i64,
+    pub plan: Option<String>,
+    pub period_days: Option<i32>,
+    pub tax_minor: Option<i64>,
+    pub commission_minor: Option<i64>,
+    pub net_minor: Option<i64>,
+    pub idempotency_key: String,
+    pub client_key: Option<String>,
+    pub create_request: Option<serde_json::Value>,
+    pub confirmation_url: Option<String>,
+    pub refund_shortfall: i64,
+    pub last_error: Option<String>,
+    pub checked_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
 }

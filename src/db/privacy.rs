@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{generations, uploads, users};
+use super::schema::{generations, payments, uploads, users};
 
 /// Deletes the user's generations; returns the storage keys of their results.
 pub async fn delete_generations(
@@ -52,6 +52,15 @@ pub async fn anonymise_user(
             users::erased_at.eq(now),
             users::updated_at.eq(now),
         ))
+        .execute(conn)
+        .await
+}
+
+/// Payments stay for the tax records; the receipt contact (email or phone) kept in a payment's
+/// provider request goes.
+pub async fn scrub_payments(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<usize> {
+    diesel::update(payments::table.filter(payments::user_id.eq(user_id)))
+        .set(payments::create_request.eq(None::<serde_json::Value>))
         .execute(conn)
         .await
 }

@@ -14,3 +14,14 @@ pub async fn list_active(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Produc
         .load(conn)
         .await
 }
+
+/// An active product by id.
+pub async fn find_active(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Product>> {
+    products::table
+        .find(id)
+        .filter(products::active.eq(true))
+        .select(Product::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

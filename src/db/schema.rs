@@ -27,6 +27,7 @@ diesel::table! {
         active -> Bool,
         sort_order -> Int4,
         created_at -> Timestamptz,
+        price_stars -> Nullable<Int8>,
     }
 }
 
@@ -136,3 +137,77 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        provider -> Text,
+        provider_payment_id -> Nullable<Text>,
+        product_id -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        status -> Text,
+        credits -> Int8,
+        plan -> Nullable<Text>,
+        period_days -> Nullable<Int4>,
+        tax_minor -> Nullable<Int8>,
+        commission_minor -> Nullable<Int8>,
+        net_minor -> Nullable<Int8>,
+        idempotency_key -> Text,
+        client_key -> Nullable<Text>,
+        create_request -> Nullable<Jsonb>,
+        confirmation_url -> Nullable<Text>,
+        refund_shortfall -> Int8,
+        last_error -> Nullable<Text>,
+        checked_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    payment_events (id) {
+        id -> Int8,
+        provider -> Text,
+        event -> Text,
+        object_id -> Text,
+        received_at -> Timestamptz,
+        body -> Jsonb,
+        outcome -> Nullable<Text>,
+        processed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    referrals (id) {
+        id -> Int8,
+        referrer_id -> Int8,
+        referred_id -> Int8,
+        credits_awarded -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_payments (id) {
+        id -> Text,
+        idempotence_key -> Text,
+        request -> Jsonb,
+        status -> Text,
+        amount_minor -> Int8,
+        currency -> Text,
+        description -> Text,
+        metadata -> Jsonb,
+        return_url -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(payments -> users (user_id));
+diesel::joinable!(payments -> products (product_id));
+
+diesel::allow_tables_to_appear_in_same_query!(payments, users);
+diesel::allow_tables_to_appear_in_same_query!(payments, products);
+diesel::allow_tables_to_appear_in_same_query!(referrals, users);

@@ -94,3 +94,36 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
         .first(conn)
         .await
 }
+
+/// Sets the user's plan and its end (the caller holds the row lock and decides the dates).
+pub async fn set_subscription(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    plan: Option<&str>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::subscription_plan.eq(plan),
+            users::subscription_until.eq(until),
+            users::updated_at.eq(chrono::Utc::now()),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Locks the user owning `code`, if any. Taken before a referred user is inserted: the insert's
+/// foreign-key check share-locks the referrer, and two signups that both then asked for the
+/// referrer's row lock (to pay the bonus) would deadlock.
+pub async fn lock_by_referral_code(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+) -> QueryResult<Option<i64>> {
+    users::table
+        .filter(users::referral_code.eq(code))
+        .for_update()
+        .select(users::id)
+        .first(conn)
+        .await
+        .optional()
+}

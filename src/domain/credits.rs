@@ -17,10 +17,12 @@ pub enum Reason {
     Refund,
     AdminGrant,
     AdminDebit,
+    /// The credits of a refunded purchase, taken back.
+    PurchaseRefund,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::SignupBonus,
         Reason::FreeAllowance,
         Reason::Purchase,
@@ -30,6 +32,7 @@ impl Reason {
         Reason::Refund,
         Reason::AdminGrant,
         Reason::AdminDebit,
+        Reason::PurchaseRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Reason {
             Reason::Refund => "refund",
             Reason::AdminGrant => "admin_grant",
             Reason::AdminDebit => "admin_debit",
+            Reason::PurchaseRefund => "purchase_refund",
         }
     }
 

@@ -1,6 +1,7 @@
 //! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs.
 
 pub mod credits;
+pub mod payments;
 pub mod rate;
 pub mod referral;
 pub mod text;

@@ -38,6 +38,9 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
         if let Err(e) = purge_finished_jobs(&state).await {
             tracing::warn!(error = %e, "purging finished jobs failed; retrying next round");
         }
+        if let Err(e) = crate::billing::reconcile(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "payment reconciliation failed; retrying next round");
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait() => break,

@@ -6,6 +6,7 @@
 pub mod kie;
 pub mod sandbox;
 pub mod telegram;
+pub mod yookassa;
 
 use std::fmt;
 use std::pin::Pin;
@@ -445,6 +446,27 @@ pub fn telegram_client(
         token.clone(),
         Duration::from_secs(30),
     )?))
+}
+
+/// The payment provider the settings call for: YooKassa with keys, else the local sandbox
+/// (which configuration refuses in production).
+pub fn payment_provider(
+    settings: &crate::config::Settings,
+    db: &crate::db::PgPool,
+) -> anyhow::Result<Arc<dyn yookassa::PaymentProvider>> {
+    let p = &settings.payments;
+    Ok(match &p.yookassa {
+        Some(keys) => Arc::new(yookassa::YooKassaClient::new(
+            &p.yookassa_base_url,
+            &keys.shop_id,
+            keys.secret_key.clone(),
+            Duration::from_secs(p.yookassa_timeout_secs),
+        )?),
+        None => Arc::new(yookassa::SandboxPayments::new(
+            db.clone(),
+            &settings.public_base_url,
+        )),
+    })
 }
 
 #[cfg(test)]

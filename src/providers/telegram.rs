@@ -372,6 +372,111 @@ impl TelegramClient {
     }
 }
 
+/// Telegram Stars: invoices in XTR (whole Stars, no provider token) and the answer to a
+/// `pre_checkout_query`, which must come within 10 s.
+impl TelegramClient {
+    /// `createInvoiceLink` for one item priced in Stars; returns the link the Mini App opens
+    /// with `Telegram.WebApp.openInvoice`.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_stars_invoice_link(
+        &self,
+        title: &str,
+        description: &str,
+        payload: &str,
+        stars: i64,
+    ) -> Result<String, TelegramError> {
+        let chars = |s: &str| s.chars().count();
+        if !(1..=32).contains(&chars(title))
+            || !(1..=255).contains(&chars(description))
+            || !(1..=128).contains(&payload.len())
+            || stars < 1
+        {
+            return Err(TelegramError::InvalidRequest(
+                "title 1-32, description 1-255 characters, payload 1-128 bytes, at least 1 Star"
+                    .into(),
+            ));
+        }
+        let body = json!({
+            "title": title,
+            "description": description,
+            "payload": payload,
+            "currency": "XTR",
+            "prices": [{"label": title, "amount": stars}],
+        });
+        match self.call_json("createInvoiceLink", &body).await? {
+            Value::String(link) if link.starts_with("https://") => Ok(link),
+            other => Err(TelegramError::Protocol(format!(
+                "createInvoiceLink returned {}",
+                truncate(&other.to_string(), 100)
+            ))),
+        }
+    }
+
+    /// `answerPreCheckoutQuery`: `Ok(())` when Telegram took the answer. `error` refuses the
+    /// payment with a message the user sees.
+    #[tracing::instrument(skip_all)]
+    pub async fn answer_pre_checkout_query(
+        &self,
+        query_id: &str,
+        error: Option<&str>,
+    ) -> Result<(), TelegramError> {
+        let body = match error {
+            None => json!({"pre_checkout_query_id": query_id, "ok": true}),
+            Some(message) => {
+                json!({"pre_checkout_query_id": query_id, "ok": false, "error_message": message})
+            }
+        };
+        match self.call_json("answerPreCheckoutQuery", &body).await? {
+            Value::Bool(true) => Ok(()),
+            other => Err(TelegramError::Protocol(format!(
+                "answerPreCheckoutQuery returned {other}"
+            ))),
+        }
+    }
+
+    /// One JSON call, retried on flood control and server errors within the bounds (these
+    /// methods are safe to repeat).
+    async fn call_json(&self, method: &str, body: &Value) -> Result<Value, TelegramError> {
+        let mut attempt = 1;
+        let mut waited = Duration::ZERO;
+        loop {
+            let url = format!(
+                "{}/bot{}/{method}",
+                self.base_url,
+                self.token.expose_secret()
+            );
+            let result = async {
+                let response = self
+                    .http
+                    .post(url)
+                    .json(body)
+                    .send()
+                    .await
+                    .map_err(transport_error)?;
+                let status = response.status().as_u16();
+                let body = read_capped(response).await?;
+                parse_envelope(status, None, &body)
+            }
+            .await;
+            let err = match result {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            let pause = match &err {
+                TelegramError::RateLimited { retry_after } => *retry_after,
+                e if e.is_retryable() => self.retry.backoff(attempt - 1),
+                _ => return Err(err),
+            };
+            if attempt >= self.retry.max_attempts || waited + pause > self.max_total_wait {
+                return Err(err);
+            }
+            self.sleeper.sleep(pause).await;
+            waited += pause;
+            attempt += 1;
+        }
+    }
+}
+
 fn sent(message: Message, migrated_to_chat_id: Option<i64>) -> SentMessage {
     let photo_file_id = message
         .photo
@@ -410,6 +515,17 @@ fn parse_reply(
     header_retry_after: Option<u64>,
     body: &[u8],
 ) -> Result<Message, TelegramError> {
+    let result = parse_envelope(status, header_retry_after, body)?;
+    serde_json::from_value::<Message>(result)
+        .map_err(|e| TelegramError::Protocol(format!("result is not a Message: {e}")))
+}
+
+/// The `result` of a successful Bot API reply, or the classified error.
+fn parse_envelope(
+    status: u16,
+    header_retry_after: Option<u64>,
+    body: &[u8],
+) -> Result<Value, TelegramError> {
     let Ok(reply) = serde_json::from_slice::<Reply>(body) else {
         // No Bot API envelope (a proxy's error page, say): go by the HTTP status.
         let description = truncate(&String::from_utf8_lossy(body), 200);
@@ -430,11 +546,9 @@ fn parse_reply(
         });
     };
     if reply.ok {
-        let result = reply
+        return reply
             .result
-            .ok_or_else(|| TelegramError::Protocol("ok without result".into()))?;
-        return serde_json::from_value::<Message>(result)
-            .map_err(|e| TelegramError::Protocol(format!("result is not a Message: {e}")));
+            .ok_or_else(|| TelegramError::Protocol("ok without result".into()));
     }
     let mut parameters = reply.parameters.unwrap_or_default();
     if parameters.retry_after.is_none() {

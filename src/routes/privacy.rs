@@ -8,10 +8,12 @@ use diesel_async::AsyncConnection as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::ledger::LedgerEntryDto;
 use super::me::{BalanceDto, UserDto};
+use super::payments::PaymentDto;
 use super::uploads::UploadDto;
 use crate::auth::extractor::AuthUser;
-use crate::db::{generations, ledger, privacy, uploads, users};
+use crate::db::{generations, ledger, payments, privacy, referrals, uploads, users};
 use crate::error::AppResult;
 use crate::realtime::generations::GenerationDto;
 use crate::state::AppState;
@@ -43,6 +45,8 @@ pub struct ErasedDto {
 pub struct KeptDto {
     /// Credit ledger entries, kept for the tax records with no link to a person.
     pub ledger_entries: usize,
+    /// Payments, kept likewise (amounts, dates, taxes), their receipt contact removed.
+    pub payments: usize,
     pub reason: &'static str,
 }
 
@@ -86,6 +90,7 @@ pub async fn erase(
                 storage.delete(key).await?;
             }
             privacy::anonymise_user(conn, user.id, now).await?;
+            let payments = privacy::scrub_payments(conn, user.id).await?;
             let ledger_entries = ledger::count(conn, user.id).await?;
             Ok(ErasureDto {
                 erased: ErasedDto {
@@ -96,7 +101,8 @@ pub async fn erase(
                 },
                 kept: KeptDto {
                     ledger_entries: usize::try_from(ledger_entries).unwrap_or(0),
-                    reason: "credit movements are kept for tax records, without a link to you",
+                    payments,
+                    reason: "payments and credit movements are kept for tax records, without a link to you",
                 },
             })
         })
@@ -123,6 +129,12 @@ pub struct ExportDto {
     pub uploads: Vec<UploadDto>,
     /// Every generation, with signed links to results.
     pub generations: Vec<GenerationDto>,
+    /// Every credit movement, newest first.
+    pub ledger: Vec<LedgerEntryDto>,
+    pub payments: Vec<PaymentDto>,
+    /// Users who signed up through this user's link, and the credits that earned.
+    pub referrals_invited: i64,
+    pub referral_credits_earned: i64,
 }
 
 /// A copy of everything held about the signed-in user, as one JSON document (served as an
@@ -139,6 +151,9 @@ pub async fn export(
     let now = Utc::now();
     let photos = uploads::list_for_user(&mut conn, user.id).await?;
     let gens = generations::list(&mut conn, user.id, None, i64::MAX).await?;
+    let entries = ledger::list(&mut conn, user.id, None, i64::MAX).await?;
+    let paid = payments::list_for_user(&mut conn, user.id).await?;
+    let (invited, earned) = referrals::stats(&mut conn, user.id).await?;
     let doc = ExportDto {
         exported_at: now,
         user: UserDto::from(&user),
@@ -148,6 +163,10 @@ pub async fn export(
         last_seen_at: user.last_seen_at,
         uploads: photos.iter().map(|u| UploadDto::of(u, &state)).collect(),
         generations: gens.iter().map(|g| GenerationDto::of(g, &state)).collect(),
+        ledger: entries.into_iter().map(LedgerEntryDto::from).collect(),
+        payments: paid.into_iter().map(PaymentDto::from).collect(),
+        referrals_invited: invited,
+        referral_credits_earned: earned,
     };
     Ok(HttpResponse::Ok()
         .insert_header((

@@ -2,7 +2,7 @@
 //! consistent) and the export of everything held about a user.
 
 use atelier::db::ledger;
-use atelier::db::schema::{generations, uploads, users};
+use atelier::db::schema::{generations, payments, uploads, users};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
@@ -30,6 +30,29 @@ fn stored_files(app: &TestApp) -> Vec<String> {
     let mut out = Vec::new();
     walk(std::path::Path::new(&app.storage_dir), &mut out);
     out
+}
+
+/// Buys `pack_10` through the sandbox payment page, with an email for the receipt.
+async fn buy_pack(app: &TestApp, token: &str) -> String {
+    let res = app
+        .client
+        .post(app.url("/api/v1/payments/create"))
+        .bearer_auth(token)
+        .json(&json!({"product_id": "pack_10", "email": "anna@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    let page = body["confirmation_url"].as_str().unwrap();
+    let res = app
+        .client
+        .post(format!("{page}/succeed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    body["payment_id"].as_str().unwrap().to_owned()
 }
 
 /// One finished edit (paid with the free action) and one queued try-on (paid with credits).
@@ -69,10 +92,11 @@ async fn user_with_history(app: &TestApp, telegram_id: i64) -> (String, Value, V
 async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     let app = spawn_app_with(SETTINGS).await;
     let (token, edit, _queued) = user_with_history(&app, 4242).await;
+    let payment = buy_pack(&app, &token).await;
     // Another user's data must survive.
     let (other, _) = app.login(4343).await;
     upload_editing(&app, &other).await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 3);
+    assert_eq!(balance(&app, &token).await["balance_credits"], 13);
     let uid = app.user_id(4242).await;
     let files_before = stored_files(&app);
     assert!(
@@ -130,8 +154,24 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     assert_eq!(tg, -uid);
     assert_eq!((username, first.as_str()), (None, ""));
     assert!(erased.is_some());
-    // The queued try-on was refunded before it went: 5 granted, nothing spent in the end.
-    assert_eq!(balance_credits, 5);
+    // The queued try-on was refunded before it went: 5 granted + 10 bought, nothing spent.
+    assert_eq!(balance_credits, 15);
+    assert_eq!(body["kept"]["payments"], 1);
+    let kept: (i64, String, Option<serde_json::Value>) = payments::table
+        .filter(payments::id.eq(uuid::Uuid::parse_str(&payment).unwrap()))
+        .select((
+            payments::user_id,
+            payments::status,
+            payments::create_request,
+        ))
+        .first(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.0, kept.1.as_str(), kept.2),
+        (uid, "succeeded", None),
+        "the receipt's email is gone"
+    );
     let entries = ledger::list(&mut conn, uid, None, 100).await.unwrap();
     assert_eq!(body["kept"]["ledger_entries"], entries.len());
     assert_eq!(
@@ -175,6 +215,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
 async fn the_export_holds_everything_with_links_that_work() {
     let app = spawn_app_with(SETTINGS).await;
     let (token, edit, queued) = user_with_history(&app, 5151).await;
+    let payment = buy_pack(&app, &token).await;
     let res = app.get("/api/v1/me/export", Some(&token)).await;
     assert_eq!(res.status(), 200);
     assert!(
@@ -185,7 +226,21 @@ async fn the_export_holds_everything_with_links_that_work() {
     );
     let doc: Value = res.json().await.unwrap();
     assert_eq!(doc["user"]["id"], 5151);
-    assert_eq!(doc["balance"]["balance_credits"], 3);
+    assert_eq!(doc["balance"]["balance_credits"], 13);
+    assert_eq!(doc["payments"][0]["payment_id"], payment.as_str());
+    assert_eq!(doc["payments"][0]["status"], "succeeded");
+    let reasons: Vec<&str> = doc["ledger"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["purchase", "charge", "free_allowance", "admin_grant"],
+        "newest first"
+    );
+    assert_eq!(doc["referrals_invited"], 0);
     assert_eq!(doc["uploads"].as_array().unwrap().len(), 3);
     let ids: Vec<&Value> = doc["generations"]
         .as_array()

@@ -4,6 +4,7 @@
 
 pub mod kie;
 pub mod telegram;
+pub mod yookassa;
 
 use std::io::Cursor;
 use std::net::TcpListener;

@@ -63,8 +63,18 @@ impl Call {
     }
 }
 
+/// An `answerPreCheckoutQuery` as received, and how long after the query was pushed.
+#[derive(Debug, Clone)]
+pub struct PreCheckoutAnswer {
+    pub ok: bool,
+    pub error_message: Option<String>,
+    pub after: Duration,
+}
+
 #[derive(Default)]
 struct Inner {
+    pushed_queries: Mutex<HashMap<String, std::time::Instant>>,
+    answers: Mutex<HashMap<String, PreCheckoutAnswer>>,
     requests: Mutex<Vec<Recorded>>,
     calls: Mutex<Vec<Call>>,
     modes: Mutex<VecDeque<Mode>>,
@@ -130,6 +140,29 @@ impl FakeTelegram {
         self.inner.requests.lock().unwrap().clone()
     }
 
+    /// The answer to a pushed pre-checkout query, if one came.
+    pub fn answer(&self, query_id: &str) -> Option<PreCheckoutAnswer> {
+        self.inner.answers.lock().unwrap().get(query_id).cloned()
+    }
+
+    /// Delivers an update to the bot's webhook with the secret-token header, as Telegram does.
+    pub async fn push_update(&self, url: &str, secret: &str, update: &Value) -> reqwest::Response {
+        if let Some(id) = update["pre_checkout_query"]["id"].as_str() {
+            self.inner
+                .pushed_queries
+                .lock()
+                .unwrap()
+                .insert(id.to_owned(), std::time::Instant::now());
+        }
+        reqwest::Client::new()
+            .post(url)
+            .header("X-Telegram-Bot-Api-Secret-Token", secret)
+            .json(update)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Calls that reached a known method with the right token.
     pub fn calls(&self) -> Vec<Call> {
         self.inner.calls.lock().unwrap().clone()
@@ -166,7 +199,14 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
         return reply_err(401, "Unauthorized", None);
     }
     let method = method.to_owned();
-    if !["sendmessage", "sendphoto", "getme"].contains(&method.to_ascii_lowercase().as_str()) {
+    let known = [
+        "sendmessage",
+        "sendphoto",
+        "getme",
+        "createinvoicelink",
+        "answerprecheckoutquery",
+    ];
+    if !known.contains(&method.to_ascii_lowercase().as_str()) {
         return reply_err(404, "Not Found", None);
     }
     let call = match parse_call(&req, body, &method).await {
@@ -198,6 +238,8 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
     }
     match method.to_ascii_lowercase().as_str() {
         "getme" => reply_ok(bot_user()),
+        "createinvoicelink" => create_invoice_link(&call),
+        "answerprecheckoutquery" => answer_pre_checkout_query(&inner, &call),
         "sendmessage" => send(&inner, &call, false),
         _ => send(&inner, &call, true),
     }
@@ -397,4 +439,73 @@ fn flatten(map: Map<String, Value>) -> impl Iterator<Item = (String, String)> {
         };
         (k, v)
     })
+}
+
+/// Stars invoices: XTR, no provider token, exactly one price in whole Stars.
+fn create_invoice_link(call: &Call) -> HttpResponse {
+    let p = &call.params;
+    let chars = |k: &str| p.get(k).map_or(0, |v| v.chars().count());
+    if !(1..=32).contains(&chars("title")) || !(1..=255).contains(&chars("description")) {
+        return reply_err(400, "Bad Request: invalid title or description", None);
+    }
+    if !p
+        .get("payload")
+        .is_some_and(|v| (1..=128).contains(&v.len()))
+    {
+        return reply_err(400, "Bad Request: INVOICE_PAYLOAD_INVALID", None);
+    }
+    if p.get("currency").map(String::as_str) != Some("XTR")
+        || p.get("provider_token").is_some_and(|t| !t.is_empty())
+    {
+        return reply_err(400, "Bad Request: CURRENCY_INVALID", None);
+    }
+    let prices: Value = p
+        .get("prices")
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or(Value::Null);
+    let valid = prices.as_array().is_some_and(|a| {
+        a.len() == 1 && a[0]["label"].is_string() && a[0]["amount"].as_i64().is_some_and(|n| n > 0)
+    });
+    if !valid {
+        return reply_err(400, "Bad Request: STARS_INVOICE_INVALID", None);
+    }
+    reply_ok(json!(format!(
+        "https://t.me/${}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )))
+}
+
+fn answer_pre_checkout_query(inner: &Inner, call: &Call) -> HttpResponse {
+    let Some(id) = call.params.get("pre_checkout_query_id") else {
+        return reply_err(400, "Bad Request: QUERY_ID_INVALID", None);
+    };
+    let ok = match call.params.get("ok").map(String::as_str) {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return reply_err(400, "Bad Request: ok is required", None),
+    };
+    let error_message = call.params.get("error_message").cloned();
+    if !ok && error_message.as_deref().is_none_or(str::is_empty) {
+        return reply_err(400, "Bad Request: error_message is required", None);
+    }
+    let Some(pushed) = inner.pushed_queries.lock().unwrap().get(id).copied() else {
+        return reply_err(400, "Bad Request: QUERY_ID_INVALID", None);
+    };
+    let after = pushed.elapsed();
+    if after > Duration::from_secs(10) {
+        return reply_err(
+            400,
+            "Bad Request: query is too old and response timeout expired",
+            None,
+        );
+    }
+    inner.answers.lock().unwrap().insert(
+        id.clone(),
+        PreCheckoutAnswer {
+            ok,
+            error_message,
+            after,
+        },
+    );
+    reply_ok(json!(true))
 }

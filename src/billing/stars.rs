@@ -1,0 +1,265 @@
+//! Telegram Stars, the second provider: an invoice link in XTR for a product's Stars price, the
+//! `pre_checkout_query` answered (within Telegram's 10 s) after checking product, price and
+//! payer, and the grant on `successful_payment`, once per `telegram_payment_charge_id`.
+//! Updates reach us through the bot's webhook, authenticated by its secret token.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection as _;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Outcome;
+use crate::db::models::{Payment, User};
+use crate::db::payments::{self, Inbox};
+use crate::db::{products, users};
+use crate::error::{AppError, AppResult};
+use crate::providers::telegram::TelegramClient;
+use crate::state::AppState;
+
+pub const PROVIDER: &str = "telegram_stars";
+pub const CURRENCY: &str = "XTR";
+
+/// The Bot API client for Stars: short timeouts, as a pre-checkout answer is due within 10 s.
+fn client(state: &AppState) -> AppResult<TelegramClient> {
+    let s = &state.settings;
+    let token = s
+        .telegram_bot_token
+        .clone()
+        .ok_or_else(|| AppError::Client {
+            status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            code: "stars_unavailable",
+            detail: "payments in Telegram Stars are not configured".into(),
+        })?;
+    Ok(
+        TelegramClient::new(&s.telegram_api_base_url, token, Duration::from_secs(4))
+            .map_err(|e| AppError::Internal(e.into()))?
+            .with_max_total_wait(Duration::from_secs(2)),
+    )
+}
+
+/// Creates our pending payment for the product's Stars price and its invoice link.
+pub async fn create_invoice(
+    state: &AppState,
+    user: &User,
+    product_id: &str,
+) -> AppResult<(Payment, String)> {
+    let client = client(state)?;
+    let mut conn = state.db.get().await?;
+    let product = products::find_active(&mut conn, product_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no product {product_id:?}")))?;
+    let stars = product.price_stars.ok_or_else(|| {
+        AppError::unprocessable("not_sold_for_stars", "this product has no price in Stars")
+    })?;
+    let id = Uuid::new_v4();
+    let payment = payments::insert(
+        &mut conn,
+        &super::new_payment(id, user.id, PROVIDER, &product, stars, CURRENCY),
+    )
+    .await?;
+    drop(conn);
+    let title: String = product.title.chars().take(32).collect();
+    let description: String = format!("{} — Atelier", product.title)
+        .chars()
+        .take(255)
+        .collect();
+    let link = client
+        .create_stars_invoice_link(&title, &description, &id.to_string(), stars)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "createInvoiceLink failed");
+            AppError::Unavailable(format!("Telegram: {e}"))
+        })?;
+    let mut conn = state.db.get().await?;
+    payments::set_confirmation_url(&mut conn, payment.id, &link).await?;
+    metrics::counter!("payments_created_total", "provider" => PROVIDER).increment(1);
+    Ok((payment, link))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Update {
+    pub update_id: i64,
+    pub pre_checkout_query: Option<PreCheckoutQuery>,
+    pub message: Option<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TelegramUser {
+    pub id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreCheckoutQuery {
+    pub id: String,
+    pub from: TelegramUser,
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub from: Option<TelegramUser>,
+    pub successful_payment: Option<SuccessfulPayment>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SuccessfulPayment {
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+    pub telegram_payment_charge_id: String,
+}
+
+/// Handles one webhook update: pre-checkout queries and successful payments; other updates
+/// are acknowledged and ignored.
+pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome> {
+    let update: Update = serde_json::from_value(body.clone())
+        .map_err(|e| AppError::bad_request("invalid_update", e.to_string()))?;
+    if let Some(query) = update.pre_checkout_query {
+        return pre_checkout(state, &query).await;
+    }
+    match update.message {
+        Some(Message {
+            from: Some(from),
+            successful_payment: Some(paid),
+        }) => successful_payment(state, from.id, &paid, body).await,
+        _ => Ok(Outcome::Unchanged),
+    }
+}
+
+/// Checks the invoice behind a pre-checkout query (`before_paying`) or a payment; `Err` is the
+/// message the payer sees. Once the money has arrived, a product taken off sale or a blocked
+/// account no longer stands in the way: the purchase was accepted at pre-checkout.
+async fn check_invoice(
+    state: &AppState,
+    telegram_id: i64,
+    currency: &str,
+    total: i64,
+    payload: &str,
+    before_paying: bool,
+) -> AppResult<Result<Payment, &'static str>> {
+    let Ok(id) = Uuid::parse_str(payload) else {
+        return Ok(Err("Unknown invoice."));
+    };
+    let mut conn = state.db.get().await?;
+    let Some(payment) = payments::find(&mut conn, id).await? else {
+        return Ok(Err("Unknown invoice."));
+    };
+    let user = users::find(&mut conn, payment.user_id).await?;
+    let product = products::find_active(&mut conn, &payment.product_id).await?;
+    Ok(
+        if payment.provider != PROVIDER || user.telegram_id != telegram_id {
+            Err("This invoice belongs to another account.")
+        } else if currency != CURRENCY || total != payment.amount_minor {
+            Err("The price has changed; open the shop again.")
+        } else if before_paying && product.is_none() {
+            Err("This product is no longer sold.")
+        } else if before_paying && user.is_blocked {
+            Err("This account is blocked.")
+        } else {
+            Ok(payment)
+        },
+    )
+}
+
+async fn pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> AppResult<Outcome> {
+    let verdict = check_invoice(
+        state,
+        query.from.id,
+        &query.currency,
+        query.total_amount,
+        &query.invoice_payload,
+        true,
+    )
+    .await?;
+    let refusal = match &verdict {
+        Ok(payment) if payment.status == "pending" => None,
+        Ok(_) => Some("This invoice has already been paid."),
+        Err(message) => Some(*message),
+    };
+    if let Some(why) = refusal {
+        tracing::warn!(payload = %query.invoice_payload, why, "refusing a Stars pre-checkout");
+    }
+    client(state)?
+        .answer_pre_checkout_query(&query.id, refusal)
+        .await
+        .map_err(|e| AppError::Unavailable(format!("answerPreCheckoutQuery: {e}")))?;
+    Ok(if refusal.is_none() {
+        Outcome::Applied
+    } else {
+        Outcome::Rejected(refusal.unwrap_or_default().into())
+    })
+}
+
+async fn successful_payment(
+    state: &AppState,
+    telegram_id: i64,
+    paid: &SuccessfulPayment,
+    body: &Value,
+) -> AppResult<Outcome> {
+    let charge = paid.telegram_payment_charge_id.as_str();
+    if charge.is_empty() || charge.len() > 256 {
+        return Err(AppError::bad_request(
+            "invalid_update",
+            "bad telegram_payment_charge_id",
+        ));
+    }
+    let mut conn = state.db.get().await?;
+    let event_id =
+        match payments::record_event(&mut conn, PROVIDER, "successful_payment", charge, body)
+            .await?
+        {
+            Inbox::Done => return Ok(Outcome::Unchanged),
+            Inbox::Process(id) => id,
+        };
+    drop(conn);
+    let verdict = check_invoice(
+        state,
+        telegram_id,
+        &paid.currency,
+        paid.total_amount,
+        &paid.invoice_payload,
+        false,
+    )
+    .await?;
+    let outcome = match verdict {
+        Err(why) => {
+            tracing::error!(charge, why, payload = %paid.invoice_payload, "Stars payment does not match its invoice; nothing granted");
+            Outcome::Rejected(why.into())
+        }
+        Ok(found) => {
+            let settings = &state.settings;
+            let mut conn = state.db.get().await?;
+            conn.transaction(async |conn| {
+                let payment = payments::lock(conn, found.id).await?;
+                if let Some(other) = payment
+                    .provider_payment_id
+                    .as_deref()
+                    .filter(|c| *c != charge)
+                {
+                    tracing::error!(payment_id = %payment.id, charge, other,
+                        "a second Stars payment for one invoice; refund it with refundStarPayment");
+                    return Ok(Outcome::Rejected("invoice paid twice".into()));
+                }
+                super::apply_success(conn, settings, &payment, charge, Utc::now()).await
+            })
+            .await?
+        }
+    };
+    let mut conn = state.db.get().await?;
+    payments::finish_event(
+        &mut conn,
+        event_id,
+        match outcome {
+            Outcome::Applied => "applied",
+            Outcome::Rejected(_) => "rejected",
+            _ => "ignored",
+        },
+    )
+    .await?;
+    Ok(outcome)
+}

@@ -1,0 +1,349 @@
+//! Payments and their notification inbox. State changes are guarded by the status they leave,
+//! so a stale writer changes nothing; the caller locks the row when it decides on a transition.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::models::Payment;
+use super::schema::{payment_events, payments};
+use crate::domain::payments::Split;
+
+pub async fn insert(conn: &mut AsyncPgConnection, payment: &Payment) -> QueryResult<Payment> {
+    diesel::insert_into(payments::table)
+        .values(payment)
+        .returning(Payment::as_returning())
+        .get_result(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user's own payment; another user's id is `None`.
+pub async fn find_owned(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Payment>> {
+    payments::table
+        .find(id)
+        .filter(payments::user_id.eq(user_id))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_client_key(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    client_key: &str,
+) -> QueryResult<Option<Payment>> {
+    payments::table
+        .filter(payments::user_id.eq(user_id))
+        .filter(payments::client_key.eq(client_key))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find_by_provider_id(
+    conn: &mut AsyncPgConnection,
+    provider: &str,
+    provider_payment_id: &str,
+) -> QueryResult<Option<Payment>> {
+    payments::table
+        .filter(payments::provider.eq(provider))
+        .filter(payments::provider_payment_id.eq(provider_payment_id))
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Payment> {
+    payments::table
+        .find(id)
+        .for_update()
+        .select(Payment::as_select())
+        .first(conn)
+        .await
+}
+
+/// Records the provider's answer to our create. An earlier notification may have recorded the
+/// id already (and moved the status on): the id is only ever set once, the status never touched.
+pub async fn record_created(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    provider_payment_id: &str,
+    confirmation_url: Option<&str>,
+) -> QueryResult<Option<Payment>> {
+    diesel::update(
+        payments::table.find(id).filter(
+            payments::provider_payment_id
+                .is_null()
+                .or(payments::provider_payment_id.eq(provider_payment_id)),
+        ),
+    )
+    .set((
+        payments::provider_payment_id.eq(provider_payment_id),
+        payments::confirmation_url.eq(confirmation_url),
+        payments::create_request.eq(None::<Value>),
+        payments::last_error.eq(None::<String>),
+        payments::updated_at.eq(Utc::now()),
+    ))
+    .returning(Payment::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// The provider refused the create for good: nothing exists there, so the payment is over.
+pub async fn mark_create_refused(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    error: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq("pending"))
+            .filter(payments::provider_payment_id.is_null()),
+    )
+    .set((
+        payments::status.eq("canceled"),
+        payments::create_request.eq(None::<Value>),
+        payments::last_error.eq(error),
+        payments::updated_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// `pending` (or `canceled`, when the money came after all) → `succeeded`, with the tax split.
+pub async fn mark_succeeded(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    provider_payment_id: &str,
+    split: Option<Split>,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq_any(["pending", "canceled"])),
+    )
+    .set((
+        payments::status.eq("succeeded"),
+        payments::provider_payment_id.eq(provider_payment_id),
+        payments::tax_minor.eq(split.map(|s| s.tax_minor)),
+        payments::commission_minor.eq(split.map(|s| s.commission_minor)),
+        payments::net_minor.eq(split.map(|s| s.net_minor)),
+        payments::create_request.eq(None::<Value>),
+        payments::last_error.eq(None::<String>),
+        payments::paid_at.eq(now),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+}
+
+pub async fn mark_canceled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    provider_payment_id: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq("pending")),
+    )
+    .set((
+        payments::status.eq("canceled"),
+        payments::provider_payment_id.eq(provider_payment_id),
+        payments::create_request.eq(None::<Value>),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+}
+
+pub async fn mark_refunded(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    shortfall: i64,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        payments::table
+            .find(id)
+            .filter(payments::status.eq("succeeded")),
+    )
+    .set((
+        payments::status.eq("refunded"),
+        payments::refund_shortfall.eq(shortfall),
+        payments::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// Notes why a payment could not be confirmed, and when it was last looked at.
+pub async fn note_check(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(payments::table.find(id))
+        .set((payments::last_error.eq(error), payments::checked_at.eq(now)))
+        .execute(conn)
+        .await
+}
+
+/// Pending payments created before `older_than` and not looked at since then, oldest look first.
+pub async fn due_for_reconciliation(
+    conn: &mut AsyncPgConnection,
+    provider: &str,
+    older_than: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::status.eq("pending"))
+        .filter(payments::provider.eq(provider))
+        .filter(payments::created_at.lt(older_than))
+        .filter(
+            payments::checked_at
+                .is_null()
+                .or(payments::checked_at.lt(older_than)),
+        )
+        .order((
+            payments::checked_at.asc().nulls_first(),
+            payments::created_at,
+        ))
+        .limit(limit)
+        .select(Payment::as_select())
+        .load(conn)
+        .await
+}
+
+/// Succeeded payments in `currency` paid in `[from, to)`, in order: the income register.
+pub async fn income(
+    conn: &mut AsyncPgConnection,
+    currency: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::status.eq("succeeded"))
+        .filter(payments::currency.eq(currency))
+        .filter(payments::paid_at.ge(from))
+        .filter(payments::paid_at.lt(to))
+        .order((payments::paid_at, payments::id))
+        .select(Payment::as_select())
+        .load(conn)
+        .await
+}
+
+/// Where an incoming notification stands in the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbox {
+    /// Seen for the first time, or seen before without a verified outcome: process it.
+    Process(i64),
+    /// Already acted on: answer 200 and do nothing.
+    Done,
+}
+
+/// Records a notification once per (provider, event, object id).
+pub async fn record_event(
+    conn: &mut AsyncPgConnection,
+    provider: &str,
+    event: &str,
+    object_id: &str,
+    body: &Value,
+) -> QueryResult<Inbox> {
+    let inserted: Option<i64> = diesel::insert_into(payment_events::table)
+        .values((
+            payment_events::provider.eq(provider),
+            payment_events::event.eq(event),
+            payment_events::object_id.eq(object_id),
+            payment_events::body.eq(body),
+        ))
+        .on_conflict_do_nothing()
+        .returning(payment_events::id)
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(Inbox::Process(id));
+    }
+    let (id, processed): (i64, Option<DateTime<Utc>>) = payment_events::table
+        .filter(payment_events::provider.eq(provider))
+        .filter(payment_events::event.eq(event))
+        .filter(payment_events::object_id.eq(object_id))
+        .select((payment_events::id, payment_events::processed_at))
+        .first(conn)
+        .await?;
+    Ok(match processed {
+        Some(_) => Inbox::Done,
+        None => Inbox::Process(id),
+    })
+}
+
+/// Marks an event acted on (`applied`, `ignored` or `rejected`).
+pub async fn finish_event(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    outcome: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        payment_events::table
+            .find(id)
+            .filter(payment_events::processed_at.is_null()),
+    )
+    .set((
+        payment_events::outcome.eq(outcome),
+        payment_events::processed_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+}
+
+/// Records where the payer confirms the payment (a Stars invoice link).
+pub async fn set_confirmation_url(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    url: &str,
+) -> QueryResult<usize> {
+    diesel::update(payments::table.find(id))
+        .set((
+            payments::confirmation_url.eq(url),
+            payments::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Every payment of the user, newest first.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+) -> QueryResult<Vec<Payment>> {
+    payments::table
+        .filter(payments::user_id.eq(user_id))
+        .order(payments::created_at.desc())
+        .select(Payment::as_select())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,65 @@
+//! Referrals: one row per referred user whose referrer's bonus was decided (awarded, or 0 when
+//! the referrer's daily cap was reached).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use super::schema::{referrals, users};
+
+pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        referrals::table.filter(referrals::referred_id.eq(referred_id)),
+    ))
+    .get_result(conn)
+    .await
+}
+
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    referrer_id: i64,
+    referred_id: i64,
+    credits_awarded: i64,
+) -> QueryResult<i64> {
+    diesel::insert_into(referrals::table)
+        .values((
+            referrals::referrer_id.eq(referrer_id),
+            referrals::referred_id.eq(referred_id),
+            referrals::credits_awarded.eq(credits_awarded),
+        ))
+        .returning(referrals::id)
+        .get_result(conn)
+        .await
+}
+
+/// Bonuses (of more than 0 credits) the referrer earned since `since`.
+pub async fn awarded_since(
+    conn: &mut AsyncPgConnection,
+    referrer_id: i64,
+    since: DateTime<Utc>,
+) -> QueryResult<i64> {
+    referrals::table
+        .filter(referrals::referrer_id.eq(referrer_id))
+        .filter(referrals::created_at.ge(since))
+        .filter(referrals::credits_awarded.gt(0))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// (users who signed up with the referrer's code, credits the referrer earned from them).
+pub async fn stats(conn: &mut AsyncPgConnection, referrer_id: i64) -> QueryResult<(i64, i64)> {
+    let invited = users::table
+        .filter(users::referred_by.eq(referrer_id))
+        .count()
+        .get_result(conn)
+        .await?;
+    let earned: Option<i64> = referrals::table
+        .filter(referrals::referrer_id.eq(referrer_id))
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        >("SUM(credits_awarded)::bigint"))
+        .first(conn)
+        .await?;
+    Ok((invited, earned.unwrap_or(0)))
+}

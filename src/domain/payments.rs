@@ -1,0 +1,554 @@
+//! Money rules with no I/O: kopeck amounts as YooKassa writes them, the НПД tax and commission
+//! split, checking a re-fetched payment against our row, the source-address check of
+//! notifications (CIDR networks, `X-Forwarded-For` with trusted hops), and plan periods.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+
+/// `12345` kopecks → `"123.45"`: YooKassa amounts are strings with two decimals.
+pub fn format_amount(minor: i64) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+/// `"123.45"` → `12345`, exactly (never through a float). Accepts 0–2 decimals, no sign, no
+/// exponent; anything else is `None`.
+pub fn parse_amount(value: &str) -> Option<i64> {
+    let (units, frac) = value.split_once('.').unwrap_or((value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if units.is_empty() || units.len() > 15 || !digits(units) || frac.len() > 2 || !digits(frac) {
+        return None;
+    }
+    if value.ends_with('.') {
+        return None;
+    }
+    let units: i64 = units.parse().ok()?;
+    let frac: i64 = match frac.len() {
+        0 => 0,
+        1 => frac.parse::<i64>().ok()? * 10,
+        _ => frac.parse().ok()?,
+    };
+    units.checked_mul(100)?.checked_add(frac)
+}
+
+/// A rate in basis points (1/100 of a percent): 400 = 4 %, 280 = 2.8 %.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bps(pub u32);
+
+impl Bps {
+    /// `amount × rate`, rounded half up to the kopeck (amounts are never negative here).
+    pub fn of(self, amount_minor: i64) -> i64 {
+        let exact = i128::from(amount_minor.max(0)) * i128::from(self.0);
+        i64::try_from((exact + 5_000) / 10_000).unwrap_or(i64::MAX)
+    }
+}
+
+/// What one payment is worth to us: tax (НПД) and commission are each rounded half up to the
+/// kopeck on the whole amount; `net` is what is left, so the three always add up to the amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub tax_minor: i64,
+    pub commission_minor: i64,
+    pub net_minor: i64,
+}
+
+pub fn split(amount_minor: i64, tax: Bps, commission: Bps) -> Split {
+    let tax_minor = tax.of(amount_minor);
+    let commission_minor = commission.of(amount_minor);
+    Split {
+        tax_minor,
+        commission_minor,
+        net_minor: amount_minor - tax_minor - commission_minor,
+    }
+}
+
+/// Where the 54-FZ receipt is sent: the payer's e-mail or phone (digits, country code first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptContact {
+    Email(String),
+    Phone(String),
+}
+
+impl ReceiptContact {
+    /// Exactly one of the two, in a shape YooKassa accepts.
+    pub fn parse(email: Option<&str>, phone: Option<&str>) -> Result<Self, &'static str> {
+        match (email.map(str::trim), phone.map(str::trim)) {
+            (Some(email), None) => {
+                let valid = (3..=254).contains(&email.len())
+                    && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && email.split_once('@').is_some_and(|(local, domain)| {
+                        !local.is_empty()
+                            && domain.contains('.')
+                            && !domain.starts_with('.')
+                            && !domain.ends_with('.')
+                            && !domain.contains('@')
+                    });
+                if valid {
+                    Ok(Self::Email(email.to_owned()))
+                } else {
+                    Err("email is not an e-mail address")
+                }
+            }
+            (None, Some(phone)) => {
+                let digits = phone.strip_prefix('+').unwrap_or(phone);
+                if (10..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    Ok(Self::Phone(digits.to_owned()))
+                } else {
+                    Err("phone must be 10-15 digits with the country code, such as +79001234567")
+                }
+            }
+            (Some(_), Some(_)) => Err("send either email or phone, not both"),
+            (None, None) => Err("the receipt needs the payer's email or phone"),
+        }
+    }
+}
+
+/// A payment's state at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteStatus {
+    Pending,
+    WaitingForCapture,
+    Succeeded,
+    Canceled,
+}
+
+impl RemoteStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "waiting_for_capture" => Self::WaitingForCapture,
+            "succeeded" => Self::Succeeded,
+            "canceled" => Self::Canceled,
+            _ => return None,
+        })
+    }
+}
+
+/// A payment as the provider answered a GET: the only truth a notification leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub id: String,
+    pub status: RemoteStatus,
+    pub amount_minor: i64,
+    pub currency: String,
+    /// `metadata.payment_id`: our id, echoed back.
+    pub our_payment_id: Option<String>,
+}
+
+/// What our row says the payment must be.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    pub payment_id: &'a str,
+    pub provider_payment_id: Option<&'a str>,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+}
+
+/// What a verified payment allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Paid: grant, once.
+    Succeeded,
+    Canceled,
+    /// Not final yet: nothing to do.
+    NotFinal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("metadata.payment_id is {found:?}, expected {expected}")]
+    Metadata {
+        expected: String,
+        found: Option<String>,
+    },
+    #[error("provider id {found} differs from the recorded {expected}")]
+    ProviderId { expected: String, found: String },
+    #[error(
+        "amount {found} {found_currency} differs from the price {expected} {expected_currency}"
+    )]
+    Amount {
+        expected: i64,
+        expected_currency: String,
+        found: i64,
+        found_currency: String,
+    },
+}
+
+/// Checks a fetched payment against our row: its metadata must name our payment, its id the
+/// one we recorded (if any), its amount and currency our price. Only then does its status count.
+pub fn verify(expected: Expected<'_>, fetched: &Fetched) -> Result<Verdict, Mismatch> {
+    if fetched.our_payment_id.as_deref() != Some(expected.payment_id) {
+        return Err(Mismatch::Metadata {
+            expected: expected.payment_id.to_owned(),
+            found: fetched.our_payment_id.clone(),
+        });
+    }
+    if let Some(recorded) = expected.provider_payment_id {
+        if recorded != fetched.id {
+            return Err(Mismatch::ProviderId {
+                expected: recorded.to_owned(),
+                found: fetched.id.clone(),
+            });
+        }
+    }
+    if fetched.amount_minor != expected.amount_minor || fetched.currency != expected.currency {
+        return Err(Mismatch::Amount {
+            expected: expected.amount_minor,
+            expected_currency: expected.currency.to_owned(),
+            found: fetched.amount_minor,
+            found_currency: fetched.currency.clone(),
+        });
+    }
+    Ok(match fetched.status {
+        RemoteStatus::Succeeded => Verdict::Succeeded,
+        RemoteStatus::Canceled => Verdict::Canceled,
+        RemoteStatus::Pending | RemoteStatus::WaitingForCapture => Verdict::NotFinal,
+    })
+}
+
+/// An IP network (`185.71.76.0/27`, `2a02:5180::/32`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// YooKassa's published notification sources.
+pub const YOOKASSA_NETWORKS: &str = "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32";
+
+/// Parses a comma-separated list of networks.
+pub fn parse_networks(list: &str) -> Result<Vec<Network>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Network::from_str)
+        .collect()
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:1.2.3.4`) is the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The address a request came from. With `trusted_hops = 0` it is the TCP peer and any
+/// `X-Forwarded-For` is ignored. Behind `n` proxies of ours, each appending the address it saw,
+/// it is the `n`-th entry from the right: entries further left were written by the client and
+/// prove nothing. Too few entries, or an unreadable one, give `None` (refuse).
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: &[&str],
+    trusted_hops: usize,
+) -> Option<IpAddr> {
+    if trusted_hops == 0 {
+        return peer.map(canonical);
+    }
+    let entries: Vec<&str> = forwarded_for
+        .iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .collect();
+    let entry = entries
+        .len()
+        .checked_sub(trusted_hops)
+        .map(|i| entries[i])?;
+    entry.parse::<IpAddr>().ok().map(canonical)
+}
+
+/// The end of a plan bought at `now`: the same plan still running is extended from its end,
+/// anything else starts now.
+pub fn plan_until(
+    current_plan: Option<&str>,
+    current_until: Option<DateTime<Utc>>,
+    plan: &str,
+    period_days: i32,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let start = match (current_plan, current_until) {
+        (Some(p), Some(until)) if p == plan && until > now => until,
+        _ => now,
+    };
+    start + Duration::days(i64::from(period_days))
+}
+
+/// The end of a plan once a refunded period is taken off (never before `now`).
+pub fn plan_until_after_refund(
+    until: DateTime<Utc>,
+    period_days: i32,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    (until - Duration::days(i64::from(period_days))).max(now)
+}
+
+/// The referral bonus of one more referral, when the referrer already earned `awarded_today`
+/// bonuses today: nothing once the daily cap is reached.
+pub fn referral_award(awarded_today: i64, daily_cap: i64, bonus: i64) -> i64 {
+    if awarded_today < daily_cap { bonus } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn amounts_round_trip_exactly() {
+        assert_eq!(format_amount(29900), "299.00");
+        assert_eq!(format_amount(5), "0.05");
+        assert_eq!(parse_amount("299.00"), Some(29900));
+        assert_eq!(parse_amount("2.5"), Some(250));
+        assert_eq!(parse_amount("7"), Some(700));
+        for bad in [
+            "", "1.", ".5", "1.234", "-1.00", "1e3", "1,00", " 1.00", "０.00",
+        ] {
+            assert_eq!(parse_amount(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tax_and_commission_round_half_up() {
+        // 299.00: 4 % = 11.96, 2.8 % = 8.372 → 8.37, net 278.67.
+        let s = split(29900, Bps(400), Bps(280));
+        assert_eq!(
+            (s.tax_minor, s.commission_minor, s.net_minor),
+            (1196, 837, 27867)
+        );
+        // 0.25 × 2.8 % = 0.7 kopeck → 1; 0.12 × 4 % = 0.48 → 0; 0.13 × 4 % = 0.52 → 1.
+        assert_eq!(Bps(280).of(25), 1);
+        assert_eq!(Bps(400).of(12), 0);
+        assert_eq!(Bps(400).of(13), 1);
+        // Exactly half a kopeck rounds up: 1.25 × 2.8 % = 3.5 kopecks → 4.
+        assert_eq!(Bps(280).of(125), 4);
+    }
+
+    proptest! {
+        #[test]
+        fn the_split_adds_up_and_each_part_is_within_half_a_kopeck(amount in 1i64..10_000_000_000, tax in 0u32..2000, com in 0u32..2000) {
+            let s = split(amount, Bps(tax), Bps(com));
+            prop_assert_eq!(s.tax_minor + s.commission_minor + s.net_minor, amount);
+            for (part, bps) in [(s.tax_minor, tax), (s.commission_minor, com)] {
+                let exact = i128::from(amount) * i128::from(bps);
+                let diff = i128::from(part) * 10_000 - exact;
+                // Half up: an exact half (diff 5000) rounds up, never down.
+                prop_assert!((-4_999..=5_000).contains(&diff), "{part} vs {exact}/10000");
+            }
+            prop_assert!(s.net_minor >= 0);
+        }
+
+        #[test]
+        fn formatted_amounts_parse_back(amount in 0i64..1_000_000_000_000) {
+            prop_assert_eq!(parse_amount(&format_amount(amount)), Some(amount));
+        }
+    }
+
+    fn fetched(status: RemoteStatus, amount: i64) -> Fetched {
+        Fetched {
+            id: "2f0-yk".into(),
+            status,
+            amount_minor: amount,
+            currency: "RUB".into(),
+            our_payment_id: Some("ours".into()),
+        }
+    }
+
+    #[test]
+    fn a_fetched_payment_must_match_our_row() {
+        let exp = Expected {
+            payment_id: "ours",
+            provider_payment_id: None,
+            amount_minor: 29900,
+            currency: "RUB",
+        };
+        assert_eq!(
+            verify(exp, &fetched(RemoteStatus::Succeeded, 29900)),
+            Ok(Verdict::Succeeded)
+        );
+        assert_eq!(
+            verify(exp, &fetched(RemoteStatus::Pending, 29900)),
+            Ok(Verdict::NotFinal)
+        );
+        assert_eq!(
+            verify(exp, &fetched(RemoteStatus::WaitingForCapture, 29900)),
+            Ok(Verdict::NotFinal)
+        );
+        assert_eq!(
+            verify(exp, &fetched(RemoteStatus::Canceled, 29900)),
+            Ok(Verdict::Canceled)
+        );
+        assert!(matches!(
+            verify(exp, &fetched(RemoteStatus::Succeeded, 100)),
+            Err(Mismatch::Amount { .. })
+        ));
+        let mut rub = fetched(RemoteStatus::Succeeded, 29900);
+        rub.currency = "USD".into();
+        assert!(matches!(verify(exp, &rub), Err(Mismatch::Amount { .. })));
+        let mut other = fetched(RemoteStatus::Succeeded, 29900);
+        other.our_payment_id = Some("someone-else".into());
+        assert!(matches!(
+            verify(exp, &other),
+            Err(Mismatch::Metadata { .. })
+        ));
+        let recorded = Expected {
+            provider_payment_id: Some("another-yk"),
+            ..exp
+        };
+        assert!(matches!(
+            verify(recorded, &fetched(RemoteStatus::Succeeded, 29900)),
+            Err(Mismatch::ProviderId { .. })
+        ));
+    }
+
+    #[test]
+    fn receipt_contacts_are_checked() {
+        assert_eq!(
+            ReceiptContact::parse(Some("u@example.com"), None),
+            Ok(ReceiptContact::Email("u@example.com".into()))
+        );
+        assert_eq!(
+            ReceiptContact::parse(None, Some("+79001234567")),
+            Ok(ReceiptContact::Phone("79001234567".into()))
+        );
+        for (email, phone) in [
+            (Some("nope"), None),
+            (Some("a b@example.com"), None),
+            (Some("a@localhost"), None),
+            (None, Some("12345")),
+            (None, Some("+7 900 123")),
+            (Some("u@example.com"), Some("79001234567")),
+            (None, None),
+        ] {
+            assert!(
+                ReceiptContact::parse(email, phone).is_err(),
+                "{email:?} {phone:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn networks_match_addresses() {
+        let nets = parse_networks(YOOKASSA_NETWORKS).unwrap();
+        let inside = |ip: &str| nets.iter().any(|n| n.contains(ip.parse().unwrap()));
+        assert!(inside("185.71.76.0"));
+        assert!(inside("185.71.76.31"));
+        assert!(!inside("185.71.76.32"));
+        assert!(inside("77.75.156.11"));
+        assert!(!inside("77.75.156.12"));
+        assert!(inside("77.75.154.200"));
+        assert!(inside("2a02:5180:0:1509::1"));
+        assert!(!inside("2a02:5181::1"));
+        assert!(inside("::ffff:185.71.77.5"));
+        assert!(!inside("127.0.0.1"));
+        let any: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("8.8.8.8".parse().unwrap()));
+        for bad in ["185.71.76.0/33", "nope", "1.2.3.4/x", "::/129"] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_trusted_hops_of_forwarded_for_are_believed() {
+        let peer = Some("10.0.0.2".parse().unwrap());
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // No trusted proxy: the header is ignored.
+        assert_eq!(client_ip(peer, &["185.71.76.1"], 0), ip("10.0.0.2"));
+        // One proxy: its entry (the right-most) counts; a forged entry to its left does not.
+        assert_eq!(
+            client_ip(peer, &["185.71.76.1, 203.0.113.9"], 1),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_ip(peer, &["185.71.76.1"], 1), ip("185.71.76.1"));
+        // Two proxies, the header split over two lines.
+        assert_eq!(
+            client_ip(peer, &["1.1.1.1, 185.71.76.1", "10.0.0.7"], 2),
+            ip("185.71.76.1")
+        );
+        // Fewer entries than hops, or garbage: refused.
+        assert_eq!(client_ip(peer, &[], 1), None);
+        assert_eq!(client_ip(peer, &["185.71.76.1"], 2), None);
+        assert_eq!(client_ip(peer, &["unknown"], 1), None);
+    }
+
+    #[test]
+    fn plans_extend_or_start_over() {
+        let now = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let later = now + Duration::days(10);
+        assert_eq!(
+            plan_until(None, None, "pro", 30, now),
+            now + Duration::days(30)
+        );
+        assert_eq!(
+            plan_until(Some("pro"), Some(later), "pro", 30, now),
+            later + Duration::days(30)
+        );
+        assert_eq!(
+            plan_until(Some("basic"), Some(later), "pro", 30, now),
+            now + Duration::days(30)
+        );
+        let lapsed = now - Duration::days(1);
+        assert_eq!(
+            plan_until(Some("pro"), Some(lapsed), "pro", 30, now),
+            now + Duration::days(30)
+        );
+        assert_eq!(plan_until_after_refund(later, 30, now), now);
+        assert_eq!(referral_award(0, 3, 10), 10);
+        assert_eq!(referral_award(3, 3, 10), 0);
+    }
+}

@@ -1,0 +1,602 @@
+//! YooKassa API v3 client (`POST /payments`, `GET /payments/{id}`, `GET /refunds/{id}`) and the
+//! local sandbox that stands in for it without keys. Both sit behind [`PaymentProvider`], so a
+//! notification, a sandbox button and the reconciliation sweep all verify payments the same way:
+//! by fetching them from the provider.
+//!
+//! A create that ends in 500, a timeout or a lost connection has an unknown outcome: it is
+//! repeated with the same `Idempotence-Key` and the same body (YooKassa then returns the original
+//! payment). Replies are hostile input: amounts are parsed exactly, ids checked, sizes capped.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    BoxFuture, BuildError, RetryPolicy, Sleeper, describe, http_client, normalise_base_url,
+    truncate,
+};
+use crate::db::PgPool;
+use crate::db::schema::sandbox_payments;
+use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
+
+const MAX_REPLY_BYTES: usize = 256 * 1024;
+/// How long a sandbox payment waits for its button before it expires.
+const SANDBOX_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// A failed provider call, in the terms the caller acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// 500, timeout, connection lost: the operation may or may not have happened. Repeat it
+    /// with the same key and body, or GET the object.
+    #[error("payment provider outcome unknown: {0}")]
+    Unknown(String),
+    /// 429: nothing was done; try again later.
+    #[error("payment provider rate limited the call")]
+    RateLimited,
+    /// 400 and other final refusals: nothing was done; a later attempt needs a new key.
+    #[error("payment provider rejected the request ({status} {code}): {description}")]
+    Rejected {
+        status: u16,
+        code: String,
+        description: String,
+        parameter: Option<String>,
+    },
+    /// 401, 403: our shop id or key is wrong. Needs an operator.
+    #[error("payment provider refused our credentials ({status}): {description}")]
+    Credentials { status: u16, description: String },
+    /// 404 on a GET: no such object.
+    #[error("payment provider does not know {0}")]
+    NotFound(String),
+    /// A reply that does not have the documented shape.
+    #[error("unexpected payment provider reply: {0}")]
+    Protocol(String),
+}
+
+impl PaymentError {
+    /// Another try with the same key may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unknown(_) | Self::RateLimited)
+    }
+}
+
+/// The answer to a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub status: RemoteStatus,
+    pub confirmation_url: Option<String>,
+}
+
+/// A refund as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: String,
+    pub payment_id: String,
+    pub succeeded: bool,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// What payments need from a provider. `create` takes the whole request body, built and
+/// stored by the caller, so that a repeat sends exactly the same bytes under the same key.
+pub trait PaymentProvider: Send + Sync {
+    /// `yookassa` or `sandbox`: stored in `payments.provider`.
+    fn name(&self) -> &'static str;
+
+    fn create<'a>(
+        &'a self,
+        idempotence_key: &'a str,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<Created, PaymentError>>;
+
+    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>>;
+
+    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>>;
+}
+
+/// Ids are YooKassa's (`2f0…-000f-5000-8000-…`) or the sandbox's UUIDs: short and plain.
+pub fn valid_object_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Client of `https://api.yookassa.ru/v3`. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct YooKassaClient {
+    http: reqwest::Client,
+    base_url: String,
+    shop_id: String,
+    secret_key: SecretString,
+    retry: RetryPolicy,
+    sleeper: Sleeper,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    code: Option<String>,
+    description: Option<String>,
+    parameter: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Amount {
+    value: String,
+    currency: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PaymentObject {
+    id: String,
+    status: String,
+    amount: Amount,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, Value>>,
+    #[serde(default)]
+    confirmation: Option<Confirmation>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Confirmation {
+    confirmation_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundObject {
+    id: String,
+    payment_id: String,
+    status: String,
+    amount: Amount,
+}
+
+impl YooKassaClient {
+    /// Three tries per call by default, pausing 1–4 s between them.
+    pub fn new(
+        base_url: &str,
+        shop_id: &str,
+        secret_key: SecretString,
+        timeout: Duration,
+    ) -> Result<Self, BuildError> {
+        Ok(Self {
+            http: http_client(timeout, reqwest::redirect::Policy::none())?,
+            base_url: normalise_base_url(base_url)?,
+            shop_id: shop_id.to_owned(),
+            secret_key,
+            retry: RetryPolicy::new(3, Duration::from_secs(1), Duration::from_secs(4)),
+            sleeper: Sleeper::default(),
+        })
+    }
+
+    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn with_sleeper(mut self, sleeper: Sleeper) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// `POST /payments`, repeated with the same key and body while the outcome is unknown.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_payment(&self, key: &str, body: &Value) -> Result<Created, PaymentError> {
+        if key.is_empty() || key.len() > 64 {
+            return Err(PaymentError::Protocol(
+                "Idempotence-Key must be 1-64 characters".into(),
+            ));
+        }
+        let object = self
+            .retrying(|| async {
+                let req = self
+                    .http
+                    .post(format!("{}/payments", self.base_url))
+                    .header("Idempotence-Key", key)
+                    .json(body);
+                self.call(req).await
+            })
+            .await?;
+        let payment: PaymentObject = serde_json::from_value(object)
+            .map_err(|e| PaymentError::Protocol(format!("not a payment: {e}")))?;
+        let fetched = fetched(&payment)?;
+        Ok(Created {
+            id: fetched.id,
+            status: fetched.status,
+            confirmation_url: payment.confirmation.and_then(|c| c.confirmation_url),
+        })
+    }
+
+    /// `GET /payments/{id}`: the truth about a payment.
+    #[tracing::instrument(skip_all)]
+    pub async fn payment(&self, id: &str) -> Result<Fetched, PaymentError> {
+        if !valid_object_id(id) {
+            return Err(PaymentError::NotFound(id.to_owned()));
+        }
+        let object = self
+            .retrying(|| async {
+                let req = self.http.get(format!("{}/payments/{id}", self.base_url));
+                self.call(req).await
+            })
+            .await?;
+        let payment: PaymentObject = serde_json::from_value(object)
+            .map_err(|e| PaymentError::Protocol(format!("not a payment: {e}")))?;
+        let fetched = fetched(&payment)?;
+        if fetched.id != id {
+            return Err(PaymentError::Protocol(format!(
+                "asked for {id}, got {}",
+                fetched.id
+            )));
+        }
+        Ok(fetched)
+    }
+
+    /// `GET /refunds/{id}`.
+    #[tracing::instrument(skip_all)]
+    pub async fn refund(&self, id: &str) -> Result<Refund, PaymentError> {
+        if !valid_object_id(id) {
+            return Err(PaymentError::NotFound(id.to_owned()));
+        }
+        let object = self
+            .retrying(|| async {
+                let req = self.http.get(format!("{}/refunds/{id}", self.base_url));
+                self.call(req).await
+            })
+            .await?;
+        let refund: RefundObject = serde_json::from_value(object)
+            .map_err(|e| PaymentError::Protocol(format!("not a refund: {e}")))?;
+        let amount_minor = parse_amount(&refund.amount.value).ok_or_else(|| {
+            PaymentError::Protocol(format!("bad amount {:?}", refund.amount.value))
+        })?;
+        if refund.id != id || !valid_object_id(&refund.payment_id) {
+            return Err(PaymentError::Protocol(format!(
+                "asked for refund {id}, got {}",
+                refund.id
+            )));
+        }
+        Ok(Refund {
+            succeeded: refund.status == "succeeded",
+            id: refund.id,
+            payment_id: refund.payment_id,
+            amount_minor,
+            currency: refund.amount.currency,
+        })
+    }
+
+    async fn retrying<F, Fut>(&self, mut call: F) -> Result<Value, PaymentError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Value, PaymentError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() && attempt < self.retry.max_attempts => {
+                    let pause = self.retry.backoff(attempt - 1);
+                    tracing::warn!(error = %e, attempt, ?pause, "YooKassa call failed, repeating it");
+                    self.sleeper.sleep(pause).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, PaymentError> {
+        let response = req
+            .basic_auth(&self.shop_id, Some(self.secret_key.expose_secret()))
+            .send()
+            .await
+            .map_err(|e| PaymentError::Unknown(describe(e)))?;
+        let status = response.status().as_u16();
+        let body = read_capped(response).await?;
+        if status == 200 {
+            return serde_json::from_slice(&body)
+                .map_err(|e| PaymentError::Protocol(format!("reply is not JSON: {e}")));
+        }
+        let err: Option<ApiError> = serde_json::from_slice(&body).ok();
+        let (code, description, parameter) = match err {
+            Some(e) => (
+                e.code.unwrap_or_default(),
+                e.description.unwrap_or_default(),
+                e.parameter,
+            ),
+            None => (
+                String::new(),
+                truncate(&String::from_utf8_lossy(&body), 200),
+                None,
+            ),
+        };
+        Err(match status {
+            429 => PaymentError::RateLimited,
+            500..=599 => PaymentError::Unknown(format!("HTTP {status} {code}")),
+            401 | 403 => PaymentError::Credentials {
+                status,
+                description,
+            },
+            404 => PaymentError::NotFound(description),
+            _ => PaymentError::Rejected {
+                status,
+                code,
+                description,
+                parameter,
+            },
+        })
+    }
+}
+
+impl PaymentProvider for YooKassaClient {
+    fn name(&self) -> &'static str {
+        "yookassa"
+    }
+
+    fn create<'a>(
+        &'a self,
+        idempotence_key: &'a str,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<Created, PaymentError>> {
+        Box::pin(self.create_payment(idempotence_key, body))
+    }
+
+    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>> {
+        Box::pin(self.payment(id))
+    }
+
+    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>> {
+        Box::pin(self.refund(id))
+    }
+}
+
+fn fetched(payment: &PaymentObject) -> Result<Fetched, PaymentError> {
+    if !valid_object_id(&payment.id) {
+        return Err(PaymentError::Protocol("bad payment id".into()));
+    }
+    let status = RemoteStatus::parse(&payment.status)
+        .ok_or_else(|| PaymentError::Protocol(format!("unknown status {:?}", payment.status)))?;
+    let amount_minor = parse_amount(&payment.amount.value)
+        .ok_or_else(|| PaymentError::Protocol(format!("bad amount {:?}", payment.amount.value)))?;
+    let our_payment_id = payment
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("payment_id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Fetched {
+        id: payment.id.clone(),
+        status,
+        amount_minor,
+        currency: payment.amount.currency.clone(),
+        our_payment_id,
+    })
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PaymentError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| PaymentError::Unknown(describe(e)))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY_BYTES {
+            return Err(PaymentError::Protocol("reply too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The payment provider without YooKassa keys: it keeps its payments in `sandbox_payments` (as
+/// YooKassa would on its side) and confirms them on a local page. Configuration refuses it in
+/// production.
+#[derive(Clone)]
+pub struct SandboxPayments {
+    db: PgPool,
+    public_base_url: String,
+}
+
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = sandbox_payments)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct SandboxPayment {
+    pub id: String,
+    pub idempotence_key: String,
+    pub request: Value,
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub description: String,
+    pub metadata: Value,
+    pub return_url: String,
+}
+
+impl SandboxPayments {
+    pub fn new(db: PgPool, public_base_url: &str) -> Self {
+        Self {
+            db,
+            public_base_url: public_base_url.to_owned(),
+        }
+    }
+
+    fn confirmation_url(&self, id: &str) -> String {
+        format!("{}/sandbox/payments/{id}", self.public_base_url)
+    }
+
+    async fn conn(&self) -> Result<crate::db::PgConn, PaymentError> {
+        self.db
+            .get()
+            .await
+            .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))
+    }
+
+    async fn create_payment(&self, key: &str, body: &Value) -> Result<Created, PaymentError> {
+        let rejected = |description: &str, parameter: &str| PaymentError::Rejected {
+            status: 400,
+            code: "invalid_request".into(),
+            description: description.into(),
+            parameter: Some(parameter.into()),
+        };
+        let amount_minor = body["amount"]["value"]
+            .as_str()
+            .and_then(parse_amount)
+            .filter(|a| *a > 0)
+            .ok_or_else(|| rejected("bad amount", "amount.value"))?;
+        let currency = body["amount"]["currency"]
+            .as_str()
+            .ok_or_else(|| rejected("no currency", "amount.currency"))?;
+        let return_url = body["confirmation"]["return_url"]
+            .as_str()
+            .ok_or_else(|| rejected("no return_url", "confirmation.return_url"))?;
+        let mut conn = self.conn().await?;
+        let db = |e: diesel::result::Error| PaymentError::Unknown(format!("sandbox database: {e}"));
+        let existing: Option<SandboxPayment> = sandbox_payments::table
+            .filter(sandbox_payments::idempotence_key.eq(key))
+            .select(SandboxPayment::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(db)?;
+        let payment = match existing {
+            Some(p) if p.request != *body => {
+                return Err(rejected("Idempotence key duplicated", "Idempotence-Key"));
+            }
+            Some(p) => p,
+            None => diesel::insert_into(sandbox_payments::table)
+                .values((
+                    sandbox_payments::id.eq(uuid::Uuid::new_v4().to_string()),
+                    sandbox_payments::idempotence_key.eq(key),
+                    sandbox_payments::request.eq(body),
+                    sandbox_payments::amount_minor.eq(amount_minor),
+                    sandbox_payments::currency.eq(currency),
+                    sandbox_payments::description.eq(body["description"].as_str().unwrap_or("")),
+                    sandbox_payments::metadata.eq(&body["metadata"]),
+                    sandbox_payments::return_url.eq(return_url),
+                ))
+                .returning(SandboxPayment::as_returning())
+                .get_result(&mut conn)
+                .await
+                .map_err(db)?,
+        };
+        Ok(Created {
+            confirmation_url: Some(self.confirmation_url(&payment.id)),
+            status: RemoteStatus::parse(&payment.status).unwrap_or(RemoteStatus::Pending),
+            id: payment.id,
+        })
+    }
+
+    /// A sandbox payment, for its confirmation page.
+    pub async fn find(&self, id: &str) -> Result<Option<SandboxPayment>, PaymentError> {
+        let mut conn = self.conn().await?;
+        sandbox_payments::table
+            .find(id)
+            .select(SandboxPayment::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))
+    }
+
+    /// What the payer's button does: a pending payment becomes `succeeded` or `canceled`
+    /// (final states stay). Returns whether it changed.
+    pub async fn complete(&self, id: &str, succeed: bool) -> Result<bool, PaymentError> {
+        let mut conn = self.conn().await?;
+        let to = if succeed { "succeeded" } else { "canceled" };
+        let changed = diesel::update(
+            sandbox_payments::table
+                .find(id)
+                .filter(sandbox_payments::status.eq("pending")),
+        )
+        .set(sandbox_payments::status.eq(to))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
+        Ok(changed == 1)
+    }
+
+    async fn payment(&self, id: &str) -> Result<Fetched, PaymentError> {
+        // As at YooKassa, a payment nobody confirmed expires (canceled, expired_on_confirmation).
+        let mut conn = self.conn().await?;
+        diesel::update(
+            sandbox_payments::table
+                .find(id)
+                .filter(sandbox_payments::status.eq("pending"))
+                .filter(sandbox_payments::created_at.lt(Utc::now() - SANDBOX_EXPIRY)),
+        )
+        .set(sandbox_payments::status.eq("canceled"))
+        .execute(&mut conn)
+        .await
+        .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
+        drop(conn);
+        let p = self
+            .find(id)
+            .await?
+            .ok_or_else(|| PaymentError::NotFound(id.to_owned()))?;
+        Ok(Fetched {
+            status: RemoteStatus::parse(&p.status)
+                .ok_or_else(|| PaymentError::Protocol(format!("status {:?}", p.status)))?,
+            amount_minor: p.amount_minor,
+            currency: p.currency,
+            our_payment_id: p.metadata["payment_id"].as_str().map(str::to_owned),
+            id: p.id,
+        })
+    }
+}
+
+impl PaymentProvider for SandboxPayments {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn create<'a>(
+        &'a self,
+        idempotence_key: &'a str,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<Created, PaymentError>> {
+        Box::pin(self.create_payment(idempotence_key, body))
+    }
+
+    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>> {
+        Box::pin(self.payment(id))
+    }
+
+    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>> {
+        // The sandbox takes no refunds.
+        Box::pin(async move { Err(PaymentError::NotFound(id.to_owned())) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_ids_are_plain() {
+        assert!(valid_object_id("23d93cac-000f-5000-8000-126628f15141"));
+        assert!(!valid_object_id(""));
+        assert!(!valid_object_id("../payments"));
+        assert!(!valid_object_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn payments_are_read_exactly() {
+        let p: PaymentObject = serde_json::from_value(serde_json::json!({
+            "id": "23d93cac-000f-5000-8000-126628f15141", "status": "succeeded", "paid": true,
+            "amount": {"value": "299.00", "currency": "RUB"},
+            "metadata": {"payment_id": "0b5e", "user_id": "42"}
+        }))
+        .unwrap();
+        let f = fetched(&p).unwrap();
+        assert_eq!(f.amount_minor, 29900);
+        assert_eq!(f.status, RemoteStatus::Succeeded);
+        assert_eq!(f.our_payment_id.as_deref(), Some("0b5e"));
+        let bad: PaymentObject = serde_json::from_value(serde_json::json!({
+            "id": "x", "status": "succeeded", "amount": {"value": "2.999", "currency": "RUB"}
+        }))
+        .unwrap();
+        assert!(fetched(&bad).is_err());
+    }
+}

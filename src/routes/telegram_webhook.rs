@@ -1,0 +1,61 @@
+//! The bot's webhook (`setWebhook` with a `secret_token`): Telegram Stars pre-checkout queries
+//! and successful payments. Other updates are acknowledged and ignored.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::billing::stars;
+use crate::error::{AppError, AppResult, Problem};
+use crate::state::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/telegram/webhook")
+            .app_data(web::PayloadConfig::new(256 * 1024))
+            .route(web::post().to(webhook)),
+    );
+}
+
+/// Both sides hashed first, so the comparison takes the same time whatever the lengths.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    Sha256::digest(given)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
+}
+
+/// Telegram's updates for the bot, checked by `X-Telegram-Bot-Api-Secret-Token`. A
+/// `pre_checkout_query` is answered at once (Telegram allows 10 s); a `successful_payment`
+/// grants the purchase once per `telegram_payment_charge_id`.
+#[utoipa::path(post, path = "/api/v1/telegram/webhook", tag = "payments",
+    params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "the secret_token given to setWebhook")),
+    request_body(content = Object, description = "a Telegram Update"),
+    responses((status = 200, description = "handled or ignored"),
+              (status = 401, description = "`invalid_secret_token`", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "the webhook is off (no TELEGRAM_WEBHOOK_SECRET)", body = Problem, content_type = "application/problem+json"),
+              (status = 503, description = "try again: Telegram sends the update again", body = Problem, content_type = "application/problem+json")))]
+pub async fn webhook(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> AppResult<HttpResponse> {
+    let Some(secret) = &state.settings.payments.telegram_webhook_secret else {
+        return Err(AppError::not_found("the Telegram webhook is off"));
+    };
+    let given = req
+        .headers()
+        .get("x-telegram-bot-api-secret-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !same_secret(given, secret.expose_secret().as_bytes()) {
+        return Err(AppError::unauthorized(
+            "invalid_secret_token",
+            "X-Telegram-Bot-Api-Secret-Token does not match",
+        ));
+    }
+    let update: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request("invalid_json", e.to_string()))?;
+    stars::handle_update(&state, &update).await?;
+    Ok(HttpResponse::Ok().finish())
+}
