@@ -40,6 +40,7 @@ use crate::routes;
         routes::admin::income_csv,
         routes::health::health,
         routes::health::ready,
+        routes::demo::sign_init_data,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&SecuritySchemes),
@@ -51,6 +52,7 @@ use crate::routes;
         (name = "operations", description = "Health and readiness"),
         (name = "payments", description = "Credit packs and plans: YooKassa (or its sandbox) and Telegram Stars"),
         (name = "admin", description = "Operators, with X-Admin-API-Key"),
+        (name = "dev", description = "Development only (404 in production): the demo page's helpers"),
     )
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod demo;
 pub mod docs;
 pub mod generations;
 pub mod health;
@@ -22,6 +23,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .configure(uploads::media_config)
         .configure(payments::sandbox_config)
         .configure(admin::config)
+        .configure(demo::config)
         .service(
             web::scope("/api/v1")
                 .configure(auth::config)

@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod demo;
 mod generations;
 mod health;
 mod ledger;

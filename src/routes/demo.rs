@@ -1,0 +1,163 @@
+//! The demo Mini App page (`/`, `static/demo/`) and the dev-only initData signer it logs in
+//! with outside Telegram. Neither exists in production: both answer 404 there, exactly as an
+//! unknown route does.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::initdata;
+use crate::config::InitDataKey;
+use crate::error::{AppError, AppResult, Problem};
+use crate::state::AppState;
+
+const INDEX_HTML: &str = include_str!("../../static/demo/index.html");
+const APP_JS: &str = include_str!("../../static/demo/app.js");
+const STYLE_CSS: &str = include_str!("../../static/demo/style.css");
+
+/// Scripts and styles only from here, no inline code, no third-party hosts; sockets to here.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
+                   connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/").route(web::get().to(index)))
+        .service(web::resource("/demo/app.js").route(web::get().to(app_js)))
+        .service(web::resource("/demo/style.css").route(web::get().to(style_css)))
+        .service(web::resource("/dev/init-data").route(web::post().to(sign_init_data)));
+}
+
+/// The demo exists only outside production; there it is an unknown route.
+fn outside_production(state: &AppState) -> AppResult<()> {
+    if state.settings.is_production() {
+        return Err(AppError::not_found("no such route"));
+    }
+    Ok(())
+}
+
+fn asset(
+    state: &AppState,
+    content_type: &'static str,
+    body: &'static str,
+) -> AppResult<HttpResponse> {
+    outside_production(state)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .body(body))
+}
+
+async fn index(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    asset(&state, "text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    asset(&state, "text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    asset(&state, "text/css; charset=utf-8", STYLE_CSS)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DevInitDataRequest {
+    /// The test user's Telegram id (1 to 2^53 − 1, as Telegram's ids fit in a double).
+    #[schema(example = 42)]
+    pub user_id: i64,
+    #[schema(example = "Anna")]
+    pub first_name: String,
+    /// 5–32 letters, digits and underscores.
+    #[schema(example = "anna_test")]
+    pub username: Option<String>,
+    /// As a `startapp` link carries it, e.g. `ref_<code>` (1–64 letters, digits, `_`, `-`).
+    pub start_param: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DevInitData {
+    /// Signed initData: send it to `POST /api/v1/auth/telegram`.
+    pub init_data: String,
+}
+
+/// Development only: signs initData for a test user with the configured bot token, as Telegram
+/// does for a Mini App, so that the demo page can log in outside Telegram. 404 in production
+/// and when initData is checked with Telegram's public key (nothing here can sign for it).
+#[utoipa::path(post, path = "/dev/init-data", tag = "dev",
+    request_body = DevInitDataRequest,
+    responses((status = 200, body = DevInitData),
+              (status = 400, description = "`invalid_json`: not JSON", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "production, or no bot token to sign with", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
+pub async fn sign_init_data(
+    state: web::Data<AppState>,
+    body: web::Json<DevInitDataRequest>,
+) -> AppResult<HttpResponse> {
+    outside_production(&state)?;
+    let InitDataKey::BotToken(token) = &state.settings.init_data_key else {
+        return Err(AppError::not_found(
+            "initData is checked with Telegram's public key: nothing here can sign it",
+        ));
+    };
+    let user = test_user(&body)?;
+    let auth_date = chrono::Utc::now().timestamp().to_string();
+    let query_id = format!("AA{}", body.user_id);
+    let mut pairs = vec![
+        ("query_id", query_id.as_str()),
+        ("user", user.as_str()),
+        ("auth_date", auth_date.as_str()),
+    ];
+    if let Some(sp) = body.start_param.as_deref() {
+        pairs.push(("start_param", sp));
+    }
+    Ok(HttpResponse::Ok().json(DevInitData {
+        init_data: initdata::sign(token.expose_secret(), &pairs),
+    }))
+}
+
+/// The `user` field of the initData, after checking every field of the request.
+fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
+    let invalid = |detail: &str| AppError::unprocessable("invalid_field", detail.to_owned());
+    if !(1..=(1_i64 << 53) - 1).contains(&req.user_id) {
+        return Err(invalid("user_id must be between 1 and 2^53 - 1"));
+    }
+    let name_chars = req.first_name.chars().count();
+    if name_chars == 0 || name_chars > 64 || req.first_name.chars().any(char::is_control) {
+        return Err(invalid(
+            "first_name must be 1 to 64 characters without control characters",
+        ));
+    }
+    let word = |s: &str, min: usize, max: usize, extra: char| {
+        (min..=max).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || char::from(b) == extra)
+    };
+    if req
+        .username
+        .as_deref()
+        .is_some_and(|u| !word(u, 5, 32, '_'))
+    {
+        return Err(invalid(
+            "username must be 5 to 32 letters, digits or underscores",
+        ));
+    }
+    if req
+        .start_param
+        .as_deref()
+        .is_some_and(|sp| !word(sp, 1, 64, '-'))
+    {
+        return Err(invalid(
+            "start_param must be 1 to 64 letters, digits, '_' or '-'",
+        ));
+    }
+    let mut user = serde_json::json!({"id": req.user_id, "first_name": req.first_name,
+        "language_code": "en", "allows_write_to_pm": true});
+    if let Some(username) = &req.username {
+        user["username"] = username.as_str().into();
+    }
+    Ok(user.to_string())
+}
