@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down bench-pipeline
+.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down bench-pipeline e2e
 
 ## run: migrate, then serve the API and run the worker in one process (atelier dev)
 run:
@@ -15,6 +15,11 @@ run:
 ## test: the whole suite (unit, integration over HTTP, property tests) against real services
 test:
 	$(WITH_SERVICES) scripts/test.sh
+
+## e2e: the demo page's whole flow in headless Chromium (Playwright) against atelier dev;
+## screenshots in target/e2e/ (installs Chromium and e2e/node_modules; skips where it cannot)
+e2e:
+	scripts/e2e.sh
 
 ## lint: formatting and clippy with warnings as errors
 lint:

@@ -107,12 +107,13 @@ async function logInAsTestUser() {
 // ---------------------------------------------------------------------------------------
 // 2. Account
 
-// GET /api/v1/me → {user, balance}; GET /api/v1/balance → the balance alone.
+// GET /api/v1/me → the profile and the balance in one object; GET /api/v1/balance → the
+// balance alone.
 async function showMe() {
   const me = await api('GET', '/api/v1/me');
-  $('user-name').textContent = [me.user.first_name, me.user.last_name].filter(Boolean).join(' ');
-  $('user-id').textContent = me.user.id;
-  showBalance(me.balance);
+  $('user-name').textContent = [me.first_name, me.last_name].filter(Boolean).join(' ');
+  $('user-id').textContent = me.id;
+  showBalance(me);
 }
 
 async function refreshBalance() {
