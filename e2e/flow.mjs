@@ -48,8 +48,8 @@ if (failures.length) {
 }
 console.log('e2e: the whole flow passed');
 
-// Opens the page in a fresh browser context (its own sessionStorage) and logs in as a new test user.
-async function logIn(userId, startParam) {
+// A page in a fresh browser context (its own sessionStorage).
+async function newPage() {
   const context = await browser.newContext({ viewport: { width: 800, height: 1000 } });
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
@@ -66,16 +66,43 @@ async function logIn(userId, startParam) {
       failures.push(new Error(`HTTP ${res.status()} from ${res.request().method()} ${res.url()}`));
     }
   });
+  return page;
+}
+
+// Logs in as a test user through the page's form (outside Telegram: /dev/init-data).
+async function logIn(userId) {
+  const page = await newPage();
   await page.goto(`${BASE_URL}/`);
   check((await text(page, '#login-mode')).startsWith('Outside Telegram'), 'the page offers the test login');
   await page.fill('#login-user-id', String(userId));
   await page.fill('#login-first-name', 'Playwright');
-  if (startParam) await page.fill('#login-start-param', startParam);
   await page.click('#login-button');
+  await loggedIn(page, userId);
+  return page;
+}
+
+// Opens the page as Telegram launches a Mini App: initData in the URL's fragment (signed here
+// by /dev/init-data, as Telegram signs it with the bot's token). The page logs in by itself.
+async function openInTelegram(userId, startParam) {
+  const res = await fetch(`${BASE_URL}/dev/init-data`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ user_id: userId, first_name: 'Telegram', start_param: startParam }),
+  });
+  check(res.ok, `/dev/init-data answered ${res.status}`);
+  const { init_data } = await res.json();
+  const page = await newPage();
+  const launch = new URLSearchParams({ tgWebAppData: init_data, tgWebAppVersion: '8.0', tgWebAppPlatform: 'web' });
+  await page.goto(`${BASE_URL}/#${launch}`);
+  await loggedIn(page, userId);
+  check((await text(page, '#login-mode')).startsWith('Inside Telegram'), 'the page logged in with initData from the launch URL');
+  return page;
+}
+
+async function loggedIn(page, userId) {
   await page.locator('#app').waitFor({ state: 'visible' });
   await page.waitForFunction((id) => document.getElementById('user-id').textContent === String(id), userId);
   await page.waitForFunction(() => document.getElementById('ws-status').textContent === 'open');
-  return page;
 }
 
 // Waits for the newest generation card in `list` to reach a final state, and checks it succeeded
@@ -151,12 +178,13 @@ async function run() {
   await page.waitForFunction((n) => Number(document.getElementById('balance-credits').textContent) === n, creditsBefore + 10);
   await screenshot(page, 'bought');
 
-  step('the referral link brings a friend');
+  step('the referral link brings a friend, who opens the Mini App from Telegram');
   const link = await text(page, '#referral-link');
   const code = /[?&]startapp=(ref_[A-Za-z0-9]+)/.exec(link);
   check(code, `the referral link carries a startapp code (${link})`);
   check((await number(page, '#referral-invited')) === 0, 'nobody invited yet');
-  const friend = await logIn(userId + 1, code[1]);
+  const friend = await openInTelegram(userId + 1, code[1]);
+  await screenshot(friend, 'friend-in-telegram');
   await friend.context().close();
   await page.reload(); // the token is kept in sessionStorage: no new login
   await page.locator('#app').waitFor({ state: 'visible' });

@@ -67,14 +67,16 @@ async fn style_css(state: web::Data<AppState>) -> AppResult<HttpResponse> {
 #[serde(deny_unknown_fields)]
 pub struct DevInitDataRequest {
     /// The test user's Telegram id (1 to 2^53 − 1, as Telegram's ids fit in a double).
-    #[schema(example = 42)]
+    #[schema(example = 42, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub user_id: i64,
-    #[schema(example = "Anna")]
+    /// 1–64 characters, no control characters.
+    #[schema(example = "Anna", min_length = 1, max_length = 64)]
     pub first_name: String,
     /// 5–32 letters, digits and underscores.
-    #[schema(example = "anna_test")]
+    #[schema(example = "anna_test", pattern = "^[A-Za-z0-9_]{5,32}$")]
     pub username: Option<String>,
     /// As a `startapp` link carries it, e.g. `ref_<code>` (1–64 letters, digits, `_`, `-`).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub start_param: Option<String>,
 }
 

@@ -164,7 +164,11 @@ function onEvent(event) {
     showGeneration(event.generation);
     if (event.type === 'generation.succeeded' || event.type === 'generation.failed') refreshBalance().catch(showError);
   } else if (event.type === 'chat.delta' && $('chat-reply').dataset.pending) {
-    $('chat-reply').textContent += event.text; // the reply as it is being written
+    // The reply as it is being written; a retried call (a new attempt) starts over.
+    const reply = $('chat-reply');
+    if (reply.dataset.attempt !== String(event.attempt)) reply.textContent = '';
+    reply.dataset.attempt = event.attempt;
+    reply.textContent += event.text;
   }
 }
 
@@ -260,6 +264,7 @@ async function sendChat() {
   if (state.chatSession) request.session_id = state.chatSession;
   else request.upload_id = state.editUpload.id;
   $('chat-reply').textContent = '';
+  delete $('chat-reply').dataset.attempt;
   $('chat-reply').dataset.pending = 'yes';
   let answer;
   try {
