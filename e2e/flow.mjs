@@ -189,6 +189,9 @@ async function run() {
   await page.reload(); // the token is kept in sessionStorage: no new login
   await page.locator('#app').waitFor({ state: 'visible' });
   await page.waitForFunction(() => document.getElementById('referral-invited').textContent === '1');
+  // The try-on is listed again, with its result.
+  const again = page.locator(`#fitting-generations .generation[data-id="${fitting}"][data-status="succeeded"] img`);
+  await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await again.elementHandle());
   await screenshot(page, 'referral');
 }
 

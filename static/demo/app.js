@@ -200,6 +200,13 @@ function showGeneration(g) {
   }
 }
 
+// GET /api/v1/generations?limit= → {items (newest first), next_cursor}: the recent ones, so
+// that a reload shows them again (each with a fresh signed result link).
+async function showRecentGenerations() {
+  const { items } = await api('GET', '/api/v1/generations?limit=6');
+  items.reverse().forEach(showGeneration); // cards are prepended: oldest first
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Try-on
 
@@ -367,7 +374,7 @@ async function start() {
   $('app').hidden = false;
   await showMe();
   connect();
-  await Promise.all([loadProducts(), showReferrals()]);
+  await Promise.all([showRecentGenerations(), loadProducts(), showReferrals()]);
 }
 
 async function main() {
