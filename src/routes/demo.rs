@@ -17,8 +17,9 @@ const INDEX_HTML: &str = include_str!("../../static/demo/index.html");
 const APP_JS: &str = include_str!("../../static/demo/app.js");
 const STYLE_CSS: &str = include_str!("../../static/demo/style.css");
 
-/// Scripts and styles only from here, no inline code, no third-party hosts; sockets to here.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; \
+/// Scripts and styles only from here (and Telegram's script, loaded inside Telegram only), no
+/// inline code; sockets to here.
+const CSP: &str = "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; img-src 'self' blob:; \
                    connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
 
 pub fn config(cfg: &mut web::ServiceConfig) {

@@ -74,9 +74,22 @@ function onClick(id, handler) {
 // ---------------------------------------------------------------------------------------
 // 1. Login
 
-// Inside Telegram the Mini App gets initData from Telegram: window.Telegram.WebApp.initData when
-// telegram-web-app.js is loaded, and always in the launch URL's fragment (#tgWebAppData=...),
-// which is read here so that the page needs nothing from the internet.
+// Telegram launches a Mini App with its initData in the URL's fragment (#tgWebAppData=...).
+// Only then is Telegram's script loaded (theme, ready(), openLink()): elsewhere the page needs
+// nothing from the internet, and inside Telegram it still works when the script cannot load.
+function loadTelegramScript() {
+  if (window.Telegram || !location.hash.includes('tgWebAppData=')) return Promise.resolve();
+  return new Promise((resolve) => {
+    const script = document.createElement('script');
+    script.src = 'https://telegram.org/js/telegram-web-app.js';
+    script.onload = resolve;
+    script.onerror = resolve;
+    setTimeout(resolve, 3000);
+    document.head.append(script);
+  });
+}
+
+// initData: window.Telegram.WebApp.initData when Telegram's script is there, else the fragment.
 function telegramInitData() {
   const webApp = window.Telegram && window.Telegram.WebApp;
   if (webApp && webApp.initData) return webApp.initData;
@@ -391,6 +404,12 @@ async function main() {
     logInAsTestUser().catch(showError);
   });
 
+  await loadTelegramScript();
+  const webApp = window.Telegram && window.Telegram.WebApp;
+  if (webApp) {
+    webApp.ready(); // Telegram shows the page
+    webApp.expand();
+  }
   const initData = telegramInitData();
   if (initData) {
     $('login-mode').textContent = 'Inside Telegram: logging in with its initData…';
