@@ -109,6 +109,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// `X-Admin-API-Key` of the `/admin` API; unset disables it (404).
     pub admin_api_key: Option<SecretString>,
+    /// Telegram ids whose access tokens are accepted on `/admin` too.
+    pub admin_ids: Vec<i64>,
 }
 
 /// Abuse limits (sliding windows in Redis, shared by all replicas; `off` disables one).
@@ -476,6 +478,22 @@ impl Settings {
             limits,
             payments,
             admin_api_key: env.secret("ADMIN_API_KEY")?,
+            admin_ids: env
+                .string("ADMIN_IDS")
+                .map(|ids| {
+                    ids.split(',')
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(|id| {
+                            id.parse::<i64>().map_err(|_| ConfigError {
+                                var: "ADMIN_IDS",
+                                message: format!("{id:?} is not a Telegram id"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
         };
         settings.check()?;
         Ok(settings)
