@@ -12,6 +12,7 @@ mod generations;
 mod health;
 mod ledger;
 mod limits;
+mod metrics;
 mod openapi;
 mod payments;
 mod privacy;
