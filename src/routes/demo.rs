@@ -18,9 +18,19 @@ const APP_JS: &str = include_str!("../../static/demo/app.js");
 const STYLE_CSS: &str = include_str!("../../static/demo/style.css");
 
 /// Scripts and styles only from here (and Telegram's script, loaded inside Telegram only), no
-/// inline code; sockets to here.
-const CSP: &str = "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; img-src 'self' blob:; \
-                   connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'";
+/// inline code; images from here and from `PUBLIC_BASE_URL` (signed media links); sockets to here.
+fn content_security_policy(public_base_url: &str) -> String {
+    let media = reqwest::Url::parse(public_base_url)
+        .map(|u| u.origin().ascii_serialization())
+        .ok()
+        .filter(|origin| origin != "null")
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self' https://telegram.org; style-src 'self'; \
+         img-src 'self' blob: {media}; connect-src 'self' ws: wss:; base-uri 'none'; \
+         form-action 'none'"
+    )
+}
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/").route(web::get().to(index)))
@@ -46,7 +56,10 @@ fn asset(
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header((header::CONTENT_SECURITY_POLICY, CSP))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            content_security_policy(&state.settings.public_base_url),
+        ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
         .body(body))

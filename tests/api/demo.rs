@@ -50,13 +50,18 @@ fn header<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_demo_page_is_served_outside_production() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(&[("PUBLIC_BASE_URL", "https://media.example.com:8443/api")]).await;
     let res = app.get("/", None).await;
     assert_eq!(res.status(), 200);
     assert_eq!(header(&res, "content-type"), "text/html; charset=utf-8");
     let csp = header(&res, "content-security-policy");
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(csp.contains("default-src 'none'"), "{csp}");
+    // Result images come from signed links on PUBLIC_BASE_URL's origin.
+    assert!(
+        csp.contains("img-src 'self' blob: https://media.example.com:8443;"),
+        "{csp}"
+    );
     let page = res.text().await.unwrap();
     assert!(page.contains(r#"<script src="/demo/app.js" defer></script>"#));
     assert!(page.contains(r#"href="/demo/style.css""#));
