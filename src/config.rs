@@ -103,6 +103,27 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub generation: GenerationSettings,
     pub ws: WsSettings,
+    pub assistant: AssistantSettings,
+}
+
+/// The editing assistant: OpenRouter (or the local sandbox assistant), prices and retention.
+#[derive(Debug, Clone)]
+pub struct AssistantSettings {
+    /// `None` runs the sandbox assistant (refused in production).
+    pub openrouter_api_key: Option<SecretString>,
+    pub openrouter_base_url: String,
+    pub openrouter_model: String,
+    /// One call to OpenRouter.
+    pub openrouter_timeout_secs: u64,
+    /// Calls per turn at most, retries included (each one is billed by OpenRouter).
+    pub openrouter_max_attempts: u32,
+    pub price_credits: i64,
+    pub message_max_chars: usize,
+    /// Sessions (and their photos) are deleted this long after their last message.
+    pub session_ttl_secs: u64,
+    /// The assistant's whole part of a turn, retries included. A turn still pending twice as
+    /// long after it was charged (a crashed process) is refunded by the sweeper.
+    pub turn_timeout_secs: u64,
 }
 
 /// The live-progress WebSocket (`GET /api/v1/ws`).
@@ -313,6 +334,28 @@ impl Settings {
             max_frame_bytes: env.parse("WS_MAX_FRAME_BYTES", 64 * 1024)?,
         };
 
+        let assistant = AssistantSettings {
+            openrouter_api_key: env.secret("OPENROUTER_API_KEY")?,
+            openrouter_base_url: env
+                .string("OPENROUTER_BASE_URL")
+                .unwrap_or_else(|| "https://openrouter.ai/api/v1".into()),
+            openrouter_model: env
+                .string("OPENROUTER_MODEL")
+                .unwrap_or_else(|| "anthropic/claude-haiku-4.5".into()),
+            openrouter_timeout_secs: env.parse("OPENROUTER_TIMEOUT_SECS", 30)?,
+            openrouter_max_attempts: env.parse("OPENROUTER_MAX_ATTEMPTS", 3)?,
+            price_credits: env.parse("CHAT_PRICE_CREDITS", 1)?,
+            message_max_chars: env.parse("CHAT_MESSAGE_MAX_CHARS", 2000)?,
+            session_ttl_secs: env.parse("CHAT_SESSION_TTL_SECS", 30 * 86_400)?,
+            turn_timeout_secs: env.parse("CHAT_TURN_TIMEOUT_SECS", 90)?,
+        };
+        if production && assistant.openrouter_api_key.is_none() {
+            return Err(missing(
+                "OPENROUTER_API_KEY",
+                "required in production (the sandbox assistant is refused there)",
+            ));
+        }
+
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
         let public_base_url = env
@@ -372,6 +415,7 @@ impl Settings {
             worker,
             generation,
             ws,
+            assistant,
         };
         settings.check()?;
         Ok(settings)
@@ -472,6 +516,28 @@ impl Settings {
         }
         if ws.max_frame_bytes < 1024 {
             return bad("WS_MAX_FRAME_BYTES", "must be at least 1024");
+        }
+        let a = &self.assistant;
+        if a.price_credits < 1 {
+            return bad("CHAT_PRICE_CREDITS", "must be at least 1");
+        }
+        if a.message_max_chars < 1 {
+            return bad("CHAT_MESSAGE_MAX_CHARS", "must be at least 1");
+        }
+        if a.openrouter_max_attempts < 1 || a.openrouter_timeout_secs < 1 {
+            return bad(
+                "OPENROUTER_MAX_ATTEMPTS",
+                "OPENROUTER_MAX_ATTEMPTS and OPENROUTER_TIMEOUT_SECS must be at least 1",
+            );
+        }
+        if a.turn_timeout_secs < a.openrouter_timeout_secs {
+            return bad(
+                "CHAT_TURN_TIMEOUT_SECS",
+                "must be at least OPENROUTER_TIMEOUT_SECS (one call has to fit)",
+            );
+        }
+        if a.session_ttl_secs < 3600 {
+            return bad("CHAT_SESSION_TTL_SECS", "must be at least 3600");
         }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {

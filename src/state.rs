@@ -26,6 +26,8 @@ pub struct AppState {
     pub images: ImagePool,
     /// This process's live-progress sockets; see `crate::realtime`.
     pub hub: Arc<Hub>,
+    /// The editing assistant's model (OpenRouter, or the sandbox).
+    pub assistant: Arc<dyn crate::providers::openrouter::Assistant>,
 }
 
 impl AppState {
@@ -40,6 +42,10 @@ impl AppState {
             storage: Storage::local(&settings.media.storage_dir)?,
             images: ImagePool::new(settings.media.image_workers)?,
             hub: Arc::new(Hub::new(settings.ws.clone())),
+            assistant: crate::providers::openrouter::from_settings(
+                &settings.assistant,
+                &settings.public_base_url,
+            )?,
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
             settings: Arc::new(settings),
