@@ -1,6 +1,8 @@
 //! The data layer: pools, embedded migrations, and one query module per table.
 //! Query functions take `&mut AsyncPgConnection`; the caller owns the transaction.
 
+pub mod chat_sessions;
+pub mod chat_turns;
 pub mod generations;
 pub mod ledger;
 pub mod models;
