@@ -26,6 +26,10 @@ use crate::routes;
         routes::generations::get,
         routes::generations::list,
         routes::generations::cancel,
+        routes::editing::chat,
+        routes::editing::list_sessions,
+        routes::editing::get_session,
+        routes::editing::reset,
         crate::realtime::ws::connect,
         routes::health::health,
         routes::health::ready,
@@ -37,6 +41,7 @@ use crate::routes;
         (name = "me", description = "The signed-in user"),
         (name = "uploads", description = "Photos for fitting and editing"),
         (name = "generations", description = "Try-ons and edits: charged once, refunded on failure"),
+        (name = "editing", description = "The editing assistant: a chat that proposes three edit prompts per message"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod docs;
+pub mod editing;
 pub mod generations;
 pub mod health;
 pub mod me;
@@ -20,6 +21,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 .configure(me::config)
                 .configure(crate::realtime::ws::config)
                 .configure(uploads::config)
-                .configure(generations::config),
+                .configure(generations::config)
+                .configure(editing::config),
         );
 }

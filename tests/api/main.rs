@@ -5,6 +5,7 @@
 mod fakes;
 mod helpers;
 
+mod assistant;
 mod auth;
 mod cli;
 mod generations;
