@@ -692,6 +692,35 @@ mod tests {
     }
 
     #[test]
+    fn production_refuses_the_sandbox_assistant_and_bad_chat_limits() {
+        let secret = "x".repeat(40);
+        let prod = [
+            ("APP_ENV", "production"),
+            ("TELEGRAM_BOT_TOKEN", "1:abc"),
+            ("JWT_SECRET", secret.as_str()),
+            ("MEDIA_URL_SECRET", secret.as_str()),
+            ("KIE_API_KEY", "kie"),
+        ];
+        assert_eq!(settings(&prod).unwrap_err().var, "OPENROUTER_API_KEY");
+        let s = settings(&[("OPENROUTER_API_KEY", "sk-or-v1-x")]).unwrap();
+        assert_eq!(s.assistant.openrouter_model, "anthropic/claude-haiku-4.5");
+        assert_eq!(s.assistant.session_ttl_secs, 30 * 86_400);
+        assert_eq!(
+            settings(&[
+                ("OPENROUTER_TIMEOUT_SECS", "60"),
+                ("CHAT_TURN_TIMEOUT_SECS", "30")
+            ])
+            .unwrap_err()
+            .var,
+            "CHAT_TURN_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            settings(&[("CHAT_PRICE_CREDITS", "0")]).unwrap_err().var,
+            "CHAT_PRICE_CREDITS"
+        );
+    }
+
+    #[test]
     fn env_example_lists_exactly_the_variables_read() {
         let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
         Settings::from_lookup(|k| {

@@ -479,10 +479,7 @@ async fn complete_turn(
             usage: Some(usage),
         },
     ];
-    let keep_photo_until = now
-        + chrono::Duration::seconds(
-            i64::try_from(state.settings.assistant.session_ttl_secs).unwrap_or(i64::MAX / 2),
-        );
+    let keep_photo_until = now + session_ttl(state);
     let mut conn = state.db.get().await?;
     let settled = conn
         .transaction(async |conn| -> AppResult<Option<&'static str>> {
@@ -516,6 +513,12 @@ async fn complete_turn(
     };
     publish_reply(state, turn.user_id, &reply);
     Ok(reply)
+}
+
+fn session_ttl(state: &AppState) -> chrono::Duration {
+    chrono::Duration::seconds(
+        i64::try_from(state.settings.assistant.session_ttl_secs).unwrap_or(i64::MAX / 2),
+    )
 }
 
 /// Marks a pending turn failed and refunds it, once; a new session left empty goes too.
@@ -755,7 +758,7 @@ pub async fn reset(
     let mut conn = state.db.get().await?;
     let session = conn
         .transaction(async |conn| -> AppResult<ChatSession> {
-            chat_sessions::lock_owned(conn, user.id, session_id)
+            let session = chat_sessions::lock_owned(conn, user.id, session_id)
                 .await?
                 .ok_or_else(|| AppError::not_found("no such session"))?;
             if chat_turns::has_pending_in_session(conn, session_id).await? {
@@ -764,7 +767,12 @@ pub async fn reset(
                     "the assistant is still answering; reset after its reply",
                 ));
             }
-            chat_sessions::reset(conn, session_id, Utc::now()).await?;
+            let now = Utc::now();
+            chat_sessions::reset(conn, session_id, now).await?;
+            // The photo lives as long as the session, which a reset keeps alive.
+            if let Some(photo) = session.upload_id {
+                uploads::extend_expiry(conn, photo, now + session_ttl(&state)).await?;
+            }
             chat_sessions::find_owned(conn, user.id, session_id)
                 .await?
                 .ok_or_else(|| AppError::not_found("no such session"))

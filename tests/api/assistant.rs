@@ -112,6 +112,43 @@ async fn chat_ok(app: &TestApp, token: &str, body: &Value) -> Value {
     body
 }
 
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The ledger afterwards: every balance is the sum of its movements and matches the newest
+/// `balance_after`; every turn was charged once; failed turns, and only they, refunded once.
+async fn assert_ledger_consistent(app: &TestApp) {
+    let mut conn = app.conn().await;
+    for (what, query) in [
+        (
+            "balances that are not the sum of their movements",
+            "SELECT count(*) AS n FROM users u WHERE u.balance_credits <> \
+               COALESCE((SELECT sum(delta) FROM credit_ledger l WHERE l.user_id = u.id), 0) \
+               OR u.balance_credits <> COALESCE((SELECT balance_after FROM credit_ledger l \
+                  WHERE l.user_id = u.id ORDER BY id DESC LIMIT 1), 0)",
+        ),
+        (
+            "turns without exactly one charge",
+            "SELECT count(*) AS n FROM chat_turns t WHERE (SELECT count(*) FROM credit_ledger l \
+               WHERE l.idempotency_key = t.charge_key AND l.reason IN ('charge', 'free_allowance')) <> 1",
+        ),
+        (
+            "turns refunded although not failed, or failed and not refunded",
+            "SELECT count(*) AS n FROM chat_turns t WHERE (t.status = 'failed') <> EXISTS \
+               (SELECT 1 FROM credit_ledger l WHERE l.idempotency_key = 'refund:' || t.charge_key)",
+        ),
+    ] {
+        let found: Count = diesel::sql_query(query)
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(found.n, 0, "{what}");
+    }
+}
+
 /// (status, error_code, attempts, prompt_tokens, cost) of every turn, oldest first.
 async fn turns(app: &TestApp) -> Vec<(String, Option<String>, i32, i64, i64)> {
     chat_turns::table
@@ -252,6 +289,7 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
             .unwrap()
             .starts_with("Three ways")
     );
+    assert_ledger_consistent(&app).await;
 }
 
 /// The next JSON event on the socket (pings skipped), within 10 s.
@@ -326,6 +364,7 @@ async fn a_long_conversation_sends_only_the_last_ten_messages_and_the_photo_once
         .unwrap();
     assert_eq!(history["messages"].as_array().unwrap().len(), 24);
     assert_eq!(history["prompt_tokens"], 12 * PROMPT_TOKENS);
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
@@ -416,6 +455,7 @@ async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded(
         2,
         "no half-saved turn"
     );
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
@@ -444,6 +484,7 @@ async fn a_429_then_success_answers_once_and_charges_once() {
     assert_eq!(balance(&app, &token).await, 1);
     assert_eq!(ledger_reasons(&app, 1).await, ["admin_grant", "charge"]);
     assert_eq!(turns(&app).await[0].2, 3, "three attempts recorded");
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
@@ -478,6 +519,7 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     let t = turns(&app).await;
     assert_eq!((t.len(), t[0].0.as_str(), t[0].2), (1, "failed", 3));
     assert_eq!(t[0].4, COST_MICROS, "the error after the start was billed");
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
@@ -559,6 +601,8 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
         .await
         .unwrap();
     assert_eq!(b["free_actions_left"], 1, "the free action came back");
+    assert_ledger_consistent(&app).await;
+    assert_ledger_consistent(&wrong).await;
 }
 
 #[tokio::test]
@@ -762,6 +806,7 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
     )
     .await;
     assert_eq!(fake.calls().len(), 2);
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
@@ -905,6 +950,7 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         .unwrap();
     assert_problem(res, 503, "assistant_unavailable").await;
     assert_eq!(balance(&app, &token).await, 1);
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
