@@ -3,7 +3,8 @@
 //! request is read), gives every user a photo and a session, then sends chat turns open-loop at a
 //! fixed rate and measures each from its scheduled send time to the end of the reply. With the
 //! provider taking no time, that is our side of a turn: auth, the charge transaction, building the
-//! request, the call over loopback, parsing, the history transaction, the event publish.
+//! request, the call over loopback, reading the streamed answer and publishing its `chat.delta`
+//! previews, parsing, the history transaction, the `chat.reply` publish.
 //!
 //! Reads the same environment as the server (DATABASE_URL, JWT_*) to issue tokens for the users
 //! the script created.
@@ -52,20 +53,43 @@ struct FakeStats {
 
 const ANSWER: &str = r#"{"reply":"Three ways to do it.","variants":["Make the sky pink; keep the face and pose unchanged.","A bolder pink sky with richer colours; keep the face.","A pink sky as a fine-art photograph; keep the framing."]}"#;
 
-async fn fake_completion(body: web::Bytes, stats: web::Data<FakeStats>) -> HttpResponse {
-    let started = Instant::now();
-    let ok = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .is_some_and(|b| b["messages"].is_array());
-    let reply = if ok {
-        HttpResponse::Ok().json(json!({
+/// The answer as OpenRouter streams it: four `delta.content` pieces, then the finish reason and
+/// usage, then `[DONE]` (or whole, when the request did not ask for a stream).
+fn answer(streamed: bool) -> HttpResponse {
+    let usage = json!({"prompt_tokens": 194, "completion_tokens": 42, "total_tokens": 236, "cost": 0.000404});
+    if !streamed {
+        return HttpResponse::Ok().json(json!({
             "id": "gen-bench", "object": "chat.completion", "model": "bench/instant",
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": ANSWER, "refusal": null}}],
-            "usage": {"prompt_tokens": 194, "completion_tokens": 42, "total_tokens": 236, "cost": 0.000404}
-        }))
-    } else {
-        HttpResponse::BadRequest().json(json!({"error": {"code": 400, "message": "bad body"}}))
+            "usage": usage
+        }));
+    }
+    let chars: Vec<char> = ANSWER.chars().collect();
+    let mut out = String::new();
+    for piece in chars.chunks(chars.len().div_ceil(4)) {
+        let piece: String = piece.iter().collect();
+        let chunk = json!({"id": "gen-bench", "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": null}]});
+        out.push_str(&format!("data: {chunk}\n\n"));
+    }
+    let last = json!({"id": "gen-bench", "object": "chat.completion.chunk",
+                      "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop"}],
+                      "usage": usage});
+    out.push_str(&format!("data: {last}\n\ndata: [DONE]\n\n"));
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .body(out)
+}
+
+async fn fake_completion(body: web::Bytes, stats: web::Data<FakeStats>) -> HttpResponse {
+    let started = Instant::now();
+    let request = serde_json::from_slice::<Value>(&body).ok();
+    let reply = match request.filter(|b| b["messages"].is_array()) {
+        Some(b) => answer(b["stream"] == true),
+        None => {
+            HttpResponse::BadRequest().json(json!({"error": {"code": 400, "message": "bad body"}}))
+        }
     };
     stats.handled.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut m) = stats.micros.lock() {

@@ -117,6 +117,8 @@ pub struct AssistantSettings {
     pub openrouter_timeout_secs: u64,
     /// Calls per turn at most, retries included (each one is billed by OpenRouter).
     pub openrouter_max_attempts: u32,
+    /// Stream answers (SSE), so the reply reaches sockets as `chat.delta` while it is written.
+    pub openrouter_stream: bool,
     pub price_credits: i64,
     pub message_max_chars: usize,
     /// Sessions (and their photos) are deleted this long after their last message.
@@ -344,6 +346,7 @@ impl Settings {
                 .unwrap_or_else(|| "anthropic/claude-haiku-4.5".into()),
             openrouter_timeout_secs: env.parse("OPENROUTER_TIMEOUT_SECS", 30)?,
             openrouter_max_attempts: env.parse("OPENROUTER_MAX_ATTEMPTS", 3)?,
+            openrouter_stream: env.parse("OPENROUTER_STREAM", true)?,
             price_credits: env.parse("CHAT_PRICE_CREDITS", 1)?,
             message_max_chars: env.parse("CHAT_MESSAGE_MAX_CHARS", 2000)?,
             session_ttl_secs: env.parse("CHAT_SESSION_TTL_SECS", 30 * 86_400)?,

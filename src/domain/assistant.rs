@@ -360,6 +360,71 @@ fn json_object(content: &str) -> Option<serde_json::Map<String, Value>> {
         .flatten()
 }
 
+/// Follows a streamed answer and yields the text of its `reply` as it grows, so the user can
+/// read it while the model writes. The stream is JSON (`{"reply": "…", "variants": […]}`) cut
+/// anywhere, escapes included; what is shown here is a preview: the parsed final answer
+/// replaces it.
+#[derive(Debug, Default)]
+pub struct ReplyPreview {
+    raw: String,
+    /// Characters of the reply given out so far.
+    shown: usize,
+}
+
+impl ReplyPreview {
+    /// Adds a fragment of the model's output; returns the reply text that became readable.
+    pub fn push(&mut self, fragment: &str) -> Option<String> {
+        self.raw.push_str(fragment);
+        let decoded = reply_prefix(&self.raw)?;
+        let new: String = decoded
+            .chars()
+            .skip(self.shown)
+            .filter(|c| !text::is_invisible_format(*c))
+            .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+            .collect();
+        self.shown = decoded.chars().count();
+        (!new.is_empty()).then_some(new)
+    }
+}
+
+/// The decoded part of the `reply` string readable so far in a cut-off JSON text.
+fn reply_prefix(raw: &str) -> Option<String> {
+    let key = raw.find("\"reply\"")?;
+    let rest = raw[key + 7..].trim_start().strip_prefix(':')?.trim_start();
+    let mut chars = rest.strip_prefix('"')?.chars();
+    let mut out = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                let decoded = match chars.next()? {
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    'b' | 'f' => ' ',
+                    'u' => {
+                        let hex: String = chars.by_ref().take(4).collect();
+                        if hex.len() < 4 {
+                            return Some(out);
+                        }
+                        // Surrogate halves (emoji) are skipped in the preview.
+                        u32::from_str_radix(&hex, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .unwrap_or('\u{FFFD}')
+                    }
+                    other => other,
+                };
+                if decoded != '\u{FFFD}' {
+                    out.push(decoded);
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    Some(out)
+}
+
 /// The sandbox assistant's answer: deterministic, built from the user's message, in the user's
 /// language, so the whole flow runs without a provider.
 pub fn sandbox_reply(
@@ -506,6 +571,34 @@ mod tests {
         ] {
             assert!(matches!(bad(body), ReplyError::Shape(_)), "{body}");
         }
+    }
+
+    #[test]
+    fn the_reply_is_previewed_as_it_streams_in() {
+        let full =
+            r#"{"reply": "Sky \"pink\",\nthen \u00e9t\u00e9!", "variants": ["a", "b", "c"]}"#;
+        for cut in 1..full.len() {
+            if !full.is_char_boundary(cut) {
+                continue;
+            }
+            let mut p = ReplyPreview::default();
+            let mut seen = String::new();
+            for part in [&full[..cut], &full[cut..]] {
+                if let Some(new) = p.push(part) {
+                    seen.push_str(&new);
+                }
+            }
+            assert_eq!(seen, "Sky \"pink\",\nthen été!", "cut at {cut}");
+        }
+        let mut p = ReplyPreview::default();
+        let mut seen = String::new();
+        for c in full.chars() {
+            if let Some(new) = p.push(&c.to_string()) {
+                seen.push_str(&new);
+            }
+        }
+        assert_eq!(seen, "Sky \"pink\",\nthen été!");
+        assert_eq!(ReplyPreview::default().push("not json"), None);
     }
 
     #[test]

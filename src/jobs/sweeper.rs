@@ -1,5 +1,6 @@
-//! Retention: erases expired uploads (object first, then the row is marked deleted), in
-//! batches, idempotently, and safely beside other workers (rows are claimed with SKIP LOCKED).
+//! Retention: erases expired uploads (object first, then the row is marked deleted) and idle
+//! chat sessions with their photos, and refunds chat turns a crash left pending; in batches,
+//! idempotently, and safely beside other workers (rows are claimed with SKIP LOCKED).
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;

@@ -2,16 +2,20 @@
 //! sandbox assistant that answers deterministically when no key is configured.
 //!
 //! OpenRouter has no idempotency and bills every call, so a call is repeated only when no usable
-//! answer came back: 408/429/5xx and errors after the start (HTTP 200 with `error`) with backoff,
-//! honouring `Retry-After`; an unreadable answer (not JSON, wrong shape, cut off) once. The JSON
-//! answer arrives as a string in `choices[0].message.content` and is read by
-//! [`crate::domain::assistant::parse_reply`]. Tokens and cost of every attempt are added up.
+//! answer came back: 408/429/5xx and errors after the start (HTTP 200 with `error`, or an SSE
+//! event carrying one) with backoff, honouring `Retry-After`; an unreadable answer (not JSON,
+//! wrong shape, cut off) once. The JSON answer arrives as a string in
+//! `choices[0].message.content` (or in `delta.content` pieces when streamed, which are put back
+//! into that shape) and is read by [`crate::domain::assistant::parse_reply`]. While a streamed
+//! answer is written, the readable part of its `reply` is handed out as [`Delta`]s. Tokens and
+//! cost of every attempt are added up.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
     BoxFuture, BuildError, RetryPolicy, Sleeper, describe, http_client, normalise_base_url,
@@ -19,7 +23,8 @@ use super::{
 };
 use crate::config::AssistantSettings;
 use crate::domain::assistant::{
-    self, AssistantReply, Language, PromptMessage, Usage, cost_micros, estimate_tokens,
+    self, AssistantReply, Language, PromptMessage, ReplyPreview, Usage, cost_micros,
+    estimate_tokens,
 };
 
 /// Largest reply we read (answers are a few kilobytes).
@@ -46,6 +51,16 @@ pub struct AssistantRequest {
     pub messages: Vec<PromptMessage>,
     /// Variants longer than this are refused (they must run as edit prompts).
     pub max_variant_chars: usize,
+    /// Where the reply's text goes while it is written (when the assistant streams).
+    pub deltas: Option<UnboundedSender<Delta>>,
+}
+
+/// A piece of the reply being written. A retried call writes it again from the start, under
+/// the next `attempt` number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub attempt: u32,
+    pub text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +132,8 @@ pub fn from_settings(
                 settings.openrouter_max_attempts,
                 Duration::from_secs(settings.turn_timeout_secs),
             )
-            .with_referer(public_base_url),
+            .with_referer(public_base_url)
+            .with_streaming(settings.openrouter_stream),
         ),
         None => Arc::new(SandboxAssistant),
     })
@@ -131,6 +147,7 @@ pub struct OpenRouterClient {
     api_key: SecretString,
     model: String,
     referer: Option<String>,
+    stream: bool,
     timeout: Duration,
     max_attempts: u32,
     budget: Duration,
@@ -153,6 +170,7 @@ impl OpenRouterClient {
             api_key,
             model: model.to_owned(),
             referer: None,
+            stream: true,
             timeout,
             max_attempts: 3,
             budget: Duration::from_secs(90),
@@ -174,6 +192,12 @@ impl OpenRouterClient {
         self
     }
 
+    /// Asks for an SSE stream (when the request has a delta sink); on by default.
+    pub fn with_streaming(mut self, stream: bool) -> Self {
+        self.stream = stream;
+        self
+    }
+
     /// Backoff between retries (its `max_attempts` is ignored: see [`Self::with_attempts`]).
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
@@ -187,7 +211,8 @@ impl OpenRouterClient {
 
     #[tracing::instrument(skip_all, fields(model = %self.model))]
     pub async fn complete(&self, req: &AssistantRequest) -> Result<Completion, AssistantError> {
-        let body = request_body(&self.model, req);
+        let stream = self.stream && req.deltas.is_some();
+        let body = request_body(&self.model, req, stream);
         let started = Instant::now();
         let mut spent = Usage::default();
         let mut bad_replies = 0;
@@ -195,8 +220,18 @@ impl OpenRouterClient {
         loop {
             attempt += 1;
             let remaining = self.budget.saturating_sub(started.elapsed());
+            let sink = req
+                .deltas
+                .as_ref()
+                .filter(|_| stream)
+                .map(|tx| (tx, attempt));
             let (outcome, usage) = self
-                .attempt(&body, remaining.min(self.timeout), req.max_variant_chars)
+                .attempt(
+                    &body,
+                    remaining.min(self.timeout),
+                    req.max_variant_chars,
+                    sink,
+                )
                 .await;
             spent = spent + usage;
             let failure = match outcome {
@@ -242,6 +277,7 @@ impl OpenRouterClient {
         body: &Value,
         timeout: Duration,
         max_variant_chars: usize,
+        sink: Option<(&UnboundedSender<Delta>, u32)>,
     ) -> (Result<AssistantReply, Failure>, Usage) {
         if timeout.is_zero() {
             return (Err(Failure::unavailable("no time left")), Usage::default());
@@ -270,11 +306,130 @@ impl OpenRouterClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        match read_capped(response, MAX_REPLY_BYTES).await {
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let read = match sink {
+            // Errors before the stream starts are plain JSON replies.
+            Some(sink) if is_stream && (200..300).contains(&status) => {
+                read_stream(response, sink).await
+            }
+            _ => read_capped(response, MAX_REPLY_BYTES).await,
+        };
+        match read {
             Ok(bytes) => interpret(status, &bytes, retry_after, max_variant_chars),
             Err(message) => (Err(Failure::unavailable(message)), Usage::default()),
         }
     }
+}
+
+/// A streamed answer, put back together as the non-streamed reply it stands for.
+#[derive(Debug, Default)]
+struct Assembled {
+    content: String,
+    refusal: String,
+    finish_reason: Option<String>,
+    usage: Option<Value>,
+    error: Option<Value>,
+    done: bool,
+}
+
+impl Assembled {
+    /// One SSE `data:` payload; returns the piece of content it carried.
+    fn absorb(&mut self, data: &str) -> Option<String> {
+        if data == "[DONE]" {
+            self.done = true;
+            return None;
+        }
+        let chunk: Value = serde_json::from_str(data).ok()?;
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            self.error = Some(error.clone());
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let choice = chunk.get("choices")?.as_array()?.first()?;
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish_reason = Some(reason.to_owned());
+        }
+        let delta = choice.get("delta")?;
+        if let Some(refusal) = delta.get("refusal").and_then(Value::as_str) {
+            self.refusal.push_str(refusal);
+        }
+        let piece = delta.get("content").and_then(Value::as_str)?;
+        self.content.push_str(piece);
+        Some(piece.to_owned())
+    }
+
+    /// The body a non-streamed call would have answered.
+    fn into_body(self) -> Vec<u8> {
+        let finish_reason = match (&self.finish_reason, self.done) {
+            (Some(r), _) => Value::from(r.as_str()),
+            // Cut off without a finish reason or [DONE]: as an error after the start.
+            (None, false) if self.error.is_none() => Value::from("error"),
+            (None, _) => Value::Null,
+        };
+        let mut body = json!({
+            "choices": [{
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {
+                    "role": "assistant",
+                    "content": self.content,
+                    "refusal": (!self.refusal.is_empty()).then_some(self.refusal),
+                },
+            }],
+        });
+        if let Some(usage) = self.usage {
+            body["usage"] = usage;
+        }
+        if let Some(error) = self.error {
+            body["error"] = error;
+        }
+        body.to_string().into_bytes()
+    }
+}
+
+/// Reads an SSE stream (`data: {chunk}` events, `: comment` keep-alives, `data: [DONE]`),
+/// handing the readable reply out as it comes; returns the assembled answer's body.
+async fn read_stream(
+    mut response: reqwest::Response,
+    (sink, attempt): (&UnboundedSender<Delta>, u32),
+) -> Result<Vec<u8>, String> {
+    let mut assembled = Assembled::default();
+    let mut preview = ReplyPreview::default();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut read = 0;
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err("timed out reading the stream".into()),
+            // A stream that dies midway is an error after the start.
+            Err(e) => return Err(describe(e)),
+        };
+        read += chunk.len();
+        if read > MAX_REPLY_BYTES {
+            return Err(format!("stream over {MAX_REPLY_BYTES} bytes"));
+        }
+        pending.extend_from_slice(&chunk);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let Some(data) = line.trim_end().strip_prefix("data:") else {
+                continue;
+            };
+            if let Some(piece) = assembled.absorb(data.trim()) {
+                if let Some(text) = preview.push(&piece) {
+                    // A reader that went away only ends the preview, never the turn.
+                    let _ = sink.send(Delta { attempt, text });
+                }
+            }
+        }
+    }
+    Ok(assembled.into_body())
 }
 
 impl Assistant for OpenRouterClient {
@@ -448,7 +603,7 @@ fn interpret(
 
 /// The request body: OpenAI-style messages (the photo as an image part after the text), the
 /// JSON schema of the answer, and only providers that honour every parameter.
-fn request_body(model: &str, req: &AssistantRequest) -> Value {
+fn request_body(model: &str, req: &AssistantRequest, stream: bool) -> Value {
     let messages: Vec<Value> = req
         .messages
         .iter()
@@ -468,7 +623,7 @@ fn request_body(model: &str, req: &AssistantRequest) -> Value {
         "messages": messages,
         "max_tokens": assistant::MAX_TOKENS,
         "temperature": assistant::TEMPERATURE,
-        "stream": false,
+        "stream": stream,
         "response_format": assistant::response_format(),
         "provider": {"require_parameters": true},
     })
@@ -507,6 +662,15 @@ impl Assistant for SandboxAssistant {
         Box::pin(async move {
             let message = req.messages.last().map_or("", |m| m.text.as_str());
             let reply = assistant::sandbox_reply(&req.language, message, req.max_variant_chars);
+            // Written out word by word, as a streaming model would, so `chat.delta` can be seen.
+            if let Some(tx) = &req.deltas {
+                for word in reply.reply.split_inclusive(' ') {
+                    let _ = tx.send(Delta {
+                        attempt: 1,
+                        text: word.to_owned(),
+                    });
+                }
+            }
             let prompt_tokens = req.messages.iter().map(|m| estimate_tokens(&m.text)).sum();
             Ok(Completion {
                 usage: Usage {
@@ -613,6 +777,38 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_is_put_back_together_as_the_reply_it_stands_for() {
+        let mut a = Assembled::default();
+        let events = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"{\"reply\":\"Su"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"re\",\"variants\":[\"a\",\"b\",\"c\"]}"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":""},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"cost":0.000001}}"#,
+            "[DONE]",
+        ];
+        let pieces: Vec<_> = events.iter().filter_map(|e| a.absorb(e)).collect();
+        assert_eq!(pieces.len(), 3);
+        let (reply, usage) = interpret(200, &a.into_body(), None, 100);
+        assert_eq!(reply.unwrap().reply, "Sure");
+        assert_eq!((usage.prompt_tokens, usage.cost_usd_micros), (5, 1));
+
+        // Cut off: no finish reason, no [DONE].
+        let mut cut = Assembled::default();
+        cut.absorb(events[0]);
+        assert_eq!(
+            kind(&interpret(200, &cut.into_body(), None, 100)),
+            Some(FailureKind::Unavailable)
+        );
+        // An error event midway.
+        let mut failed = Assembled::default();
+        failed.absorb(events[0]);
+        failed.absorb(r#"{"error":{"code":502,"message":"Provider returned error"},"choices":[{"delta":{"content":""},"finish_reason":"error"}]}"#);
+        assert_eq!(
+            kind(&interpret(200, &failed.into_body(), None, 100)),
+            Some(FailureKind::Unavailable)
+        );
+    }
+
+    #[test]
     fn the_photo_rides_as_an_image_part_after_the_text() {
         let req = AssistantRequest {
             language: Language::English,
@@ -623,8 +819,9 @@ mod tests {
                 Some("https://m/p.jpg"),
             ),
             max_variant_chars: 100,
+            deltas: None,
         };
-        let b = request_body("m/x", &req);
+        let b = request_body("m/x", &req, false);
         assert_eq!(b["messages"][0]["role"], "system");
         assert_eq!(
             b["messages"][1]["content"][0],

@@ -27,7 +27,7 @@ use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
 use crate::domain::credits::PaidWith;
 use crate::domain::text::{self, TextError};
 use crate::error::{AppError, AppResult, Problem};
-use crate::providers::openrouter::{AssistantError, AssistantRequest, FailureKind};
+use crate::providers::openrouter::{AssistantError, AssistantRequest, Delta, FailureKind};
 use crate::realtime::{self, Event};
 use crate::state::AppState;
 
@@ -413,6 +413,13 @@ async fn replay(
 /// Asks the model, then settles the turn: completed with its history, or failed and refunded.
 async fn run_turn(state: &AppState, turn: Box<PendingTurn>) -> AppResult<ChatReply> {
     let image_url = turn.photo.as_ref().map(|p| state.media_url(&p.storage_key));
+    let (deltas, written) = tokio::sync::mpsc::unbounded_channel();
+    let previews = tokio::spawn(publish_deltas(
+        state.clone(),
+        turn.user_id,
+        turn.session_id,
+        written,
+    ));
     let request = AssistantRequest {
         language: turn.language.clone(),
         messages: assistant::build_messages(
@@ -422,6 +429,7 @@ async fn run_turn(state: &AppState, turn: Box<PendingTurn>) -> AppResult<ChatRep
             image_url.as_deref(),
         ),
         max_variant_chars: state.settings.generation.edit_prompt_max_chars,
+        deltas: Some(deltas),
     };
     // The client bounds itself by the same budget; this only guards against a hung call.
     let budget = Duration::from_secs(state.settings.assistant.turn_timeout_secs + 5);
@@ -435,6 +443,14 @@ async fn run_turn(state: &AppState, turn: Box<PendingTurn>) -> AppResult<ChatRep
                 attempts: 0,
             })
         });
+    // The previews go out before the reply (or the failure): close their channel, let them drain.
+    drop(request);
+    if tokio::time::timeout(Duration::from_secs(2), previews)
+        .await
+        .is_err()
+    {
+        tracing::warn!("chat.delta events still queued after 2 s; the reply goes out anyway");
+    }
     match outcome {
         Ok(completion) => complete_turn(state, turn, completion).await,
         Err(e) => {
@@ -578,6 +594,36 @@ fn failure_error(code: &str) -> AppError {
             "assistant_unavailable",
             "the assistant is unavailable right now, try again in a minute",
         ),
+    }
+}
+
+/// Pushes the reply's text to the user's sockets while it is written, as `chat.delta` events
+/// `{session_id, attempt, text}` (in order; pieces that queued up meanwhile go in one event).
+/// Clients append `text` to the reply of `attempt`, and start over when the attempt changes
+/// (a retried call); `chat.reply` has the final, checked text.
+async fn publish_deltas(
+    state: AppState,
+    user_id: i64,
+    session_id: Uuid,
+    mut written: tokio::sync::mpsc::UnboundedReceiver<Delta>,
+) {
+    while let Some(first) = written.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = written.try_recv() {
+            match batch.last_mut() {
+                Some(last) if last.attempt == more.attempt => last.text.push_str(&more.text),
+                _ => batch.push(more),
+            }
+        }
+        for delta in batch {
+            let event = Event::new(realtime::types::CHAT_DELTA)
+                .with("session_id", session_id.to_string())
+                .with("attempt", delta.attempt)
+                .with("text", delta.text);
+            if let Err(e) = realtime::publish(&state, user_id, &event).await {
+                tracing::debug!(error = %e, "publishing chat.delta failed");
+            }
+        }
     }
 }
 

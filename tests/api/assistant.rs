@@ -205,6 +205,7 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
     );
     let sent = requests[0].json();
     assert_eq!(sent["model"], MODEL);
+    assert_eq!(sent["stream"], true);
     assert_eq!(sent["response_format"]["type"], "json_schema");
     assert_eq!(
         sent["response_format"]["json_schema"]["schema"]["properties"]["variants"]["minItems"],
@@ -229,10 +230,14 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
     );
     assert_eq!(app.client.get(image).send().await.unwrap().status(), 200);
 
-    let event = next_event(&mut ws).await;
-    assert_eq!(event["type"], "chat.reply");
+    // The reply was streamed to the socket while it was written, then sent whole.
+    let (deltas, event) = deltas_then_reply(&mut ws).await;
     assert_eq!(event["session_id"], session.as_str());
     assert_eq!(event["variants"], reply["variants"]);
+    assert_eq!(
+        deltas.get(&1),
+        Some(&reply["reply"].as_str().unwrap().to_owned())
+    );
 
     // The history and the accounting, written together.
     let history: Value = app
@@ -290,6 +295,30 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
             .starts_with("Three ways")
     );
     assert_ledger_consistent(&app).await;
+}
+
+/// `chat.delta` texts joined per attempt, up to the `chat.reply` that follows them.
+async fn deltas_then_reply<S>(ws: &mut S) -> (std::collections::BTreeMap<i64, String>, Value)
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    let mut deltas = std::collections::BTreeMap::<i64, String>::new();
+    loop {
+        let event = next_event(ws).await;
+        match event["type"].as_str() {
+            Some("chat.delta") => deltas
+                .entry(event["attempt"].as_i64().unwrap())
+                .or_default()
+                .push_str(event["text"].as_str().unwrap()),
+            Some("chat.reply") => return (deltas, event),
+            other => panic!("unexpected event {other:?}: {event}"),
+        }
+    }
 }
 
 /// The next JSON event on the socket (pings skipped), within 10 s.
@@ -490,7 +519,8 @@ async fn a_429_then_success_answers_once_and_charges_once() {
 #[tokio::test]
 async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     let fake = FakeOpenRouter::start().await;
-    let app = app_with(&fake, &[]).await;
+    // Without streaming: the error after the start comes as a JSON body at HTTP 200.
+    let app = app_with(&fake, &[("OPENROUTER_STREAM", "false")]).await;
     let (token, _) = app.login(1).await;
     grant(&app, 1, 1).await;
     fake.push(Mode::Error(500, "Internal Server Error"));
@@ -507,6 +537,7 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     let body = assert_problem(send().await.unwrap(), 503, "assistant_unavailable").await;
     assert!(body["detail"].as_str().unwrap().contains("refunded"));
     assert_eq!(fake.calls().len(), 3, "OPENROUTER_MAX_ATTEMPTS");
+    assert!(fake.calls().iter().all(|c| c["stream"] == false));
     assert_eq!(balance(&app, &token).await, 1);
 
     // The same key again: the same answer, no second charge, no second refund, no call.
@@ -519,6 +550,54 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     let t = turns(&app).await;
     assert_eq!((t.len(), t[0].0.as_str(), t[0].2), (1, "failed", 3));
     assert_eq!(t[0].4, COST_MICROS, "the error after the start was billed");
+    assert_ledger_consistent(&app).await;
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_midway_is_retried_and_the_socket_is_told_to_start_over() {
+    let fake = FakeOpenRouter::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (token, _) = app.login(1).await;
+    grant(&app, 1, 2).await;
+    let url = format!(
+        "{}/api/v1/ws?token={token}",
+        app.address.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
+
+    fake.push(Mode::ErrorAfterStart(502, "Provider returned error"));
+    let reply = chat_ok(&app, &token, &json!({"message": "a red scarf"})).await;
+    assert_eq!(fake.calls().len(), 2);
+    let (deltas, event) = deltas_then_reply(&mut ws).await;
+    let text = reply["reply"].as_str().unwrap();
+    assert!(text.starts_with(&deltas[&1]), "{deltas:?}");
+    assert!(
+        deltas[&1].len() < text.len(),
+        "the first attempt was cut off"
+    );
+    assert_eq!(deltas[&2], text, "the retry wrote it again from the start");
+    assert_eq!(event["reply"], text);
+    assert_eq!(
+        reply["usage"]["prompt_tokens"],
+        2 * PROMPT_TOKENS,
+        "the failed stream was billed"
+    );
+
+    // A stream that fails on every attempt: nothing half saved, refunded.
+    for _ in 0..3 {
+        fake.push(Mode::ErrorAfterStart(502, "Provider returned error"));
+    }
+    let res = chat(&app, &token, &json!({"message": "a blue scarf"})).await;
+    assert_problem(res, 503, "assistant_unavailable").await;
+    let (deltas, _) = loop {
+        let event = next_event(&mut ws).await;
+        if event["type"] == "chat.delta" && event["attempt"] == 3 {
+            break (event, ());
+        }
+    };
+    assert!(deltas["text"].is_string());
+    assert_eq!(balance(&app, &token).await, 1);
     assert_ledger_consistent(&app).await;
 }
 

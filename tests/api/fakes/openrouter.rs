@@ -1,8 +1,11 @@
 //! A fake OpenRouter: `POST /api/v1/chat/completions` as the real one answers it. The answer's
 //! JSON sits as a string in `choices[0].message.content`, `usage` always carries `cost`, errors
 //! are `{"error":{"code","message","metadata"}}` with the status mirroring the code (429 with
-//! `Retry-After` and `X-RateLimit-*`), and an error after the start comes with HTTP 200. Every
-//! request is recorded; each test scripts the replies (a queue of modes; empty = a good answer).
+//! `Retry-After` and `X-RateLimit-*`), and an error after the start comes with HTTP 200. With
+//! `"stream": true` answers are SSE: a keep-alive comment, `delta.content` pieces, a last chunk
+//! with `finish_reason` and `usage`, `data: [DONE]`; an error after the start is an event
+//! carrying `error`. Every request is recorded; each test scripts the replies (a queue of modes;
+//! empty = a good answer).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -125,6 +128,65 @@ fn usage() -> Value {
     })
 }
 
+/// Pieces of `content` as a model streams them (a few characters each).
+fn pieces(content: &str) -> Vec<String> {
+    let chars: Vec<char> = content.chars().collect();
+    chars.chunks(7).map(|c| c.iter().collect()).collect()
+}
+
+/// An SSE answer: `content` in pieces, then `finish_reason` and usage, or (`error`) an error
+/// event a few pieces in.
+fn stream(model: &str, content: &str, finish_reason: &str, error: Option<Value>) -> HttpResponse {
+    let id = format!("gen-{}-AbCdEf", super::now_ms());
+    let chunk = |delta: Value, finish: Value, usage: Option<Value>| {
+        let mut c = json!({
+            "id": id, "provider": "Anthropic", "model": model, "object": "chat.completion.chunk",
+            "created": super::now_ms() / 1000,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish}]
+        });
+        if let Some(u) = usage {
+            c["usage"] = u;
+        }
+        format!("data: {c}\n\n")
+    };
+    let mut out = String::from(": OPENROUTER PROCESSING\n\n");
+    let parts = pieces(content);
+    // An error comes a few pieces in, while the reply is still being written.
+    let cut = if error.is_some() {
+        4.min(parts.len())
+    } else {
+        parts.len()
+    };
+    for (i, p) in parts.iter().take(cut).enumerate() {
+        let delta = if i == 0 {
+            json!({"role": "assistant", "content": p})
+        } else {
+            json!({"content": p})
+        };
+        out.push_str(&chunk(delta, Value::Null, None));
+    }
+    match error {
+        Some(error) => {
+            let mut c = json!({"id": id, "object": "chat.completion.chunk", "error": error,
+                               "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}]});
+            c["usage"] = usage();
+            out.push_str(&format!("data: {c}\n\n"));
+        }
+        None => {
+            out.push_str(&chunk(
+                json!({"content": ""}),
+                json!(finish_reason),
+                Some(usage()),
+            ));
+            out.push_str("data: [DONE]\n\n");
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .body(out)
+}
+
 fn completion(model: &str, content: &str, finish_reason: &str) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "id": format!("gen-{}-AbCdEf", super::now_ms()),
@@ -237,6 +299,14 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
         return error(400, &why, json!({}));
     }
     let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let streamed = body["stream"] == true;
+    let answer = |content: &str, finish: &str| {
+        if streamed {
+            stream(&model, content, finish, None)
+        } else {
+            completion(&model, content, finish)
+        }
+    };
     let mode = inner
         .modes
         .lock()
@@ -244,8 +314,8 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
         .pop_front()
         .unwrap_or(Mode::Answer);
     match mode {
-        Mode::Answer => completion(&model, &good_answer(&last_user_text(&body)), "stop"),
-        Mode::Content(content, finish) => completion(&model, &content, finish),
+        Mode::Answer => answer(&good_answer(&last_user_text(&body)), "stop"),
+        Mode::Content(content, finish) => answer(&content, finish),
         Mode::Error(402, message) => {
             error(402, message, json!({"limit_source": "openrouter_credits"}))
         }
@@ -268,6 +338,14 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
             res
         }
         Mode::Error(status, message) => error(status, message, json!({})),
+        Mode::ErrorAfterStart(code, message) if streamed => stream(
+            &model,
+            &good_answer(&last_user_text(&body)),
+            "error",
+            Some(
+                json!({"code": code, "message": message, "metadata": {"provider_name": "Anthropic"}}),
+            ),
+        ),
         Mode::ErrorAfterStart(code, message) => HttpResponse::Ok().json(json!({
             "id": "gen-err",
             "object": "chat.completion",
@@ -280,7 +358,7 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
             .body(body),
         Mode::Slow(pause) => {
             tokio::time::sleep(pause).await;
-            completion(&model, &good_answer(&last_user_text(&body)), "stop")
+            answer(&good_answer(&last_user_text(&body)), "stop")
         }
     }
 }
