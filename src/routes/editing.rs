@@ -260,6 +260,7 @@ async fn open_turn(
     message: String,
 ) -> AppResult<Opened> {
     let mut conn = state.db.get().await?;
+    let keyed = key.is_some();
     let crid = key.unwrap_or_else(|| format!("auto:{}", Uuid::new_v4()));
     let price = state.settings.assistant.price_credits;
     let free_limit = state.settings.free_actions_per_month;
@@ -267,8 +268,11 @@ async fn open_turn(
     let opened = conn
         .transaction(async |conn| -> AppResult<Result<PendingTurn, ChatTurn>> {
             users::lock(conn, user.id).await?;
-            if let Some(turn) = chat_turns::find_by_client_request(conn, user.id, &crid).await? {
-                return Ok(Err(turn));
+            if keyed {
+                if let Some(turn) = chat_turns::find_by_client_request(conn, user.id, &crid).await?
+                {
+                    return Ok(Err(turn));
+                }
             }
             if chat_turns::pending_for_user(conn, user.id).await? >= MAX_PENDING_TURNS_PER_USER {
                 return Err(AppError::RateLimited {
@@ -300,10 +304,8 @@ async fn open_turn(
                             "this conversation is full; start a new session",
                         ));
                     }
+                    // A new photo becomes the session's with the answer (in `complete_turn`).
                     let photo_id = attached.as_ref().map(|u| u.id).or(session.upload_id);
-                    if let Some(u) = &attached {
-                        chat_sessions::set_upload(conn, sid, u.id).await?;
-                    }
                     (sid, false, photo_id, history)
                 }
                 None => {
@@ -508,6 +510,9 @@ async fn complete_turn(
             }
             if chat_sessions::append(conn, turn.session_id, &messages, usage, now).await? == 0 {
                 return Ok(Some("session_deleted"));
+            }
+            if let Some(photo) = turn.attached.filter(|_| !turn.new_session) {
+                chat_sessions::set_upload(conn, turn.session_id, photo).await?;
             }
             chat_turns::finish(conn, turn.id, None, completion.attempts, usage, now).await?;
             if let Some(photo) = &turn.photo {

@@ -725,6 +725,52 @@ async fn reset_empties_the_history_but_keeps_the_session_and_its_photo() {
     assert_eq!(messages.len(), 2, "no history after the reset");
     assert!(messages[1]["content"][1]["image_url"]["url"].is_string());
     assert_eq!(balance(&app, &token).await, 0, "a reset is free");
+
+    // A photo sent with a later message becomes the session's photo, once the turn is answered;
+    // a turn that fails changes nothing.
+    grant(&app, 1, 2).await;
+    let second = upload_photo(&app, &token).await;
+    fake.push(Mode::Error(400, "Invalid parameters"));
+    let body = json!({"session_id": session, "upload_id": second, "message": "four"});
+    assert_problem(chat(&app, &token, &body).await, 502, "assistant_failed").await;
+    let s: Value = app
+        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["upload_id"], photo.as_str());
+    chat_ok(&app, &token, &body).await;
+    let s: Value = app
+        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["upload_id"], second.as_str());
+    let messages = s["messages"].as_array().unwrap();
+    assert!(messages[0]["image_url"].is_null());
+    assert!(
+        messages[2]["image_url"]
+            .as_str()
+            .unwrap()
+            .contains("/media/u/")
+    );
+    let sent = fake.calls().pop().unwrap();
+    let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
+    let path = |url: &str| url.split('?').next().unwrap().to_owned();
+    let upload: Value = app
+        .get(&format!("/api/v1/uploads/{second}"), Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        path(last["content"][1]["image_url"]["url"].as_str().unwrap()),
+        path(upload["url"].as_str().unwrap()),
+        "the new photo was sent"
+    );
+    assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
