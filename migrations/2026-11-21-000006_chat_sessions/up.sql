@@ -52,6 +52,7 @@ CREATE TABLE chat_turns (
 -- One turn at a time per session: the history is appended in order.
 CREATE UNIQUE INDEX chat_turns_one_pending_idx ON chat_turns (session_id) WHERE status = 'pending';
 CREATE INDEX chat_turns_pending_idx ON chat_turns (created_at) WHERE status = 'pending';
+CREATE INDEX chat_turns_user_pending_idx ON chat_turns (user_id) WHERE status = 'pending';
 CREATE INDEX chat_turns_session_idx ON chat_turns (session_id);
 CREATE INDEX chat_turns_created_at_idx ON chat_turns (created_at);
 

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -78,6 +80,95 @@ pub async fn lock_owned(
         .first(conn)
         .await
         .optional()
+}
+
+/// A session's photo that is still stored.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    pub id: Uuid,
+    pub storage_key: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a new turn needs from its session, read in one statement with the row locked.
+#[derive(Debug, Clone)]
+pub struct TurnContext {
+    pub photo: Option<Photo>,
+    pub message_count: usize,
+    /// The last `n` messages, oldest first.
+    pub recent: Vec<StoredMessage>,
+    /// A turn of this session is waiting for the model.
+    pub busy: bool,
+    /// Turns of the user waiting for the model, in any session.
+    pub user_pending: i64,
+}
+
+#[derive(QueryableByName)]
+struct ContextRow {
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    photo_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    photo_key: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    photo_expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Integer)]
+    total: i32,
+    #[diesel(sql_type = Jsonb)]
+    recent: serde_json::Value,
+    #[diesel(sql_type = Bool)]
+    busy: bool,
+    #[diesel(sql_type = BigInt)]
+    user_pending: i64,
+}
+
+/// Locks the user's session for a new turn and reads what the turn needs; another user's
+/// session is `None`.
+pub async fn lock_for_turn(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    session_id: Uuid,
+    n: usize,
+) -> QueryResult<Option<TurnContext>> {
+    let row: Option<ContextRow> = diesel::sql_query(
+        "SELECT u.id AS photo_id, u.storage_key AS photo_key, u.expires_at AS photo_expires_at, \
+                jsonb_array_length(s.messages) AS total, \
+                COALESCE((SELECT jsonb_agg(e ORDER BY i) \
+                            FROM jsonb_array_elements(s.messages) WITH ORDINALITY AS m(e, i) \
+                           WHERE i > jsonb_array_length(s.messages) - $3), '[]'::jsonb) AS recent, \
+                EXISTS (SELECT 1 FROM chat_turns t \
+                         WHERE t.session_id = s.session_id AND t.status = 'pending') AS busy, \
+                (SELECT count(*) FROM chat_turns t \
+                  WHERE t.user_id = s.user_id AND t.status = 'pending') AS user_pending \
+           FROM chat_sessions s \
+           LEFT JOIN uploads u ON u.id = s.upload_id AND u.user_id = s.user_id \
+                              AND u.deleted_at IS NULL \
+          WHERE s.session_id = $1 AND s.user_id = $2 \
+            FOR UPDATE OF s",
+    )
+    .bind::<SqlUuid, _>(session_id)
+    .bind::<diesel::sql_types::Int8, _>(user_id)
+    .bind::<Integer, _>(i32::try_from(n).unwrap_or(i32::MAX))
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let photo = match (row.photo_id, row.photo_key, row.photo_expires_at) {
+        (Some(id), Some(storage_key), Some(expires_at)) => Some(Photo {
+            id,
+            storage_key,
+            expires_at,
+        }),
+        _ => None,
+    };
+    Ok(Some(TurnContext {
+        photo,
+        message_count: usize::try_from(row.total).unwrap_or(0),
+        recent: decode(row.recent)?,
+        busy: row.busy,
+        user_pending: row.user_pending,
+    }))
 }
 
 #[derive(QueryableByName)]

@@ -56,16 +56,6 @@ pub async fn find_by_client_request(
         .optional()
 }
 
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ChatTurn>> {
-    chat_turns::table
-        .find(id)
-        .for_update()
-        .select(ChatTurn::as_select())
-        .first(conn)
-        .await
-        .optional()
-}
-
 pub async fn has_pending_in_session(
     conn: &mut AsyncPgConnection,
     session_id: Uuid,

@@ -19,10 +19,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
-use crate::db::chat_sessions::{self, ChatSession};
+use crate::db::chat_sessions::{self, ChatSession, Photo};
 use crate::db::chat_turns::{self, ChatTurn};
 use crate::db::models::{Upload, User};
-use crate::db::{ledger, uploads, users};
+use crate::db::{ledger, uploads};
 use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
 use crate::domain::credits::PaidWith;
 use crate::domain::text::{self, TextError};
@@ -215,7 +215,7 @@ struct PendingTurn {
     /// The upload attached with this message.
     attached: Option<Uuid>,
     /// The session's photo, sent to the model.
-    photo: Option<Upload>,
+    photo: Option<Photo>,
     started_at: DateTime<Utc>,
 }
 
@@ -267,59 +267,66 @@ async fn open_turn(
     let model = state.assistant.model().to_owned();
     let opened = conn
         .transaction(async |conn| -> AppResult<Result<PendingTurn, ChatTurn>> {
-            users::lock(conn, user.id).await?;
+            // No lock on the user yet: the charge takes it. Two requests with one key are kept
+            // apart by the turn's unique key (the loser rolls back, its charge with it).
             if keyed {
                 if let Some(turn) = chat_turns::find_by_client_request(conn, user.id, &crid).await?
                 {
                     return Ok(Err(turn));
                 }
             }
-            if chat_turns::pending_for_user(conn, user.id).await? >= MAX_PENDING_TURNS_PER_USER {
-                return Err(AppError::RateLimited {
-                    retry_after_secs: 5,
-                });
-            }
+            let too_many = || AppError::RateLimited {
+                retry_after_secs: 5,
+            };
             let now = Utc::now();
             let attached = match body.upload_id {
                 Some(id) => Some(editing_photo(conn, user.id, id, now).await?),
                 None => None,
             };
-            let (session_id, new_session, photo_id, history) = match body.session_id {
+            let (session_id, new_session, session_photo, history) = match body.session_id {
                 Some(sid) => {
-                    let session = chat_sessions::lock_owned(conn, user.id, sid)
-                        .await?
-                        .ok_or_else(|| AppError::not_found("no such session"))?;
-                    if chat_turns::has_pending_in_session(conn, sid).await? {
+                    let context =
+                        chat_sessions::lock_for_turn(conn, user.id, sid, assistant::HISTORY_WINDOW)
+                            .await?
+                            .ok_or_else(|| AppError::not_found("no such session"))?;
+                    if context.busy {
                         return Err(AppError::conflict(
                             "turn_in_progress",
                             "the assistant is still answering the previous message",
                         ));
                     }
-                    let (count, history) =
-                        chat_sessions::recent_messages(conn, sid, assistant::HISTORY_WINDOW)
-                            .await?;
-                    if count + 2 > assistant::MAX_SESSION_MESSAGES {
+                    if context.user_pending >= MAX_PENDING_TURNS_PER_USER {
+                        return Err(too_many());
+                    }
+                    if context.message_count + 2 > assistant::MAX_SESSION_MESSAGES {
                         return Err(AppError::conflict(
                             "session_full",
                             "this conversation is full; start a new session",
                         ));
                     }
                     // A new photo becomes the session's with the answer (in `complete_turn`).
-                    let photo_id = attached.as_ref().map(|u| u.id).or(session.upload_id);
-                    (sid, false, photo_id, history)
+                    // An erased photo is not sent.
+                    (sid, false, context.photo, context.recent)
                 }
                 None => {
+                    if chat_turns::pending_for_user(conn, user.id).await?
+                        >= MAX_PENDING_TURNS_PER_USER
+                    {
+                        return Err(too_many());
+                    }
                     let sid = Uuid::new_v4();
                     let photo_id = attached.as_ref().map(|u| u.id);
                     chat_sessions::create(conn, user.id, sid, photo_id).await?;
-                    (sid, true, photo_id, Vec::new())
+                    (sid, true, None, Vec::new())
                 }
             };
-            let photo = match (&attached, photo_id) {
-                (Some(u), _) => Some(u.clone()),
-                // The session's photo may have been erased meanwhile: then none is sent.
-                (None, Some(id)) => uploads::find_owned(conn, user.id, id).await?,
-                (None, None) => None,
+            let photo = match &attached {
+                Some(u) => Some(Photo {
+                    id: u.id,
+                    storage_key: u.storage_key.clone(),
+                    expires_at: u.expires_at,
+                }),
+                None => session_photo,
             };
             let id = Uuid::new_v4();
             let id_text = id.to_string();
@@ -373,7 +380,22 @@ async fn open_turn(
                 started_at: now,
             }))
         })
-        .await?;
+        .await;
+    let opened = match opened {
+        // A request with the same key won the race: answer as it will be answered.
+        Err(AppError::Database(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        ))) if info.constraint_name() == Some("chat_turns_client_request_key") => {
+            let earlier = chat_turns::find_by_client_request(&mut conn, user.id, &crid)
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict("turn_in_progress", "a request with this key is in progress")
+                })?;
+            Err(earlier)
+        }
+        other => other?,
+    };
     match opened {
         Ok(turn) => Ok(Opened::New(Box::new(turn))),
         Err(earlier) => replay(&mut conn, &earlier).await.map(Opened::Answered),
@@ -500,28 +522,44 @@ async fn complete_turn(
     let keep_photo_until = now + session_ttl(state);
     let mut conn = state.db.get().await?;
     let settled = conn
-        .transaction(async |conn| -> AppResult<Option<&'static str>> {
-            let Some(locked) = chat_turns::lock(conn, turn.id).await? else {
-                return Ok(Some("turn_abandoned"));
-            };
-            if locked.status != "pending" {
-                // The sweeper gave up on it (and refunded it) first.
-                return Ok(Some("turn_abandoned"));
-            }
+        .transaction(async |conn| -> Result<(), Unsettled> {
             if chat_sessions::append(conn, turn.session_id, &messages, usage, now).await? == 0 {
-                return Ok(Some("session_deleted"));
+                return Err(Unsettled::SessionDeleted);
+            }
+            if chat_turns::finish(conn, turn.id, None, completion.attempts, usage, now).await? == 0
+            {
+                // The sweeper gave up on it (and refunded it) first: the append rolls back.
+                return Err(Unsettled::Abandoned);
             }
             if let Some(photo) = turn.attached.filter(|_| !turn.new_session) {
                 chat_sessions::set_upload(conn, turn.session_id, photo).await?;
             }
-            chat_turns::finish(conn, turn.id, None, completion.attempts, usage, now).await?;
-            if let Some(photo) = &turn.photo {
+            // The photo lives as long as the session; a day of slack saves a write per turn.
+            if let Some(photo) = turn
+                .photo
+                .as_ref()
+                .filter(|p| p.expires_at < keep_photo_until - chrono::Duration::days(1))
+            {
                 uploads::extend_expiry(conn, photo.id, keep_photo_until).await?;
             }
-            Ok(None)
+            Ok(())
         })
-        .await?;
-    if let Some(code) = settled {
+        .await;
+    let code = match settled {
+        Ok(()) => None,
+        Err(Unsettled::Abandoned) => Some("turn_abandoned"),
+        Err(Unsettled::SessionDeleted) => Some("session_deleted"),
+        Err(Unsettled::Db(e)) => {
+            // Refund now rather than leave it to the sweeper, if the database lets us.
+            if let Err(again) =
+                settle_failed(state, &turn, "internal_error", completion.attempts, usage).await
+            {
+                tracing::warn!(error = %again, "settling a chat turn failed; the sweeper will refund it");
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(code) = code {
         settle_failed(state, &turn, code, completion.attempts, usage).await?;
         return Err(failure_error(code));
     }
@@ -534,6 +572,19 @@ async fn complete_turn(
     };
     publish_reply(state, turn.user_id, &reply);
     Ok(reply)
+}
+
+/// Why an answered turn could not be written (the transaction rolls back).
+enum Unsettled {
+    Abandoned,
+    SessionDeleted,
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Unsettled {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e)
+    }
 }
 
 fn session_ttl(state: &AppState) -> chrono::Duration {

@@ -931,6 +931,36 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
     )
     .await;
     assert_eq!(fake.calls().len(), 2);
+
+    // Five requests with one key at once: one turn, one charge, one call; the others are told
+    // it is in progress.
+    grant(&app, 1, 1).await;
+    fake.push(Mode::Slow(Duration::from_millis(800)));
+    let racing = (0..5).map(|_| {
+        app.client
+            .post(app.url("/api/v1/editing/chat"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "race")
+            .json(&json!({"message": "a scarf"}))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(fake.calls().len(), 3);
+    assert_eq!(balance(&app, &token).await, 0);
     assert_ledger_consistent(&app).await;
 }
 
