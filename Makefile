@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WITH_SERVICES := scripts/with-services.sh
 
-.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down bench-pipeline e2e
+.PHONY: run test lint fmt openapi migrate bench bench-initdata bench-media bench-http bench-upload bench-queue bench-ws services-up services-down bench-pipeline bench-chat e2e
 
 ## run: migrate, then serve the API and run the worker in one process (atelier dev)
 run:
@@ -37,7 +37,7 @@ migrate:
 	$(WITH_SERVICES) $(CARGO) run --release --bin atelier -- migrate
 
 ## bench: every benchmark; figures go to bench/results/*.md, the whole report to bench/RESULTS.md
-bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-pipeline bench-ws
+bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-pipeline bench-ws bench-chat
 	scripts/bench-report.sh
 
 bench-initdata:
@@ -65,6 +65,10 @@ bench-http:
 ## bench-ws: 5000 WebSockets over 1000 users, events through Redis; delay p50/p99 and server memory
 bench-ws:
 	$(WITH_SERVICES) scripts/bench-ws.sh
+
+## bench-chat: our side of a chat turn with an instant fake OpenRouter, 200 turns/s open loop
+bench-chat:
+	$(WITH_SERVICES) scripts/bench-chat.sh
 
 services-up:
 	scripts/services.sh up

@@ -105,6 +105,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub generation: GenerationSettings,
     pub ws: WsSettings,
+    pub assistant: AssistantSettings,
     pub limits: LimitSettings,
     pub payments: PaymentSettings,
     /// `X-Admin-API-Key` of the `/admin` API; unset disables it (404).
@@ -178,6 +179,28 @@ pub struct PaymentSettings {
     pub referral_daily_cap: i64,
     /// `X-Telegram-Bot-Api-Secret-Token` of the bot's webhook; unset disables it (404).
     pub telegram_webhook_secret: Option<SecretString>,
+}
+
+/// The editing assistant: OpenRouter (or the local sandbox assistant), prices and retention.
+#[derive(Debug, Clone)]
+pub struct AssistantSettings {
+    /// `None` runs the sandbox assistant (refused in production).
+    pub openrouter_api_key: Option<SecretString>,
+    pub openrouter_base_url: String,
+    pub openrouter_model: String,
+    /// One call to OpenRouter.
+    pub openrouter_timeout_secs: u64,
+    /// Calls per turn at most, retries included (each one is billed by OpenRouter).
+    pub openrouter_max_attempts: u32,
+    /// Stream answers (SSE), so the reply reaches sockets as `chat.delta` while it is written.
+    pub openrouter_stream: bool,
+    pub price_credits: i64,
+    pub message_max_chars: usize,
+    /// Sessions (and their photos) are deleted this long after their last message.
+    pub session_ttl_secs: u64,
+    /// The assistant's whole part of a turn, retries included. A turn still pending twice as
+    /// long after it was charged (a crashed process) is refunded by the sweeper.
+    pub turn_timeout_secs: u64,
 }
 
 /// The live-progress WebSocket (`GET /api/v1/ws`).
@@ -421,6 +444,28 @@ impl Settings {
                 .0,
         };
         let payments = payment_settings(&env, production)?;
+        let assistant = AssistantSettings {
+            openrouter_api_key: env.secret("OPENROUTER_API_KEY")?,
+            openrouter_base_url: env
+                .string("OPENROUTER_BASE_URL")
+                .unwrap_or_else(|| "https://openrouter.ai/api/v1".into()),
+            openrouter_model: env
+                .string("OPENROUTER_MODEL")
+                .unwrap_or_else(|| "anthropic/claude-haiku-4.5".into()),
+            openrouter_timeout_secs: env.parse("OPENROUTER_TIMEOUT_SECS", 30)?,
+            openrouter_max_attempts: env.parse("OPENROUTER_MAX_ATTEMPTS", 3)?,
+            openrouter_stream: env.parse("OPENROUTER_STREAM", true)?,
+            price_credits: env.parse("CHAT_PRICE_CREDITS", 1)?,
+            message_max_chars: env.parse("CHAT_MESSAGE_MAX_CHARS", 2000)?,
+            session_ttl_secs: env.parse("CHAT_SESSION_TTL_SECS", 30 * 86_400)?,
+            turn_timeout_secs: env.parse("CHAT_TURN_TIMEOUT_SECS", 90)?,
+        };
+        if production && assistant.openrouter_api_key.is_none() {
+            return Err(missing(
+                "OPENROUTER_API_KEY",
+                "required in production (the sandbox assistant is refused there)",
+            ));
+        }
 
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
@@ -500,6 +545,7 @@ impl Settings {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            assistant,
         };
         settings.check()?;
         Ok(settings)
@@ -605,6 +651,28 @@ impl Settings {
             if key.expose_secret().len() < 16 {
                 return bad("ADMIN_API_KEY", "must be at least 16 bytes");
             }
+        }
+        let a = &self.assistant;
+        if a.price_credits < 1 {
+            return bad("CHAT_PRICE_CREDITS", "must be at least 1");
+        }
+        if a.message_max_chars < 1 {
+            return bad("CHAT_MESSAGE_MAX_CHARS", "must be at least 1");
+        }
+        if a.openrouter_max_attempts < 1 || a.openrouter_timeout_secs < 1 {
+            return bad(
+                "OPENROUTER_MAX_ATTEMPTS",
+                "OPENROUTER_MAX_ATTEMPTS and OPENROUTER_TIMEOUT_SECS must be at least 1",
+            );
+        }
+        if a.turn_timeout_secs < a.openrouter_timeout_secs {
+            return bad(
+                "CHAT_TURN_TIMEOUT_SECS",
+                "must be at least OPENROUTER_TIMEOUT_SECS (one call has to fit)",
+            );
+        }
+        if a.session_ttl_secs < 3600 {
+            return bad("CHAT_SESSION_TTL_SECS", "must be at least 3600");
         }
         if let Some(prev) = &self.jwt_previous_secret {
             if prev.expose_secret().len() < 32 {
@@ -923,6 +991,37 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("very-secret-token"));
         assert!(!shown.contains(&"s".repeat(40)));
+    }
+
+    #[test]
+    fn production_refuses_the_sandbox_assistant_and_bad_chat_limits() {
+        let secret = "x".repeat(40);
+        let prod = [
+            ("APP_ENV", "production"),
+            ("TELEGRAM_BOT_TOKEN", "1:abc"),
+            ("JWT_SECRET", secret.as_str()),
+            ("MEDIA_URL_SECRET", secret.as_str()),
+            ("KIE_API_KEY", "kie"),
+            ("YOOKASSA_SHOP_ID", "100500"),
+            ("YOOKASSA_SECRET_KEY", "test_secret"),
+        ];
+        assert_eq!(settings(&prod).unwrap_err().var, "OPENROUTER_API_KEY");
+        let s = settings(&[("OPENROUTER_API_KEY", "sk-or-v1-x")]).unwrap();
+        assert_eq!(s.assistant.openrouter_model, "anthropic/claude-haiku-4.5");
+        assert_eq!(s.assistant.session_ttl_secs, 30 * 86_400);
+        assert_eq!(
+            settings(&[
+                ("OPENROUTER_TIMEOUT_SECS", "60"),
+                ("CHAT_TURN_TIMEOUT_SECS", "30")
+            ])
+            .unwrap_err()
+            .var,
+            "CHAT_TURN_TIMEOUT_SECS"
+        );
+        assert_eq!(
+            settings(&[("CHAT_PRICE_CREDITS", "0")]).unwrap_err().var,
+            "CHAT_PRICE_CREDITS"
+        );
     }
 
     #[test]

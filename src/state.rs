@@ -28,6 +28,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// YooKassa, or the sandbox payment provider without keys.
     pub payments: Arc<dyn crate::providers::yookassa::PaymentProvider>,
+    /// The editing assistant's model (OpenRouter, or the sandbox).
+    pub assistant: Arc<dyn crate::providers::openrouter::Assistant>,
 }
 
 impl AppState {
@@ -46,6 +48,10 @@ impl AppState {
             },
             images: ImagePool::new(settings.media.image_workers)?,
             hub: Arc::new(Hub::new(settings.ws.clone())),
+            assistant: crate::providers::openrouter::from_settings(
+                &settings.assistant,
+                &settings.public_base_url,
+            )?,
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
             settings: Arc::new(settings),

@@ -2,6 +2,8 @@
 //! Query functions take `&mut AsyncPgConnection`; the caller owns the transaction.
 
 pub mod admin_audit;
+pub mod chat_sessions;
+pub mod chat_turns;
 pub mod generations;
 pub mod ledger;
 pub mod models;

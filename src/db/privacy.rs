@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::schema::{generations, payments, uploads, users};
+use super::schema::{chat_sessions, generations, payments, uploads, users};
 
 /// Deletes the user's generations; returns the storage keys of their results.
 pub async fn delete_generations(
@@ -17,6 +17,17 @@ pub async fn delete_generations(
     diesel::delete(generations::table.filter(generations::user_id.eq(user_id)))
         .returning(generations::result_key)
         .get_results(conn)
+        .await
+}
+
+/// Deletes the user's chat sessions (their history); returns how many. Their turns' token
+/// accounting stays, detached (`session_id` becomes null).
+pub async fn delete_chat_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+) -> QueryResult<usize> {
+    diesel::delete(chat_sessions::table.filter(chat_sessions::user_id.eq(user_id)))
+        .execute(conn)
         .await
 }
 

@@ -181,6 +181,42 @@ diesel::table! {
 }
 
 diesel::table! {
+    chat_sessions (id) {
+        id -> Int8,
+        user_id -> Int8,
+        session_id -> Uuid,
+        upload_id -> Nullable<Uuid>,
+        messages -> Jsonb,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        cost_usd_micros -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    chat_turns (id) {
+        id -> Uuid,
+        user_id -> Int8,
+        session_id -> Nullable<Uuid>,
+        status -> Text,
+        client_request_id -> Text,
+        charge_key -> Text,
+        credits_spent -> Int8,
+        paid_with -> Text,
+        model -> Text,
+        attempts -> Int4,
+        prompt_tokens -> Int8,
+        completion_tokens -> Int8,
+        cost_usd_micros -> Int8,
+        error_code -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     payment_events (id) {
         id -> Int8,
         provider -> Text,

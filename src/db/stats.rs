@@ -88,7 +88,11 @@ SELECT jsonb_build_object(
         'uploads', (SELECT count(*) FROM uploads WHERE deleted_at >= $1),
         'users', (SELECT count(*) FROM users WHERE erased_at >= $1)),
     'revenue', (SELECT jsonb_object_agg(period, to_jsonb(revenue) - 'period') FROM revenue),
-    'assistant', jsonb_build_object('turns', 0, 'prompt_tokens', 0, 'completion_tokens', 0, 'cost_usd_micros', 0)
+    'assistant', (SELECT jsonb_build_object(
+        'turns', count(*) FILTER (WHERE status = 'completed'),
+        'prompt_tokens', coalesce(sum(prompt_tokens), 0),
+        'completion_tokens', coalesce(sum(completion_tokens), 0),
+        'cost_usd_micros', coalesce(sum(cost_usd_micros), 0)) FROM chat_turns)
 )";
 
 /// The figures as one JSON document; `today` and `month` are the starts of the UTC day and

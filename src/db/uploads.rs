@@ -71,3 +71,31 @@ pub async fn list_for_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryR
         .load(conn)
         .await
 }
+
+/// Keeps a live upload at least until `until` (a chat session's photo lives as long as it).
+pub async fn extend_expiry(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    until: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        uploads::table
+            .filter(uploads::id.eq(id))
+            .filter(uploads::deleted_at.is_null())
+            .filter(uploads::expires_at.lt(until)),
+    )
+    .set(uploads::expires_at.eq(until))
+    .execute(conn)
+    .await
+}
+
+/// Locks the live uploads among `ids` (for erasing them).
+pub async fn lock_live(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Upload>> {
+    uploads::table
+        .filter(uploads::id.eq_any(ids))
+        .filter(uploads::deleted_at.is_null())
+        .for_update()
+        .select(Upload::as_select())
+        .load(conn)
+        .await
+}

@@ -8,7 +8,7 @@ pub enum TextError {
 }
 
 /// Zero-width and bidirectional-override characters: invisible, and able to disguise text.
-fn is_invisible_format(c: char) -> bool {
+pub fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 

@@ -35,6 +35,12 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
         if let Err(e) = sweeper::sweep_uploads(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "retention sweep failed; retrying next round");
         }
+        if let Err(e) = sweeper::sweep_chat_sessions(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "chat session sweep failed; retrying next round");
+        }
+        if let Err(e) = sweeper::refund_abandoned_turns(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "refunding abandoned chat turns failed; retrying next round");
+        }
         if let Err(e) = purge_finished_jobs(&state).await {
             tracing::warn!(error = %e, "purging finished jobs failed; retrying next round");
         }

@@ -4,6 +4,7 @@
 //! image provider (kie.ai, the local sandbox) through [`GenerationProvider`].
 
 pub mod kie;
+pub mod openrouter;
 pub mod sandbox;
 pub mod telegram;
 pub mod yookassa;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Generation, User};
-use crate::db::{generations, ledger, uploads, users};
+use crate::db::{chat_sessions, generations, ledger, uploads, users};
 use crate::domain::credits::PaidWith;
 use crate::domain::text::{self, TextError};
 use crate::domain::zones::Zone;
@@ -44,12 +44,20 @@ pub struct FittingRequest {
     pub client_request_id: Option<String>,
 }
 
+/// Either `prompt` (with `upload_id`, or a `session_id` whose photo is edited), or
+/// `session_id` + `variant_index`: one of the three prompts the assistant proposed last in that
+/// session, run on the session's photo.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditingRequest {
-    pub upload_id: Uuid,
+    /// The photo to edit; with `session_id` it defaults to the session's photo.
+    pub upload_id: Option<Uuid>,
     /// What to change, in any language (control characters are removed; length capped).
-    pub prompt: String,
+    pub prompt: Option<String>,
+    /// The assistant's chat session the edit comes from (`POST /api/v1/editing/chat`).
+    pub session_id: Option<Uuid>,
+    /// 0–2: which of the session's latest proposed variants to run (needs `session_id`).
+    pub variant_index: Option<i64>,
     pub client_request_id: Option<String>,
 }
 
@@ -73,6 +81,9 @@ struct NewGeneration {
     /// (upload id, the purpose it must have)
     inputs: Vec<(Uuid, &'static str)>,
     price: i64,
+    /// An edit from the assistant's chat: its photo when `inputs` is empty, its variant when
+    /// an index is given.
+    chat: Option<(Uuid, Option<usize>)>,
 }
 
 fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
@@ -123,18 +134,20 @@ pub async fn fitting_generate(
             (body.item_upload_id, "fitting_item"),
         ],
         price: state.settings.generation.fitting_price_credits,
+        chat: None,
     };
     start(&state, &user, new, crid).await
 }
 
-/// Starts an edit of an uploaded photo with a prompt, charging 1 credit (or one free action).
+/// Starts an edit of an uploaded photo with a prompt, or runs one of the assistant's proposed
+/// variants on the session's photo, charging 1 credit (or one free action).
 #[utoipa::path(post, path = "/api/v1/editing/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
     request_body = EditingRequest,
     responses((status = 202, body = GenerationEnvelope),
               (status = 402, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "empty or too long prompt, expired upload", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "the upload or the session is not the user's", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 pub async fn editing_generate(
     req: HttpRequest,
@@ -145,18 +158,50 @@ pub async fn editing_generate(
     let body = body.into_inner();
     let crid = client_request_id(&req, body.client_request_id)?;
     let max = state.settings.generation.edit_prompt_max_chars;
-    let prompt = text::clean(&body.prompt, max).map_err(|e| match e {
-        TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
-        TextError::TooLong { max } => {
-            AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
+    let (prompt, chat) = match (body.prompt, body.session_id, body.variant_index) {
+        (Some(prompt), session, None) => {
+            let prompt = text::clean(&prompt, max).map_err(|e| match e {
+                TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
+                TextError::TooLong { max } => {
+                    AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
+                }
+            })?;
+            (prompt, session.map(|s| (s, None)))
         }
-    })?;
+        (None, Some(session), Some(index)) => {
+            let index = usize::try_from(index)
+                .ok()
+                .filter(|i| *i < crate::domain::assistant::VARIANTS)
+                .ok_or_else(|| {
+                    AppError::unprocessable("invalid_variant_index", "variant_index is 0, 1 or 2")
+                })?;
+            // Filled in from the session inside the transaction.
+            (String::new(), Some((session, Some(index))))
+        }
+        _ => {
+            return Err(AppError::unprocessable(
+                "invalid_body",
+                "send either `prompt`, or `session_id` and `variant_index`",
+            ));
+        }
+    };
+    if body.upload_id.is_none() && chat.is_none() {
+        return Err(AppError::unprocessable(
+            "invalid_body",
+            "send `upload_id` (or the `session_id` whose photo to edit)",
+        ));
+    }
     let new = NewGeneration {
         kind: "editing",
         zone: None,
         prompt,
-        inputs: vec![(body.upload_id, "editing_source")],
+        inputs: body
+            .upload_id
+            .map(|id| (id, "editing_source"))
+            .into_iter()
+            .collect(),
         price: state.settings.generation.editing_price_credits,
+        chat,
     };
     start(&state, &user, new, crid).await
 }
@@ -180,7 +225,13 @@ async fn start(
             }
             users::lock(conn, user.id).await?;
             let now = Utc::now();
-            for (id, purpose) in &new.inputs {
+            let (prompt, inputs) = match new.chat {
+                Some((session_id, variant)) => {
+                    from_chat(conn, user.id, &new, session_id, variant).await?
+                }
+                None => (new.prompt.clone(), new.inputs.clone()),
+            };
+            for (id, purpose) in &inputs {
                 let upload = uploads::find_owned(conn, user.id, *id)
                     .await?
                     .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
@@ -238,11 +289,11 @@ async fn start(
                     kind: new.kind.to_owned(),
                     status: "queued".into(),
                     zone: new.zone.map(|z| z.as_str().to_owned()),
-                    prompt: new.prompt.clone(),
-                    person_upload_id: (new.kind == "fitting").then(|| new.inputs[0].0),
-                    item_upload_id: new.inputs.get(1).map(|i| i.0),
-                    source_upload_id: (new.kind == "editing").then(|| new.inputs[0].0),
-                    chat_session_id: None,
+                    prompt,
+                    person_upload_id: (new.kind == "fitting").then(|| inputs[0].0),
+                    item_upload_id: inputs.get(1).map(|i| i.0),
+                    source_upload_id: (new.kind == "editing").then(|| inputs[0].0),
+                    chat_session_id: new.chat.map(|(session_id, _)| session_id),
                     result_key: None,
                     result_width: None,
                     result_height: None,
@@ -310,6 +361,53 @@ async fn start(
     Ok(HttpResponse::Accepted().json(GenerationEnvelope {
         generation: GenerationDto::of(&g, state),
     }))
+}
+
+/// An edit from the assistant's chat: the session must be the user's; its photo is edited unless
+/// the request names one (which, for a proposed variant, must be the session's); with a
+/// `variant`, the prompt is that variant of the session's latest answer.
+async fn from_chat(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user_id: i64,
+    new: &NewGeneration,
+    session_id: Uuid,
+    variant: Option<usize>,
+) -> AppResult<(String, Vec<(Uuid, &'static str)>)> {
+    let session = chat_sessions::find_owned(conn, user_id, session_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such session"))?;
+    let inputs = match (new.inputs.first(), session.upload_id) {
+        (Some((id, _)), Some(photo)) if variant.is_some() && *id != photo => {
+            return Err(AppError::unprocessable(
+                "wrong_upload",
+                "a proposed variant edits the session's photo",
+            ));
+        }
+        (Some(_), _) => new.inputs.clone(),
+        (None, Some(photo)) => vec![(photo, "editing_source")],
+        (None, None) => {
+            return Err(AppError::unprocessable(
+                "session_without_photo",
+                "the session has no photo; send upload_id",
+            ));
+        }
+    };
+    let Some(index) = variant else {
+        return Ok((new.prompt.clone(), inputs));
+    };
+    let (_, recent) = chat_sessions::recent_messages(conn, session_id, 2).await?;
+    let prompt = recent
+        .iter()
+        .rev()
+        .find(|m| m.role == crate::domain::assistant::Role::Assistant)
+        .and_then(|m| m.variants.get(index).cloned())
+        .ok_or_else(|| {
+            AppError::unprocessable(
+                "no_variants",
+                "the session has no proposed variants (yet, or since its reset)",
+            )
+        })?;
+    Ok((prompt, inputs))
 }
 
 /// One of the user's generations.

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod docs;
+pub mod editing;
 pub mod generations;
 pub mod health;
 pub mod ledger;
@@ -35,6 +36,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 .configure(payments::config)
                 .configure(referrals::config)
                 .configure(ledger::config)
-                .configure(telegram_webhook::config),
+                .configure(telegram_webhook::config)
+                .configure(editing::config),
         );
 }

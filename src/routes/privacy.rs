@@ -8,12 +8,13 @@ use diesel_async::AsyncConnection as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::editing::{SessionDto, session_dto};
 use super::ledger::LedgerEntryDto;
 use super::me::{BalanceDto, UserDto};
 use super::payments::PaymentDto;
 use super::uploads::UploadDto;
 use crate::auth::extractor::AuthUser;
-use crate::db::{generations, ledger, payments, privacy, referrals, uploads, users};
+use crate::db::{chat_sessions, generations, ledger, payments, privacy, referrals, uploads, users};
 use crate::error::AppResult;
 use crate::realtime::generations::GenerationDto;
 use crate::state::AppState;
@@ -35,6 +36,8 @@ pub struct ErasedDto {
     pub uploads: usize,
     /// Generations (rows, prompts and result images).
     pub generations: usize,
+    /// Assistant conversations (their whole history).
+    pub chat_sessions: usize,
     /// Stored image objects deleted (photos and results).
     pub images: usize,
     /// Profile fields cleared: Telegram id link, names, username, photo, language.
@@ -51,7 +54,7 @@ pub struct KeptDto {
 }
 
 /// Erases the signed-in user's personal data at once: photos, generations and their images,
-/// and the profile. The credit ledger stays for the tax records, anonymised; the balance stays
+/// assistant conversations, and the profile. The credit ledger stays for the tax records, anonymised; the balance stays
 /// with it. Generations still running are refunded first. The access token stops working; the
 /// next login starts a fresh account.
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
@@ -73,6 +76,7 @@ pub async fn erase(
                 ledger::refund(conn, &g.charge_key, now.date_naive()).await?;
             }
             let results = privacy::delete_generations(conn, user.id).await?;
+            let chat_sessions = privacy::delete_chat_sessions(conn, user.id).await?;
             let photos = privacy::delete_uploads(conn, user.id).await?;
             let keys: Vec<&String> = results
                 .iter()
@@ -96,6 +100,7 @@ pub async fn erase(
                 erased: ErasedDto {
                     uploads: photos.len(),
                     generations: results.len(),
+                    chat_sessions,
                     images: keys.len(),
                     profile: true,
                 },
@@ -132,6 +137,8 @@ pub struct ExportDto {
     /// Every credit movement, newest first.
     pub ledger: Vec<LedgerEntryDto>,
     pub payments: Vec<PaymentDto>,
+    /// Assistant conversations with their whole history.
+    pub chat_sessions: Vec<SessionDto>,
     /// Users who signed up through this user's link, and the credits that earned.
     pub referrals_invited: i64,
     pub referral_credits_earned: i64,
@@ -154,6 +161,14 @@ pub async fn export(
     let entries = ledger::list(&mut conn, user.id, None, i64::MAX).await?;
     let paid = payments::list_for_user(&mut conn, user.id).await?;
     let (invited, earned) = referrals::stats(&mut conn, user.id).await?;
+    let mut sessions = Vec::new();
+    for summary in chat_sessions::list(&mut conn, user.id, None, i64::MAX).await? {
+        if let Some(session) =
+            chat_sessions::find_owned(&mut conn, user.id, summary.session_id).await?
+        {
+            sessions.push(session_dto(&state, &mut conn, &session).await?);
+        }
+    }
     let doc = ExportDto {
         exported_at: now,
         user: UserDto::from(&user),
@@ -165,6 +180,7 @@ pub async fn export(
         generations: gens.iter().map(|g| GenerationDto::of(g, &state)).collect(),
         ledger: entries.into_iter().map(LedgerEntryDto::from).collect(),
         payments: paid.into_iter().map(PaymentDto::from).collect(),
+        chat_sessions: sessions,
         referrals_invited: invited,
         referral_credits_earned: earned,
     };

@@ -193,6 +193,10 @@ async fn stats_add_up_to_what_happened() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // User 11 asks the (sandbox) assistant once: 1 credit.
+    let body = json!({"upload_id": source, "message": "make the sky dramatic"});
+    let res = app.post_json("/api/v1/editing/chat", &body, Some(&a)).await;
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
     // User 12 buys a pack through the sandbox page (199.00 ₽).
     let res = app
         .post_json(
@@ -237,11 +241,11 @@ async fn stats_add_up_to_what_happened() {
     assert_eq!(g["failure_rate"], 0.0);
     assert!(g["duration_p50_secs"].as_f64().unwrap() > 0.0);
     assert!(g["duration_p95_secs"].as_f64().unwrap() >= g["duration_p50_secs"].as_f64().unwrap());
-    // Credits: 13 granted by the test + 10 bought; spent 1 + 1 + 2 + 2; the canceled 2 refunded.
+    // Credits: 13 granted by the test + 10 bought; spent 1 + 1 + 2 + 2 + 1; the canceled 2 refunded.
     for period in ["today", "all_time"] {
         let c = &s["credits"][period];
         assert_eq!(c["granted"], 23, "{period}: {c}");
-        assert_eq!(c["spent"], 6, "{period}: {c}");
+        assert_eq!(c["spent"], 7, "{period}: {c}");
         assert_eq!(c["refunded"], 2, "{period}: {c}");
         assert_eq!(c["taken_back"], 0);
     }

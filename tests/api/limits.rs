@@ -111,6 +111,27 @@ async fn uploads_per_user_are_limited_per_user() {
 }
 
 #[tokio::test]
+async fn chat_turns_per_user_are_limited() {
+    let app = spawn_app_with(&[("RATE_LIMIT_CHAT_PER_USER", "2/1m")]).await;
+    let (token, _) = app.login(13).await;
+    let source = crate::generations::upload_editing(&app, &token).await;
+    let turn = |message: &'static str| {
+        let body = json!({"upload_id": source, "message": message});
+        let app = &app;
+        let token = &token;
+        async move {
+            app.post_json("/api/v1/editing/chat", &body, Some(token))
+                .await
+        }
+    };
+    assert_eq!(turn("warmer").await.status(), 200);
+    assert_eq!(turn("brighter").await.status(), 200);
+    let res = turn("sharper").await;
+    assert!((1..=60).contains(&retry_after(&res)));
+    assert_problem(res, 429, "rate_limited").await;
+}
+
+#[tokio::test]
 async fn without_redis_limits_fail_open_and_say_so() {
     let app = spawn_app_with(&[
         ("REDIS_URL", "redis://127.0.0.1:1"),

@@ -6,6 +6,7 @@ mod fakes;
 mod helpers;
 
 mod admin;
+mod assistant;
 mod auth;
 mod cli;
 mod demo;

@@ -76,6 +76,11 @@ async fn user_with_history(app: &TestApp, telegram_id: i64) -> (String, Value, V
     )
     .await;
     drop(worker);
+    let body = json!({"upload_id": source, "message": "can it look like autumn?"});
+    let res = app
+        .post_json("/api/v1/editing/chat", &body, Some(&token))
+        .await;
+    assert_eq!(res.status(), 200, "{:?}", res.text().await);
     let (person, item) = upload_fitting(app, &token).await;
     let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "f1"});
     let fit: Value = app
@@ -96,7 +101,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     // Another user's data must survive.
     let (other, _) = app.login(4343).await;
     upload_editing(&app, &other).await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 13);
+    assert_eq!(balance(&app, &token).await["balance_credits"], 12);
     let uid = app.user_id(4242).await;
     let files_before = stored_files(&app);
     assert!(
@@ -116,6 +121,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["erased"]["uploads"], 3, "{body}");
     assert_eq!(body["erased"]["generations"], 2);
+    assert_eq!(body["erased"]["chat_sessions"], 1);
     assert_eq!(body["erased"]["images"], 4, "three photos and one result");
     assert_eq!(body["erased"]["profile"], true);
 
@@ -154,8 +160,8 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     assert_eq!(tg, -uid);
     assert_eq!((username, first.as_str()), (None, ""));
     assert!(erased.is_some());
-    // The queued try-on was refunded before it went: 5 granted + 10 bought, nothing spent.
-    assert_eq!(balance_credits, 15);
+    // The queued try-on was refunded before it went: 5 granted + 10 bought - 1 chat turn.
+    assert_eq!(balance_credits, 14);
     assert_eq!(body["kept"]["payments"], 1);
     let kept: (i64, String, Option<serde_json::Value>) = payments::table
         .filter(payments::id.eq(uuid::Uuid::parse_str(&payment).unwrap()))
@@ -226,7 +232,7 @@ async fn the_export_holds_everything_with_links_that_work() {
     );
     let doc: Value = res.json().await.unwrap();
     assert_eq!(doc["user"]["id"], 5151);
-    assert_eq!(doc["balance"]["balance_credits"], 13);
+    assert_eq!(doc["balance"]["balance_credits"], 12);
     assert_eq!(doc["payments"][0]["payment_id"], payment.as_str());
     assert_eq!(doc["payments"][0]["status"], "succeeded");
     let reasons: Vec<&str> = doc["ledger"]
@@ -237,10 +243,20 @@ async fn the_export_holds_everything_with_links_that_work() {
         .collect();
     assert_eq!(
         reasons,
-        ["purchase", "charge", "free_allowance", "admin_grant"],
+        [
+            "purchase",
+            "charge",
+            "charge",
+            "free_allowance",
+            "admin_grant"
+        ],
         "newest first"
     );
     assert_eq!(doc["referrals_invited"], 0);
+    let chat = &doc["chat_sessions"][0];
+    assert_eq!(chat["messages"][0]["content"], "can it look like autumn?");
+    assert_eq!(chat["messages"][1]["role"], "assistant");
+    assert_eq!(chat["messages"][1]["variants"].as_array().unwrap().len(), 3);
     assert_eq!(doc["uploads"].as_array().unwrap().len(), 3);
     let ids: Vec<&Value> = doc["generations"]
         .as_array()

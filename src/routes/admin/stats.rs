@@ -84,6 +84,7 @@ pub struct RevenueStats {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AssistantStats {
+    /// Answered chat turns (tokens and cost count failed attempts too: they were billed).
     pub turns: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,

@@ -3,6 +3,7 @@
 //! each test scripts them (a queue of modes per route).
 
 pub mod kie;
+pub mod openrouter;
 pub mod telegram;
 pub mod yookassa;
 
