@@ -190,13 +190,16 @@ function showGeneration(g) {
   let card = state.generations.get(g.id);
   if (!card) {
     const list = $(g.kind === 'fitting' ? 'fitting-generations' : 'editing-generations');
-    if (!list) return;
     card = document.createElement('div');
     card.className = 'generation';
     card.innerHTML = '<p class="status"></p><progress max="100"></progress><img alt="result" hidden>';
     list.prepend(card);
     state.generations.set(g.id, card);
   }
+  // Events are published independently, so one may overtake another (a `queued` after its
+  // `running`): a generation's status never goes back.
+  const rank = (status) => ({ queued: 0, running: 1 })[status] ?? 2;
+  if (card.dataset.status && rank(g.status) < rank(card.dataset.status)) return;
   card.dataset.id = g.id;
   card.dataset.status = g.status;
   const paid = g.paid_with === 'free_allowance' ? 'a free action' : `${g.credits_spent} credits`;
