@@ -318,10 +318,14 @@ fn charged_from(entry: LedgerEntry, replayed: bool) -> Result<Charged, LedgerErr
     })
 }
 
+/// `FOR NO KEY UPDATE`: the ledger changes no key of the user, so rows that merely reference the
+/// user (a chat session, a generation: their foreign keys take `FOR KEY SHARE`) earlier in the
+/// same transaction do not deadlock two requests of one user against each other, as `FOR UPDATE`
+/// did. Ledger writers still exclude each other.
 async fn lock_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<User> {
     users::table
         .find(user_id)
-        .for_update()
+        .for_no_key_update()
         .select(User::as_select())
         .first(conn)
         .await
