@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use image::{DynamicImage, Rgba, imageops};
+use image::{DynamicImage, Rgb, imageops};
 use uuid::Uuid;
 
 use super::{
@@ -50,23 +50,22 @@ fn result_key(task: &str) -> String {
 }
 
 /// Try-on: the person with the item inset in a white frame; edit: the photo warmed and framed.
+/// Composed in RGB (a photo has no transparency; an input's alpha is flattened), which spares
+/// the encoder a conversion pass.
 fn compose(inputs: Vec<DynamicImage>) -> DynamicImage {
     let mut inputs = inputs.into_iter();
     let Some(base) = inputs.next() else {
-        return DynamicImage::new_rgba8(1, 1);
+        return DynamicImage::new_rgb8(1, 1);
     };
-    let mut out = base.to_rgba8();
+    let mut out = base.into_rgb8();
     match inputs.next() {
         Some(item) => {
             let (w, h) = out.dimensions();
-            let inset = item.thumbnail(w / 3, h / 3).to_rgba8();
+            let inset = item.thumbnail(w / 3, h / 3).into_rgb8();
             let border = (w / 150).max(2);
             let (iw, ih) = inset.dimensions();
-            let frame = image::RgbaImage::from_pixel(
-                iw + 2 * border,
-                ih + 2 * border,
-                Rgba([255, 255, 255, 255]),
-            );
+            let frame =
+                image::RgbImage::from_pixel(iw + 2 * border, ih + 2 * border, Rgb([255, 255, 255]));
             let x = i64::from(w.saturating_sub(iw + 2 * border + border * 3));
             let y = i64::from(h.saturating_sub(ih + 2 * border + border * 3));
             imageops::overlay(&mut out, &frame, x, y);
@@ -84,7 +83,7 @@ fn compose(inputs: Vec<DynamicImage>) -> DynamicImage {
             }
         }
     }
-    DynamicImage::ImageRgba8(out)
+    DynamicImage::ImageRgb8(out)
 }
 
 impl GenerationProvider for SandboxProvider {
@@ -231,6 +230,8 @@ mod tests {
         assert_eq!(key_of("http://x/other/u/a.jpg"), None);
     }
 
+    use image::Rgba;
+
     #[test]
     fn compose_insets_the_item_in_the_person_photo() {
         let person = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
@@ -245,6 +246,7 @@ mod tests {
         ));
         let out = compose(vec![person, item]);
         assert_eq!(out.dimensions(), (300, 400));
+        assert!(matches!(out, DynamicImage::ImageRgb8(_)), "a photo: no alpha");
         let reds = out
             .to_rgba8()
             .pixels()
