@@ -38,8 +38,8 @@ async function api(method, path, { json, form, idempotencyKey } = {}) {
     body = form; // the browser sets the multipart boundary itself
   }
   const res = await fetch(path, { method, headers, body });
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : null;
+  const isJson = /json/.test(res.headers.get('Content-Type') || '');
+  const data = isJson ? await res.json() : null; // problem+json too
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }
