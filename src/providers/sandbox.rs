@@ -246,7 +246,10 @@ mod tests {
         ));
         let out = compose(vec![person, item]);
         assert_eq!(out.dimensions(), (300, 400));
-        assert!(matches!(out, DynamicImage::ImageRgb8(_)), "a photo: no alpha");
+        assert!(
+            matches!(out, DynamicImage::ImageRgb8(_)),
+            "a photo: no alpha"
+        );
         let reds = out
             .to_rgba8()
             .pixels()
