@@ -220,7 +220,14 @@ async fn main() -> anyhow::Result<()> {
             let (token, session) = &users[(i % users.len() as u64) as usize];
             let body =
                 json!({"session_id": session, "message": format!("turn {i}: a warmer light")});
-            let res = client.post(url).bearer_auth(token).json(&body).send().await;
+            // Keyed, as the Mini App sends them (a retry must not charge twice).
+            let res = client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("bench-{i}"))
+                .json(&body)
+                .send()
+                .await;
             let ok = match res {
                 Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                 Ok(r) => {

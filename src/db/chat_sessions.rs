@@ -266,7 +266,7 @@ pub async fn append(
         .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
     diesel::update(chat_sessions::table.filter(chat_sessions::session_id.eq(session_id)))
         .set((
-            chat_sessions::messages.eq(sql::<Jsonb>("messages || ").bind::<Jsonb, _>(value)),
+            chat_sessions::messages.eq(chat_sessions::messages.concat(value)),
             chat_sessions::prompt_tokens.eq(chat_sessions::prompt_tokens + usage.prompt_tokens),
             chat_sessions::completion_tokens
                 .eq(chat_sessions::completion_tokens + usage.completion_tokens),

@@ -469,16 +469,10 @@ async fn run_turn(state: &AppState, turn: Box<PendingTurn>) -> AppResult<ChatRep
                 attempts: 0,
             })
         });
-    // The previews go out before the reply (or the failure): close their channel, let them drain.
+    // Closes the previews' channel: the publisher drains what is queued and ends.
     drop(request);
-    if tokio::time::timeout(Duration::from_secs(2), previews)
-        .await
-        .is_err()
-    {
-        tracing::warn!("chat.delta events still queued after 2 s; the reply goes out anyway");
-    }
     match outcome {
-        Ok(completion) => complete_turn(state, turn, completion).await,
+        Ok(completion) => complete_turn(state, turn, completion, previews).await,
         Err(e) => {
             if e.alerts_operator() {
                 tracing::error!(error = %e, "OpenRouter refused our account: an operator must act");
@@ -498,6 +492,7 @@ async fn complete_turn(
     state: &AppState,
     turn: Box<PendingTurn>,
     completion: crate::providers::openrouter::Completion,
+    previews: tokio::task::JoinHandle<()>,
 ) -> AppResult<ChatReply> {
     let now = Utc::now();
     let usage = completion.usage;
@@ -572,7 +567,7 @@ async fn complete_turn(
         variants: completion.reply.variants,
         usage: usage.into(),
     };
-    publish_reply(state, turn.user_id, &reply);
+    publish_reply(state, turn.user_id, &reply, previews);
     Ok(reply)
 }
 
@@ -685,8 +680,14 @@ async fn publish_deltas(
     }
 }
 
-/// Pushes the answer to the user's sockets, without waiting and without failing the turn.
-fn publish_reply(state: &AppState, user_id: i64, reply: &ChatReply) {
+/// Pushes the answer to the user's sockets, after the previews of it (`previews` ends once they
+/// are out), without holding up the response and without failing the turn.
+fn publish_reply(
+    state: &AppState,
+    user_id: i64,
+    reply: &ChatReply,
+    previews: tokio::task::JoinHandle<()>,
+) {
     let event = match Event::from_serialize(realtime::types::CHAT_REPLY, reply) {
         Ok(e) => e,
         Err(e) => {
@@ -696,6 +697,12 @@ fn publish_reply(state: &AppState, user_id: i64, reply: &ChatReply) {
     };
     let state = state.clone();
     tokio::spawn(async move {
+        if tokio::time::timeout(Duration::from_secs(2), previews)
+            .await
+            .is_err()
+        {
+            tracing::warn!("chat.delta events still queued after 2 s; chat.reply goes out anyway");
+        }
         if let Err(e) = realtime::publish(&state, user_id, &event).await {
             tracing::warn!(error = %e, "publishing chat.reply failed");
         }
