@@ -16,6 +16,11 @@ run:
 test:
 	$(WITH_SERVICES) scripts/test.sh
 
+## contract: Schemathesis against the served openapi.yaml (CONTRACT_MAX_EXAMPLES per operation, default 25)
+.PHONY: contract
+contract:
+	$(WITH_SERVICES) scripts/contract.sh
+
 ## lint: formatting and clippy with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check

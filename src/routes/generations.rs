@@ -40,7 +40,8 @@ pub struct FittingRequest {
     /// What is tried on; each zone has its own prompt.
     pub zone: Zone,
     /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
-    /// generation and never charges twice.
+    /// generation and never charges twice. 1–128 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub client_request_id: Option<String>,
 }
 
@@ -48,8 +49,15 @@ pub struct FittingRequest {
 #[serde(deny_unknown_fields)]
 pub struct EditingRequest {
     pub upload_id: Uuid,
-    /// What to change, in any language (control characters are removed; length capped).
+    /// What to change, in any language (control characters are removed; length capped by
+    /// `EDIT_PROMPT_MAX_CHARS`). Something visible must remain.
+    #[schema(
+        min_length = 1,
+        pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
+    )]
     pub prompt: String,
+    /// As in a fitting request.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub client_request_id: Option<String>,
 }
 
@@ -99,9 +107,10 @@ fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<Strin
 
 /// Starts a try-on of one of the zones, charging 2 credits (or one free action).
 #[utoipa::path(post, path = "/api/v1/fitting/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = FittingRequest,
     responses((status = 202, body = GenerationEnvelope),
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "unknown zone, expired or wrong upload", body = Problem, content_type = "application/problem+json"),
@@ -129,9 +138,10 @@ pub async fn fitting_generate(
 
 /// Starts an edit of an uploaded photo with a prompt, charging 1 credit (or one free action).
 #[utoipa::path(post, path = "/api/v1/editing/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = EditingRequest,
     responses((status = 202, body = GenerationEnvelope),
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "empty or too long prompt, expired upload", body = Problem, content_type = "application/problem+json"),
@@ -313,7 +323,7 @@ async fn start(
 }
 
 /// One of the user's generations.
-#[utoipa::path(get, path = "/api/v1/generations/{id}", tag = "generations", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/generations/{id}", operation_id = "get_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
@@ -347,7 +357,7 @@ fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
 }
 
 /// The user's generations, newest first.
-#[utoipa::path(get, path = "/api/v1/generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/generations", operation_id = "list_generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
     responses((status = 200, body = GenerationPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(

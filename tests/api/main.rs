@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod contract_regressions;
 mod generations;
 mod health;
 mod ledger;
