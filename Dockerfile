@@ -8,7 +8,7 @@ COPY . .
 # Cache mounts keep the registry and the build between image builds (BuildKit).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin atelier \
+    cargo build --release --locked --features s3 --bin atelier \
     && cp target/release/atelier /usr/local/bin/atelier
 
 FROM debian:bookworm-slim AS runtime

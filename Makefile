@@ -36,8 +36,9 @@ openapi:
 migrate:
 	$(WITH_SERVICES) $(CARGO) run --release --bin atelier -- migrate
 
-## bench: every benchmark; figures go to bench/results/*.md
+## bench: every benchmark; figures go to bench/results/*.md, the whole report to bench/RESULTS.md
 bench: bench-initdata bench-media bench-http bench-upload bench-queue bench-pipeline bench-ws
+	scripts/bench-report.sh
 
 bench-initdata:
 	scripts/bench-criterion.sh initdata "initData validation"

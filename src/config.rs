@@ -109,6 +109,8 @@ pub struct Settings {
     pub payments: PaymentSettings,
     /// `X-Admin-API-Key` of the `/admin` API; unset disables it (404).
     pub admin_api_key: Option<SecretString>,
+    /// Telegram ids whose access tokens are accepted on `/admin` too.
+    pub admin_ids: Vec<i64>,
 }
 
 /// Abuse limits (sliding windows in Redis, shared by all replicas; `off` disables one).
@@ -225,12 +227,16 @@ pub struct WorkerSettings {
     pub backoff_base_ms: u64,
     pub backoff_max_secs: u64,
     pub job_retention_hours: u64,
+    /// `atelier worker` serves /health, /ready and /metrics here; 0 turns that off.
+    pub metrics_port: u16,
 }
 
 /// Uploads, image limits, storage and signed media links.
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub storage_dir: String,
+    /// `s3://<bucket>[/<prefix>]`: S3 (or compatible) instead of `storage_dir`.
+    pub storage_url: Option<String>,
     pub url_secret: SecretString,
     pub url_ttl_secs: u64,
     pub upload_max_bytes: usize,
@@ -324,6 +330,7 @@ impl Settings {
         let upload_max_bytes: usize = env.parse("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let media = MediaSettings {
+            storage_url: env.string("STORAGE_URL"),
             storage_dir: env
                 .string("STORAGE_DIR")
                 .unwrap_or_else(|| "data/media".into()),
@@ -377,6 +384,7 @@ impl Settings {
             backoff_base_ms: env.parse("WORKER_BACKOFF_BASE_MS", 2000)?,
             backoff_max_secs: env.parse("WORKER_BACKOFF_MAX_SECS", 600)?,
             job_retention_hours: env.parse("WORKER_JOB_RETENTION_HOURS", 168)?,
+            metrics_port: env.parse("WORKER_METRICS_PORT", 9100)?,
         };
 
         let ws = WsSettings {
@@ -476,6 +484,22 @@ impl Settings {
             limits,
             payments,
             admin_api_key: env.secret("ADMIN_API_KEY")?,
+            admin_ids: env
+                .string("ADMIN_IDS")
+                .map(|ids| {
+                    ids.split(',')
+                        .map(str::trim)
+                        .filter(|id| !id.is_empty())
+                        .map(|id| {
+                            id.parse::<i64>().map_err(|_| ConfigError {
+                                var: "ADMIN_IDS",
+                                message: format!("{id:?} is not a Telegram id"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
         };
         settings.check()?;
         Ok(settings)

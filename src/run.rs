@@ -1,5 +1,7 @@
 //! Process entry points shared by `serve`, `worker` and `dev`.
 
+use anyhow::Context as _;
+
 use crate::config::Settings;
 use crate::shutdown;
 use crate::startup::Application;
@@ -28,14 +30,41 @@ pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Runs the worker alone until SIGINT/SIGTERM.
+/// Runs the worker alone until SIGINT/SIGTERM, with `/health`, `/ready` and `/metrics` on
+/// `WORKER_METRICS_PORT` (unless 0) so that its jobs can be watched and its health checked.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let state = AppState::build(settings)?;
+    let port = state.settings.worker.metrics_port;
+    let probes = match port {
+        0 => None,
+        port => {
+            let data = actix_web::web::Data::new(state.clone());
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new()
+                    .app_data(data.clone())
+                    .configure(crate::routes::health::config)
+            })
+            .workers(1)
+            .disable_signals()
+            .bind((state.settings.host.as_str(), port))
+            .with_context(|| format!("binding WORKER_METRICS_PORT {port}"))?
+            .run();
+            tracing::info!(port, "worker metrics listening");
+            Some((server.handle(), tokio::spawn(server)))
+        }
+    };
     let (trigger, stop) = shutdown::channel();
+    let upkeep = tokio::spawn(metrics_upkeep(stop.clone()));
     let worker = tokio::spawn(crate::jobs::run_worker(state, stop));
     shutdown::signal().await;
     trigger.fire();
-    worker.await?
+    let result = worker.await?;
+    if let Some((handle, server)) = probes {
+        handle.stop(true).await;
+        server.await??;
+    }
+    upkeep.abort();
+    result
 }
 
 /// Histograms are drained into their buckets periodically.

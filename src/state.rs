@@ -40,7 +40,10 @@ impl AppState {
         let redis = build_redis_pool(settings.redis_url.expose_secret())?;
         Ok(Self {
             payments: crate::providers::payment_provider(&settings, &db)?,
-            storage: Storage::local(&settings.media.storage_dir)?,
+            storage: match &settings.media.storage_url {
+                Some(url) => Storage::from_url(url)?,
+                None => Storage::local(&settings.media.storage_dir)?,
+            },
             images: ImagePool::new(settings.media.image_workers)?,
             hub: Arc::new(Hub::new(settings.ws.clone())),
             jwt: Arc::new(JwtKeys::from_settings(&settings)),

@@ -1,5 +1,6 @@
 //! `AuthUser`: the signed-in user of a request, from `Authorization: Bearer <jwt>` or
 //! `Authorization: tma <initData>`. Blocked users are refused here, once for every route.
+//! `AdminUser`: an operator of `/admin`, by `X-Admin-API-Key` or an admin's access token.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,6 +8,10 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+
+use secrecy::ExposeSecret as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use super::jwt::TokenError;
 use crate::db::models::User;
@@ -90,6 +95,77 @@ impl FromRequest for AuthUser {
                 return Err(AppError::user_blocked());
             }
             Ok(AuthUser(user))
+        })
+    }
+}
+
+/// Who is acting on `/admin`: the holder of `ADMIN_API_KEY`, or a user listed in `ADMIN_IDS`
+/// signed in with their access token. With no `ADMIN_API_KEY` the admin API is off (404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminUser {
+    ApiKey,
+    Telegram(i64),
+}
+
+impl std::fmt::Display for AdminUser {
+    /// The actor as recorded in logs and the audit trail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ApiKey => f.write_str("api_key"),
+            Self::Telegram(id) => write!(f, "telegram:{id}"),
+        }
+    }
+}
+
+impl FromRequest for AdminUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let Some(state) = state else {
+            return Box::pin(async {
+                Err(AppError::Internal(anyhow::anyhow!(
+                    "AppState is not registered"
+                )))
+            });
+        };
+        let Some(expected) = state.settings.admin_api_key.clone() else {
+            return Box::pin(async { Err(AppError::not_found("the admin API is off")) });
+        };
+        if let Some(given) = req.headers().get("x-admin-api-key") {
+            // Hashing both sides first keeps the comparison's time independent of the lengths.
+            let same: bool = Sha256::digest(given.as_bytes())
+                .ct_eq(&Sha256::digest(expected.expose_secret().as_bytes()))
+                .into();
+            return Box::pin(async move {
+                if same {
+                    Ok(AdminUser::ApiKey)
+                } else {
+                    Err(AppError::unauthorized(
+                        "invalid_admin_key",
+                        "the X-Admin-API-Key is not valid",
+                    ))
+                }
+            });
+        }
+        let user = AuthUser::from_request(req, payload);
+        Box::pin(async move {
+            let AuthUser(user) = user.await.map_err(|e| match e.code() {
+                "missing_credentials" => AppError::unauthorized(
+                    "missing_credentials",
+                    "send X-Admin-API-Key, or the access token of an admin",
+                ),
+                _ => e,
+            })?;
+            if state.settings.admin_ids.contains(&user.telegram_id) {
+                Ok(AdminUser::Telegram(user.telegram_id))
+            } else {
+                Err(AppError::forbidden(
+                    "not_admin",
+                    "this account is not an admin",
+                ))
+            }
         })
     }
 }

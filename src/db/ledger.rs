@@ -401,3 +401,19 @@ pub async fn count(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i6
         .get_result(conn)
         .await
 }
+
+/// The sum of all movements per reason (credits granted, spent, refunded, ...).
+pub async fn sum_by_reason(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64)>> {
+    diesel::sql_query("SELECT reason, sum(delta)::int8 AS total FROM credit_ledger GROUP BY reason")
+        .load::<ReasonSum>(conn)
+        .await
+        .map(|rows| rows.into_iter().map(|r| (r.reason, r.total)).collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct ReasonSum {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    reason: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
+}

@@ -1,6 +1,7 @@
 //! The data layer: pools, embedded migrations, and one query module per table.
 //! Query functions take `&mut AsyncPgConnection`; the caller owns the transaction.
 
+pub mod admin_audit;
 pub mod generations;
 pub mod ledger;
 pub mod models;
@@ -9,6 +10,7 @@ pub mod privacy;
 pub mod products;
 pub mod referrals;
 pub mod schema;
+pub mod stats;
 pub mod uploads;
 pub mod users;
 

@@ -347,3 +347,18 @@ pub async fn list_for_user(
         .load(conn)
         .await
 }
+
+/// How many payments there are per status and currency.
+pub async fn count_by_status(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<Vec<(String, String, i64)>> {
+    payments::table
+        .group_by((payments::status, payments::currency))
+        .select((
+            payments::status,
+            payments::currency,
+            diesel::dsl::count_star(),
+        ))
+        .load(conn)
+        .await
+}

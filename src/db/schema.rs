@@ -1,6 +1,17 @@
 // @generated shape of `diesel print-schema`; keep in step with migrations/.
 
 diesel::table! {
+    admin_audit (id) {
+        id -> Int8,
+        actor -> Text,
+        action -> Text,
+        user_id -> Nullable<Int8>,
+        details -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     credit_ledger (id) {
         id -> Int8,
         user_id -> Int8,
@@ -74,11 +85,13 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(admin_audit -> users (user_id));
 diesel::joinable!(credit_ledger -> users (user_id));
 diesel::joinable!(generations -> users (user_id));
 diesel::joinable!(uploads -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    admin_audit,
     credit_ledger,
     generations,
     jobs,

@@ -127,3 +127,17 @@ pub async fn lock_by_referral_code(
         .await
         .optional()
 }
+
+pub async fn set_blocked(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    blocked: bool,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::is_blocked.eq(blocked),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}

@@ -329,3 +329,26 @@ impl GenerationJob {
         Ok(Outcome::Done)
     }
 }
+
+/// Cancels a generation that has not started (still `queued`, no provider task): marks it
+/// canceled, refunds its charge and cancels its job, in the caller's transaction. `None` when
+/// it had already moved on. The caller announces it after the commit.
+pub async fn cancel_queued(
+    conn: &mut AsyncPgConnection,
+    g: &Generation,
+    why: &str,
+) -> Result<Option<Generation>, ledger::LedgerError> {
+    if g.status != "queued" || g.provider_task_id.is_some() {
+        return Ok(None);
+    }
+    let Some(canceled) =
+        generations::mark_finished_unsuccessfully(conn, g.id, "canceled", "canceled", why).await?
+    else {
+        return Ok(None);
+    };
+    ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+    if let Some(job) = g.job_id {
+        queue::cancel(conn, queue::JobId(job)).await?;
+    }
+    Ok(Some(canceled))
+}

@@ -41,6 +41,9 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
         if let Err(e) = crate::billing::reconcile(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "payment reconciliation failed; retrying next round");
         }
+        if let Err(e) = record_business_metrics(&state).await {
+            tracing::warn!(error = %e, "sampling business metrics failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.wait() => break,
@@ -70,6 +73,19 @@ async fn purge_finished_jobs(state: &AppState) -> anyhow::Result<()> {
     }
     if total > 0 {
         tracing::info!(purged = total, "deleted finished jobs past retention");
+    }
+    Ok(())
+}
+
+/// Sets the gauges read from the database: `payments{status, currency}` (how many) and
+/// `ledger_credits{reason}` (the sum of movements), sampled each sweep round.
+pub async fn record_business_metrics(state: &AppState) -> anyhow::Result<()> {
+    let mut conn = state.db.get().await?;
+    for (status, currency, n) in crate::db::payments::count_by_status(&mut conn).await? {
+        metrics::gauge!("payments", "status" => status, "currency" => currency).set(n as f64);
+    }
+    for (reason, sum) in crate::db::ledger::sum_by_reason(&mut conn).await? {
+        metrics::gauge!("ledger_credits", "reason" => reason).set(sum as f64);
     }
     Ok(())
 }

@@ -495,6 +495,35 @@ pub async fn depth(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, i64
         .await
 }
 
+/// Jobs by kind and status.
+pub async fn counts(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(String, String, i64)>> {
+    let rows: Vec<(String, Status, i64)> = jobs::table
+        .group_by((jobs::kind, jobs::status))
+        .select((jobs::kind, jobs::status, diesel::dsl::count_star()))
+        .order((jobs::kind, jobs::status))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, status, n)| (kind, status.as_str().to_owned(), n))
+        .collect())
+}
+
+/// The most recently updated jobs that failed for good or wait to be retried after an error.
+pub async fn failing(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Job>> {
+    jobs::table
+        .filter(
+            jobs::status.eq(Status::Failed).or(jobs::status
+                .eq(Status::Queued)
+                .and(jobs::last_error.is_not_null())),
+        )
+        .order(jobs::updated_at.desc())
+        .limit(limit)
+        .select(Job::as_select())
+        .load(conn)
+        .await
+}
+
 /// Deletes up to `limit` jobs that finished more than `older_than` ago; returns how many.
 pub async fn purge_finished(
     conn: &mut AsyncPgConnection,

@@ -26,6 +26,19 @@ impl Storage {
         })
     }
 
+    /// The store `url` names: `s3://<bucket>[/<prefix>]` for S3 or an S3-compatible service
+    /// (credentials, region and endpoint from the standard `AWS_*` variables, e.g.
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`), which needs the
+    /// `s3` cargo feature.
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        let rest = url.strip_prefix("s3://").with_context(|| {
+            format!("STORAGE_URL {url:?}: only s3://<bucket>[/<prefix>] is known")
+        })?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        anyhow::ensure!(!bucket.is_empty(), "STORAGE_URL {url:?} names no bucket");
+        s3(bucket, prefix.trim_matches('/'))
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         self.store
             .put(&path(key)?, PutPayload::from(bytes))
@@ -52,6 +65,25 @@ impl Storage {
     }
 }
 
+#[cfg(feature = "s3")]
+fn s3(bucket: &str, prefix: &str) -> anyhow::Result<Storage> {
+    let store = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()
+        .context("configuring S3 storage")?;
+    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        Arc::new(store)
+    } else {
+        Arc::new(object_store::prefix::PrefixStore::new(store, prefix))
+    };
+    Ok(Storage { store })
+}
+
+#[cfg(not(feature = "s3"))]
+fn s3(_bucket: &str, _prefix: &str) -> anyhow::Result<Storage> {
+    anyhow::bail!("this build has no S3 support: build with `cargo build --release --features s3`")
+}
+
 /// Only keys we generate are valid: `[a-z0-9]/[0-9a-f-].(jpg|png)`-like, no `..`, no absolute paths.
 pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty()
@@ -74,5 +106,19 @@ pub fn content_type(key: &str) -> &'static str {
         Some("jpg") => "image/jpeg",
         Some("png") => "image/png",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls_are_checked() {
+        let err = |url: &str| Storage::from_url(url).err().map(|e| e.to_string());
+        assert!(err("gs://bucket").unwrap().contains("only s3://"));
+        assert!(err("s3://").unwrap().contains("no bucket"));
+        #[cfg(not(feature = "s3"))]
+        assert!(err("s3://bucket/media").unwrap().contains("--features s3"));
     }
 }

@@ -1,21 +1,21 @@
-//! The operators' API under `/admin`, guarded by `X-Admin-API-Key` (compared in constant time
-//! with `ADMIN_API_KEY`; unset turns the whole scope off with 404). For now: the income register
+//! The operators' API under `/admin`, for `X-Admin-API-Key` (compared in constant time with
+//! `ADMIN_API_KEY`; unset turns the whole scope off with 404) or an admin's access token
+//! (`ADMIN_IDS`): stats, the queue, users (lookup, credits, blocks) and the income register
 //! for «Мой налог».
 
-use std::future::{Ready, ready};
+pub mod queue;
+pub mod stats;
+pub mod users;
 
-use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{
     DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, Offset as _, TimeZone as _, Utc,
 };
-use secrecy::ExposeSecret;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::IntoParams;
 
+use crate::auth::extractor::AdminUser;
 use crate::db::payments;
 use crate::domain::payments::format_amount;
 use crate::error::{AppError, AppResult, Problem};
@@ -24,43 +24,20 @@ use crate::state::AppState;
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
+            .service(web::resource("/stats").route(web::get().to(stats::get)))
+            .service(web::resource("/queue").route(web::get().to(queue::get)))
+            .service(web::resource("/users/{telegram_id}").route(web::get().to(users::get)))
+            .service(
+                web::resource("/users/{telegram_id}/credits").route(web::post().to(users::credits)),
+            )
+            .service(
+                web::resource("/users/{telegram_id}/block").route(web::post().to(users::block)),
+            )
+            .service(
+                web::resource("/users/{telegram_id}/unblock").route(web::post().to(users::unblock)),
+            )
             .service(web::resource("/payments/income.csv").route(web::get().to(income_csv))),
     );
-}
-
-/// An operator, authenticated by `X-Admin-API-Key`.
-#[derive(Debug, Clone, Copy)]
-pub struct AdminAuth;
-
-impl FromRequest for AdminAuth {
-    type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let expected = req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.settings.admin_api_key.clone());
-        let Some(expected) = expected else {
-            return ready(Err(AppError::not_found("the admin API is off")));
-        };
-        let given = req
-            .headers()
-            .get("x-admin-api-key")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        // Hashing both sides first keeps the comparison's time independent of the lengths.
-        let same: bool = Sha256::digest(given)
-            .ct_eq(&Sha256::digest(expected.expose_secret().as_bytes()))
-            .into();
-        ready(if same && !given.is_empty() {
-            Ok(AdminAuth)
-        } else {
-            Err(AppError::unauthorized(
-                "invalid_admin_key",
-                "send a valid X-Admin-API-Key",
-            ))
-        })
-    }
 }
 
 /// Dates of the register are Moscow dates (UTC+3 all year), as «Мой налог» counts them.
@@ -93,7 +70,7 @@ fn moscow_midnight(day: NaiveDate) -> AppResult<DateTime<Utc>> {
               (status = 401, body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "the admin API is off", body = Problem, content_type = "application/problem+json")))]
 pub async fn income_csv(
-    _: AdminAuth,
+    _: AdminUser,
     state: web::Data<AppState>,
     query: web::Query<IncomeQuery>,
 ) -> AppResult<HttpResponse> {

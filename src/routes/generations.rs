@@ -410,26 +410,12 @@ pub async fn cancel(
                 .await?
                 .filter(|g| g.user_id == user.id)
                 .ok_or_else(|| AppError::not_found("no such generation"))?;
-            if g.status != "queued" || g.provider_task_id.is_some() {
-                return Err(AppError::conflict(
-                    "not_cancelable",
-                    format!("the generation is {}", g.status),
-                ));
-            }
-            let g = generations::mark_finished_unsuccessfully(
-                conn,
-                id,
-                "canceled",
-                "canceled",
-                "canceled by the user",
-            )
-            .await?
-            .ok_or_else(|| AppError::conflict("not_cancelable", "the generation has finished"))?;
-            ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
-            if let Some(job) = g.job_id {
-                queue::cancel(conn, queue::JobId(job)).await?;
-            }
-            Ok(g)
+            let status = g.status.clone();
+            crate::jobs::generation::cancel_queued(conn, &g, "canceled by the user")
+                .await?
+                .ok_or_else(|| {
+                    AppError::conflict("not_cancelable", format!("the generation is {status}"))
+                })
         })
         .await?;
     notify_failed(&state, &g, true);

@@ -127,4 +127,21 @@ async fn without_redis_limits_fail_open_and_say_so() {
         "{metrics}"
     );
     assert_problem(app.get("/ready", None).await, 503, "not_ready").await;
+    // Nothing durable depends on Redis: uploads and generations go on (events are lost, the
+    // generation's state is in PostgreSQL).
+    let (token, _) = app.login(9).await;
+    assert_eq!(upload(&app, &token).await.status(), 201);
+    let source = crate::generations::upload_editing(&app, &token).await;
+    let body = json!({"upload_id": source, "prompt": "brighter", "client_request_id": "r"});
+    let res = app
+        .post_json("/api/v1/editing/generate", &body, Some(&token))
+        .await;
+    assert_eq!(res.status(), 202);
+    let list: serde_json::Value = app
+        .get("/api/v1/generations", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["status"], "queued");
 }

@@ -5,6 +5,7 @@
 mod fakes;
 mod helpers;
 
+mod admin;
 mod auth;
 mod cli;
 mod contract_regressions;
@@ -12,6 +13,7 @@ mod generations;
 mod health;
 mod ledger;
 mod limits;
+mod metrics;
 mod openapi;
 mod payments;
 mod privacy;

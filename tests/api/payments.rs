@@ -860,7 +860,7 @@ async fn the_income_register_reconciles_to_the_kopeck() {
     let today = (chrono::Utc::now() + chrono::Duration::hours(3)).date_naive();
     let path = format!("/admin/payments/income.csv?from={today}&to={today}");
     let res = app.get(&path, None).await;
-    assert_problem(res, 401, "invalid_admin_key").await;
+    assert_problem(res, 401, "missing_credentials").await;
     let res = app
         .client
         .get(app.url(&path))

@@ -1,0 +1,253 @@
+//! `/admin/users/{telegram_id}`: look a user up, grant or take credits, block and unblock.
+//! Every change is written to the audit trail with who did it, in the change's transaction.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use diesel_async::AsyncConnection as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use crate::auth::extractor::AdminUser;
+use crate::db::models::{Generation, User};
+use crate::db::{admin_audit, generations, ledger, payments, users};
+use crate::domain::credits::Reason;
+use crate::domain::text;
+use crate::error::{AppError, AppResult, Problem};
+use crate::realtime::generations::{GenerationDto, notify_failed};
+use crate::routes::ledger::LedgerEntryDto;
+use crate::routes::me::{BalanceDto, UserDto};
+use crate::routes::payments::PaymentDto;
+use crate::state::AppState;
+
+/// Entries of each list in a user lookup.
+const RECENT: i64 = 20;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminUserDto {
+    pub user: UserDto,
+    pub balance: BalanceDto,
+    pub is_blocked: bool,
+    pub referral_code: String,
+    pub registered_at: chrono::DateTime<Utc>,
+    pub last_seen_at: chrono::DateTime<Utc>,
+    /// The newest entries first.
+    pub ledger: Vec<LedgerEntryDto>,
+    pub generations: Vec<GenerationDto>,
+    pub payments: Vec<PaymentDto>,
+}
+
+async fn find(conn: &mut diesel_async::AsyncPgConnection, telegram_id: i64) -> AppResult<User> {
+    users::find_by_telegram_id(conn, telegram_id)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no user with Telegram id {telegram_id}")))
+}
+
+/// A user's profile, balance and plan, with their recent ledger, generations and payments.
+#[utoipa::path(get, path = "/admin/users/{telegram_id}", tag = "admin",
+    params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
+    responses((status = 200, body = AdminUserDto),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    _: AdminUser,
+    telegram_id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    let mut conn = state.db.get().await?;
+    let user = find(&mut conn, *telegram_id).await?;
+    let entries = ledger::list(&mut conn, user.id, None, RECENT).await?;
+    let gens = generations::list(&mut conn, user.id, None, RECENT).await?;
+    let mut paid = payments::list_for_user(&mut conn, user.id).await?;
+    paid.truncate(RECENT as usize);
+    Ok(HttpResponse::Ok().json(AdminUserDto {
+        user: UserDto::from(&user),
+        balance: BalanceDto::of(&user, state.settings.free_actions_per_month, Utc::now()),
+        is_blocked: user.is_blocked,
+        referral_code: user.referral_code.clone(),
+        registered_at: user.created_at,
+        last_seen_at: user.last_seen_at,
+        ledger: entries.into_iter().map(LedgerEntryDto::from).collect(),
+        generations: gens.iter().map(|g| GenerationDto::of(g, &state)).collect(),
+        payments: paid.into_iter().map(PaymentDto::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreditsRequest {
+    /// Credits to grant (positive) or take (negative; never below zero: 402 instead).
+    pub amount: i64,
+    /// Why, for the audit trail (1–200 characters).
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreditsResult {
+    pub entry: LedgerEntryDto,
+    pub balance_credits: i64,
+    /// True when this `Idempotency-Key` had been applied before: nothing changed now.
+    pub replayed: bool,
+}
+
+/// Grants or takes credits through the ledger. `Idempotency-Key` is required: a repeated
+/// request with the same key changes nothing and answers with the first entry.
+#[utoipa::path(post, path = "/admin/users/{telegram_id}/credits", tag = "admin",
+    params(("telegram_id" = i64, Path), ("Idempotency-Key" = String, Header), ("X-Admin-API-Key" = Option<String>, Header)),
+    request_body = CreditsRequest,
+    responses((status = 200, body = CreditsResult),
+              (status = 400, description = "`missing_idempotency_key`", body = Problem, content_type = "application/problem+json"),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 402, description = "`insufficient_credits` for a debit", body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_amount`, `invalid_reason`", body = Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
+pub async fn credits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    telegram_id: web::Path<i64>,
+    body: web::Json<CreditsRequest>,
+) -> AppResult<HttpResponse> {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "missing_idempotency_key",
+                "send an Idempotency-Key header (1-128 characters)",
+            )
+        })?
+        .to_owned();
+    let reason = text::clean(&body.reason, 200).ok().ok_or_else(|| {
+        AppError::unprocessable("invalid_reason", "give a reason of 1-200 characters")
+    })?;
+    let amount = body.amount;
+    if amount == 0 {
+        return Err(AppError::unprocessable(
+            "invalid_amount",
+            "the amount must not be 0",
+        ));
+    }
+    let actor = admin.to_string();
+    let mut conn = state.db.get().await?;
+    let (applied, balance) = conn
+        .transaction(async |conn| -> AppResult<_> {
+            let user = find(conn, *telegram_id).await?;
+            let ledger_key = format!("admin:{}:{key}", user.id);
+            let cause = ledger::Cause::new("admin", &actor, &ledger_key);
+            let applied = if amount > 0 {
+                ledger::grant(conn, user.id, amount, Reason::AdminGrant, cause).await?
+            } else {
+                ledger::debit(conn, user.id, -amount, Reason::AdminDebit, false, cause)
+                    .await?
+                    .0
+                    .ok_or_else(|| AppError::InsufficientCredits {
+                        required: -amount,
+                        available: 0,
+                    })?
+            };
+            if !applied.replayed {
+                let details = json!({"amount": amount, "reason": reason, "idempotency_key": key});
+                admin_audit::record(conn, &actor, "credits", user.id, details).await?;
+            }
+            let balance = ledger::balance(conn, user.id).await?;
+            Ok((applied, balance))
+        })
+        .await?;
+    tracing::info!(amount, replayed = applied.replayed, "admin moved credits");
+    Ok(HttpResponse::Ok().json(CreditsResult {
+        replayed: applied.replayed,
+        entry: LedgerEntryDto::from(applied.entry),
+        balance_credits: balance,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BlockResult {
+    pub telegram_id: i64,
+    pub is_blocked: bool,
+    /// Generations that had not started, canceled and refunded by a block.
+    pub canceled_generations: usize,
+}
+
+/// Blocks a user: every request of theirs is refused with 403 `user_blocked`, and their
+/// generations that have not started are canceled and refunded.
+#[utoipa::path(post, path = "/admin/users/{telegram_id}/block", tag = "admin",
+    params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
+    responses((status = 200, body = BlockResult),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
+pub async fn block(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    telegram_id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    set_blocked(&state, admin, *telegram_id, true).await
+}
+
+/// Unblocks a user.
+#[utoipa::path(post, path = "/admin/users/{telegram_id}/unblock", tag = "admin",
+    params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
+    responses((status = 200, body = BlockResult),
+              (status = 401, body = Problem, content_type = "application/problem+json"),
+              (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
+pub async fn unblock(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    telegram_id: web::Path<i64>,
+) -> AppResult<HttpResponse> {
+    set_blocked(&state, admin, *telegram_id, false).await
+}
+
+async fn set_blocked(
+    state: &AppState,
+    admin: AdminUser,
+    telegram_id: i64,
+    blocked: bool,
+) -> AppResult<HttpResponse> {
+    let actor = admin.to_string();
+    let mut conn = state.db.get().await?;
+    let canceled = conn
+        .transaction(async |conn| -> AppResult<Vec<Generation>> {
+            let user = find(conn, telegram_id).await?;
+            users::lock(conn, user.id).await?;
+            users::set_blocked(conn, user.id, blocked).await?;
+            let mut canceled = Vec::new();
+            if blocked {
+                for g in generations::active_for_user(conn, user.id).await? {
+                    let locked = generations::lock(conn, g.id).await?;
+                    if let Some(g) = locked {
+                        let why = "canceled: the account was blocked";
+                        if let Some(done) =
+                            crate::jobs::generation::cancel_queued(conn, &g, why).await?
+                        {
+                            canceled.push(done);
+                        }
+                    }
+                }
+            }
+            let action = if blocked { "block" } else { "unblock" };
+            let details = json!({"canceled_generations": canceled.len()});
+            admin_audit::record(conn, &actor, action, user.id, details).await?;
+            Ok(canceled)
+        })
+        .await?;
+    for g in &canceled {
+        notify_failed(state, g, true);
+    }
+    tracing::info!(blocked, canceled = canceled.len(), "admin changed a block");
+    Ok(HttpResponse::Ok().json(BlockResult {
+        telegram_id,
+        is_blocked: blocked,
+        canceled_generations: canceled.len(),
+    }))
+}
