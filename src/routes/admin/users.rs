@@ -44,7 +44,7 @@ async fn find(conn: &mut diesel_async::AsyncPgConnection, telegram_id: i64) -> A
 }
 
 /// A user's profile, balance and plan, with their recent ledger, generations and payments.
-#[utoipa::path(get, path = "/admin/users/{telegram_id}", tag = "admin",
+#[utoipa::path(get, path = "/admin/users/{telegram_id}", operation_id = "admin_user", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = AdminUserDto),
               (status = 401, body = Problem, content_type = "application/problem+json"),
