@@ -110,6 +110,15 @@ impl Modify for CommonResponses {
                     ));
                     add.push(("403", "`user_blocked`"));
                 }
+                let admin = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name == "X-Admin-API-Key");
+                if admin {
+                    add.push(("401", "`missing_credentials`, `invalid_admin_key`"));
+                    add.push(("403", "`not_admin`"));
+                }
                 let json_body = op
                     .request_body
                     .as_ref()
