@@ -18,19 +18,19 @@ out=target/contract
 venv=target/contract-venv
 
 # Schemathesis in its own venv; Debian's python3 needs python3-venv for that.
+new_venv() { rm -rf "$venv" && python3 -m venv "$venv" >/dev/null 2>&1; }
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "version $SCHEMATHESIS_VERSION"; then
-  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+  if ! new_venv; then
     if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
       echo "python3 with venv not found: installing it with apt-get"
       apt-get -q update >/dev/null
       DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends python3 python3-venv >/dev/null
+      new_venv
     else
       echo "python3 with venv is missing: sudo apt-get install -y python3 python3-venv" >&2
       exit 1
     fi
   fi
-  rm -rf "$venv"
-  python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
