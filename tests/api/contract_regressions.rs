@@ -292,3 +292,47 @@ async fn admin_grants_take_the_documented_idempotency_keys() {
         );
     }
 }
+
+/// Found with 1000 examples per operation: a `product_id` carrying U+0000 reached the product
+/// lookup, which PostgreSQL refuses ("invalid byte sequence"), and the server answered 500. Any
+/// client text with U+0000 that reaches a query is now 400 `nul_character`.
+#[tokio::test]
+async fn text_with_a_nul_character_is_the_clients_error_not_a_500() {
+    let app = spawn_app().await;
+    let (token, _) = app.login(1).await;
+    for (path, body) in [
+        (
+            "/api/v1/payments/stars/invoice",
+            serde_json::json!({"product_id": "pack\u{0}10"}),
+        ),
+        (
+            "/api/v1/payments/create",
+            serde_json::json!({"product_id": "pack\u{0}10", "email": "a@example.com"}),
+        ),
+    ] {
+        let res = app.post_json(path, &body, Some(&token)).await;
+        assert_problem(res, 400, "nul_character").await;
+    }
+}
+
+/// Found with 1000 examples: an invalid `Idempotency-Key` header was ignored when the body
+/// named a `client_request_id`; the document constrains the header, so the server checks it.
+#[tokio::test]
+async fn an_invalid_idempotency_key_header_is_refused_even_beside_a_body_id() {
+    let app = spawn_app().await;
+    let (token, _) = app.login(1).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/editing/generate"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "has space")
+        .json(&serde_json::json!({
+            "upload_id": uuid::Uuid::new_v4(),
+            "prompt": "make it blue",
+            "client_request_id": "body-id"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 422, "invalid_client_request_id").await;
+}
