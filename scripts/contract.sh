@@ -83,7 +83,10 @@ run() { # run NAME FILTERS... — one schemathesis run; its reports go to $out/N
 echo "== schemathesis $SCHEMATHESIS_VERSION against $base, at most $MAX_EXAMPLES examples per operation"
 status=0
 # Erasing the account would sign the test user out of everything after it: it runs last, alone.
-run all --exclude-operation-id erase || status=$?
+run all --exclude-operation-id erase --exclude-operation-id fitting_upload --exclude-operation-id editing_upload || status=$?
+# Multipart negative cases: see contract.toml (a false positive of Schemathesis 4.32.5).
+run uploads --include-operation-id fitting_upload --include-operation-id editing_upload \
+  --exclude-checks negative_data_rejection || status=$?
 run erase --include-operation-id erase || status=$?
 # A panic in a handler drops the connection rather than answering 500: look for it in the log.
 if grep -B2 -A8 'panicked' "$out/server.log" >&2; then

@@ -699,6 +699,18 @@ mod tests {
         }
     }
 
+    /// The crash the yookassa_notification fuzz target found (its own assertion searched the
+    /// stored text for `\u0000` and matched an escaped backslash): the parser is right to take
+    /// this body, whose key holds a backslash followed by `u0000`, not a NUL.
+    #[test]
+    fn an_escaped_backslash_before_u0000_is_no_nul() {
+        let body = br#"{"type":"notification","event":"paymant.succeeded","object":{"id":"21d6d500f-5000-9000-1","sta\\/\\yM\\u0000d":{"value":"440.18"}}}"#;
+        let n = parse_notification(body).unwrap();
+        assert!(!contains_nul(&n.body));
+        assert_eq!(n.subject(), None);
+        assert_eq!(parse_notification(n.body.to_string().as_bytes()), Ok(n));
+    }
+
     #[test]
     fn payments_are_read_exactly() {
         let p: PaymentObject = serde_json::from_value(serde_json::json!({
