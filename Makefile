@@ -21,6 +21,11 @@ test:
 e2e:
 	scripts/e2e.sh
 
+## contract: Schemathesis against the served openapi.yaml (CONTRACT_MAX_EXAMPLES per operation, default 25)
+.PHONY: contract
+contract:
+	$(WITH_SERVICES) scripts/contract.sh
+
 ## lint: formatting and clippy with warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check

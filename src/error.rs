@@ -110,6 +110,7 @@ impl AppError {
             Self::Database(e) => match db_error_parts(e) {
                 (StatusCode::NOT_FOUND, ..) => "the resource does not exist".into(),
                 (StatusCode::CONFLICT, code) => format!("conflicts with existing data ({code})"),
+                (StatusCode::BAD_REQUEST, _) => "text must not contain U+0000".into(),
                 _ => "an internal error occurred".into(),
             },
             Self::Internal(_) => "an internal error occurred".into(),
@@ -118,7 +119,7 @@ impl AppError {
 }
 
 /// Maps a database error to a status and code: not found → 404, unique violations → 409
-/// named by constraint, everything else is internal.
+/// named by constraint, U+0000 in client text → 400, everything else is internal.
 fn db_error_parts(e: &DieselError) -> (StatusCode, &'static str) {
     match e {
         DieselError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
@@ -131,6 +132,16 @@ fn db_error_parts(e: &DieselError) -> (StatusCode, &'static str) {
         }
         DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
             (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+        }
+        // PostgreSQL keeps no U+0000 in text (22021) or jsonb (22P05): client text that
+        // carries one is refused as the client's error, wherever it reaches a query.
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("0x00")
+                || info
+                    .message()
+                    .contains("unsupported Unicode escape sequence") =>
+        {
+            (StatusCode::BAD_REQUEST, "nul_character")
         }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
     }

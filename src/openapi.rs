@@ -53,7 +53,7 @@ use crate::routes;
         routes::demo::sign_init_data,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonResponses),
     tags(
         (name = "auth", description = "Login with Telegram initData"),
         (name = "me", description = "The signed-in user"),
@@ -90,6 +90,88 @@ impl Modify for SecuritySchemes {
             ))),
         );
     }
+}
+
+/// The answers every operation of a kind can give, which the handlers' annotations leave out:
+/// the auth extractor's, the JSON extractor's, the query extractor's, and 503 when PostgreSQL or
+/// Redis is unavailable. Added only where an annotation does not already describe the status.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let mut add: Vec<(&str, &str)> = Vec::new();
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add.push((
+                        "401",
+                        "`missing_credentials`, `invalid_token` or `token_expired`",
+                    ));
+                    add.push(("403", "`user_blocked`"));
+                }
+                let admin = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.name == "X-Admin-API-Key");
+                if admin {
+                    add.push(("401", "`missing_credentials`, `invalid_admin_key`"));
+                    add.push(("403", "`not_admin`"));
+                }
+                let json_body = op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                if json_body {
+                    add.push(("400", "`invalid_json`: the body is not JSON"));
+                    add.push(("413", "`payload_too_large`"));
+                    add.push(("415", "`unsupported_media_type`: send application/json"));
+                }
+                let has_query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                if has_query {
+                    add.push(("400", "`invalid_query`"));
+                }
+                if op.operation_id.as_deref() != Some("health") {
+                    add.push((
+                        "503",
+                        "`service_unavailable`: PostgreSQL or Redis cannot be reached; retry",
+                    ));
+                }
+                for (status, description) in add {
+                    if !op.responses.responses.contains_key(status) {
+                        op.responses
+                            .responses
+                            .insert(status.to_owned(), problem(description).into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn problem(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 /// The document as YAML, as committed in `openapi.yaml`.

@@ -23,7 +23,7 @@ use crate::domain::payments::{
     plan_until_after_refund, split, verify,
 };
 use crate::error::{AppError, AppResult};
-use crate::providers::yookassa::{PaymentError, valid_object_id};
+use crate::providers::yookassa::{Notification, NotificationSubject, PaymentError};
 use crate::state::AppState;
 
 /// What confirming a payment (or a refund) did.
@@ -473,26 +473,25 @@ pub async fn apply_refund(
     Ok(Outcome::Applied)
 }
 
-/// A YooKassa notification (`{type, event, object}`), from a source already checked. The event
-/// goes to the inbox first; a duplicate of a processed one does nothing. Only the event name and
-/// the object id are read: everything else comes from the provider.
-pub async fn handle_notification(state: &AppState, body: &Value) -> AppResult<Outcome> {
-    let event = body["event"].as_str().unwrap_or_default();
-    let object_id = body["object"]["id"].as_str().unwrap_or_default();
-    if body["type"] != "notification" || !valid_object_id(object_id) {
-        return Err(AppError::bad_request(
-            "invalid_notification",
-            "expected {type: notification, event, object: {id}}",
-        ));
-    }
-    let refund = match event {
-        "payment.succeeded" | "payment.canceled" | "payment.waiting_for_capture" => false,
-        "refund.succeeded" => true,
-        other => {
-            tracing::info!(
-                event = other,
-                "ignoring a notification event we do not act on"
-            );
+/// A YooKassa notification, parsed by [`parse_notification`] from a source already checked. The
+/// event goes to the inbox first; a duplicate of a processed one does nothing. Only the event name
+/// and the object id are read: everything else comes from the provider.
+///
+/// [`parse_notification`]: crate::providers::yookassa::parse_notification
+pub async fn handle_notification(
+    state: &AppState,
+    notification: &Notification,
+) -> AppResult<Outcome> {
+    let (event, object_id, body) = (
+        notification.event.as_str(),
+        notification.object_id.as_str(),
+        &notification.body,
+    );
+    let refund = match notification.subject() {
+        Some(NotificationSubject::Payment) => false,
+        Some(NotificationSubject::Refund) => true,
+        None => {
+            tracing::info!(event, "ignoring a notification event we do not act on");
             return Ok(Outcome::Unchanged);
         }
     };

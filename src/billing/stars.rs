@@ -9,6 +9,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Outcome;
@@ -79,19 +80,24 @@ pub async fn create_invoice(
     Ok((payment, link))
 }
 
-#[derive(Debug, Deserialize)]
+/// The part of a Telegram Update that is read; other fields and other kinds of update are
+/// acknowledged and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramUpdate)]
 pub struct Update {
     pub update_id: i64,
     pub pre_checkout_query: Option<PreCheckoutQuery>,
     pub message: Option<Message>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramUser)]
 pub struct TelegramUser {
     pub id: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramPreCheckoutQuery)]
 pub struct PreCheckoutQuery {
     pub id: String,
     pub from: TelegramUser,
@@ -100,13 +106,15 @@ pub struct PreCheckoutQuery {
     pub invoice_payload: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramMessage)]
 pub struct Message {
     pub from: Option<TelegramUser>,
     pub successful_payment: Option<SuccessfulPayment>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramSuccessfulPayment)]
 pub struct SuccessfulPayment {
     pub currency: String,
     pub total_amount: i64,
@@ -114,9 +122,31 @@ pub struct SuccessfulPayment {
     pub telegram_payment_charge_id: String,
 }
 
+/// serde also reads a struct from an array of its fields (`"message": [null, null]`); Telegram
+/// sends objects, so anything else where [`Update`] reads a struct is refused.
+fn read_parts_are_objects(body: &Value) -> bool {
+    let object_or_absent = |v: &Value| v.is_null() || v.is_object();
+    body.is_object()
+        && [
+            &body["message"],
+            &body["message"]["from"],
+            &body["message"]["successful_payment"],
+            &body["pre_checkout_query"],
+            &body["pre_checkout_query"]["from"],
+        ]
+        .into_iter()
+        .all(object_or_absent)
+}
+
 /// Handles one webhook update: pre-checkout queries and successful payments; other updates
 /// are acknowledged and ignored.
 pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome> {
+    if !read_parts_are_objects(body) {
+        return Err(AppError::bad_request(
+            "invalid_update",
+            "an Update and the parts of it that are read must be objects",
+        ));
+    }
     let update: Update = serde_json::from_value(body.clone())
         .map_err(|e| AppError::bad_request("invalid_update", e.to_string()))?;
     if let Some(query) = update.pre_checkout_query {

@@ -48,7 +48,20 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
-    let raw = if body.iter().all(u8::is_ascii_whitespace) {
+    // The document allows `null` for the body, and JSON `null` means "no body" here too.
+    let parsed: Option<LoginRequest> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            AppError::bad_request(
+                "invalid_json",
+                format!("the body is not a login request: {e}"),
+            )
+        })?
+    };
+    let raw = if let Some(parsed) = parsed {
+        parsed.init_data
+    } else {
         match credentials(&req)? {
             Credentials::InitData(raw) => raw,
             Credentials::Bearer(_) => {
@@ -58,14 +71,6 @@ pub async fn login(
                 ));
             }
         }
-    } else {
-        let parsed: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
-            AppError::bad_request(
-                "invalid_json",
-                format!("the body is not a login request: {e}"),
-            )
-        })?;
-        parsed.init_data
     };
     let ip = client_ip(&req);
     let limits = &state.settings.limits;

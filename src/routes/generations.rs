@@ -40,7 +40,8 @@ pub struct FittingRequest {
     /// What is tried on; each zone has its own prompt.
     pub zone: Zone,
     /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
-    /// generation and never charges twice.
+    /// generation and never charges twice. 1–128 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub client_request_id: Option<String>,
 }
 
@@ -52,12 +53,20 @@ pub struct FittingRequest {
 pub struct EditingRequest {
     /// The photo to edit; with `session_id` it defaults to the session's photo.
     pub upload_id: Option<Uuid>,
-    /// What to change, in any language (control characters are removed; length capped).
+    /// What to change, in any language (control characters are removed; length capped by
+    /// `EDIT_PROMPT_MAX_CHARS`). Something visible must remain.
+    #[schema(
+        min_length = 1,
+        pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
+    )]
     pub prompt: Option<String>,
     /// The assistant's chat session the edit comes from (`POST /api/v1/editing/chat`).
     pub session_id: Option<Uuid>,
     /// 0–2: which of the session's latest proposed variants to run (needs `session_id`).
+    #[schema(minimum = 0, maximum = 2)]
     pub variant_index: Option<i64>,
+    /// As in a fitting request.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub client_request_id: Option<String>,
 }
 
@@ -87,32 +96,40 @@ struct NewGeneration {
 }
 
 fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
-    let header = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let valid =
+        |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
+    let invalid = || {
+        AppError::unprocessable(
+            "invalid_client_request_id",
+            "1–128 printable ASCII characters",
+        )
+    };
+    // The header is checked even when the body names the id: the document says what it takes.
+    let header = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(id) if valid(id) => Some(id.to_owned()),
+            _ => return Err(invalid()),
+        },
+    };
     let id = body.or(header).ok_or_else(|| {
         AppError::bad_request(
             "missing_client_request_id",
             "send client_request_id (or an Idempotency-Key header)",
         )
     })?;
-    let valid = !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
-    if !valid {
-        return Err(AppError::unprocessable(
-            "invalid_client_request_id",
-            "1–128 printable ASCII characters",
-        ));
+    if !valid(&id) {
+        return Err(invalid());
     }
     Ok(id)
 }
 
 /// Starts a try-on of one of the zones, charging 2 credits (or one free action).
 #[utoipa::path(post, path = "/api/v1/fitting/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = FittingRequest,
     responses((status = 202, body = GenerationEnvelope),
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "unknown zone, expired or wrong upload", body = Problem, content_type = "application/problem+json"),
@@ -142,9 +159,10 @@ pub async fn fitting_generate(
 /// Starts an edit of an uploaded photo with a prompt, or runs one of the assistant's proposed
 /// variants on the session's photo, charging 1 credit (or one free action).
 #[utoipa::path(post, path = "/api/v1/editing/generate", tag = "generations", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = EditingRequest,
     responses((status = 202, body = GenerationEnvelope),
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "the upload or the session is not the user's", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`", body = Problem, content_type = "application/problem+json"),
@@ -411,7 +429,7 @@ async fn from_chat(
 }
 
 /// One of the user's generations.
-#[utoipa::path(get, path = "/api/v1/generations/{id}", tag = "generations", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/generations/{id}", operation_id = "get_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
@@ -445,7 +463,7 @@ fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
 }
 
 /// The user's generations, newest first.
-#[utoipa::path(get, path = "/api/v1/generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/generations", operation_id = "list_generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
     responses((status = 200, body = GenerationPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(

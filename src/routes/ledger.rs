@@ -79,7 +79,7 @@ impl From<LedgerEntry> for LedgerEntryDto {
 }
 
 /// The user's ledger entries, newest first.
-#[utoipa::path(get, path = "/api/v1/ledger", tag = "me", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/ledger", operation_id = "list_ledger", tag = "me", security(("bearer" = []), ("tma" = [])),
     params(LedgerQuery),
     responses((status = 200, body = LedgerPage), (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json")))]
 pub async fn list(

@@ -16,7 +16,9 @@ use crate::db::models::{Payment, Product};
 use crate::db::{payments, products};
 use crate::domain::payments::{ReceiptContact, client_ip, format_amount};
 use crate::error::{AppError, AppResult, Problem};
-use crate::providers::yookassa::{SandboxPayments, valid_object_id};
+use crate::providers::yookassa::{
+    NotificationError, SandboxPayments, parse_notification, valid_object_id,
+};
 use crate::state::AppState;
 
 /// Largest notification body read.
@@ -126,7 +128,7 @@ pub struct PaymentCreated {
 /// Starts buying a product: our payment row, then the provider's payment. Open
 /// `confirmation_url` to pay. A repeated `Idempotency-Key` returns the same payment.
 #[utoipa::path(post, path = "/api/v1/payments/create", tag = "payments", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "makes the request repeatable: the same key returns the same payment")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "makes the request repeatable: the same key returns the same payment; 1–128 printable ASCII characters")),
     request_body = CreatePaymentRequest,
     responses((status = 201, body = PaymentCreated), (status = 200, description = "a repeated Idempotency-Key", body = PaymentCreated),
               (status = 404, description = "no such active product", body = Problem, content_type = "application/problem+json"),
@@ -211,7 +213,7 @@ impl From<Payment> for PaymentDto {
 }
 
 /// One of the user's payments.
-#[utoipa::path(get, path = "/api/v1/payments/{id}", tag = "payments", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/payments/{id}", operation_id = "get_payment", tag = "payments", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PaymentDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
@@ -272,12 +274,50 @@ fn source_ip(req: &HttpRequest, trusted_hops: usize) -> Option<IpAddr> {
     client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted_hops)
 }
 
+/// A YooKassa notification as the webhook reads it: `type`, `event` and `object.id`. The rest of
+/// the object is kept in the inbox but never believed: the payment is fetched again.
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the notification in the OpenAPI document"
+)]
+pub struct NotificationBody {
+    #[schema(inline)]
+    r#type: NotificationType,
+    /// `payment.succeeded`, `payment.canceled`, `payment.waiting_for_capture` and
+    /// `refund.succeeded` are acted on; other events are acknowledged and ignored.
+    event: String,
+    #[schema(inline)]
+    object: NotificationObject,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[expect(
+    dead_code,
+    reason = "only describes the notification in the OpenAPI document"
+)]
+enum NotificationType {
+    Notification,
+}
+
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the notification in the OpenAPI document"
+)]
+struct NotificationObject {
+    /// The payment's (or refund's) id at the provider.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: String,
+}
+
 /// YooKassa's HTTP notifications. Accepted only from `YOOKASSA_ALLOWED_NETWORKS`; the body is a
 /// hint: the payment (or refund) is fetched from YooKassa and only that answer is acted on,
 /// once. Duplicates answer 200 and change nothing; 503 when YooKassa cannot be reached, so that
 /// it sends the notification again.
-#[utoipa::path(post, path = "/api/v1/payments/webhook", tag = "payments",
-    request_body(content = Object, description = "`{type: notification, event, object}`"),
+#[utoipa::path(post, path = "/api/v1/payments/webhook", operation_id = "yookassa_webhook", tag = "payments",
+    request_body(content = NotificationBody, description = "`{type: notification, event, object}`"),
     responses((status = 200, description = "recorded (and acted on once verified)"),
               (status = 400, body = Problem, content_type = "application/problem+json"),
               (status = 403, description = "`forbidden_source`: not from YooKassa's networks", body = Problem, content_type = "application/problem+json"),
@@ -298,9 +338,13 @@ pub async fn webhook(
             "notifications are accepted from the payment provider only",
         ));
     }
-    let body: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| AppError::bad_request("invalid_json", e.to_string()))?;
-    let outcome = billing::handle_notification(&state, &body).await?;
+    let notification = parse_notification(&body).map_err(|e| match e {
+        NotificationError::NotJson(detail) => AppError::bad_request("invalid_json", detail),
+        NotificationError::Shape | NotificationError::Nul => {
+            AppError::bad_request("invalid_notification", e.to_string())
+        }
+    })?;
+    let outcome = billing::handle_notification(&state, &notification).await?;
     let result = match outcome {
         Outcome::Applied => "applied",
         Outcome::Unchanged => "unchanged",

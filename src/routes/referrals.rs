@@ -29,7 +29,7 @@ pub struct ReferralsDto {
 }
 
 /// The signed-in user's referral code, link and earnings.
-#[utoipa::path(get, path = "/api/v1/referrals", tag = "me", security(("bearer" = []), ("tma" = [])),
+#[utoipa::path(get, path = "/api/v1/referrals", operation_id = "get_referrals", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ReferralsDto), (status = 401, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;

@@ -28,10 +28,11 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 /// Telegram's updates for the bot, checked by `X-Telegram-Bot-Api-Secret-Token`. A
 /// `pre_checkout_query` is answered at once (Telegram allows 10 s); a `successful_payment`
 /// grants the purchase once per `telegram_payment_charge_id`.
-#[utoipa::path(post, path = "/api/v1/telegram/webhook", tag = "payments",
+#[utoipa::path(post, path = "/api/v1/telegram/webhook", operation_id = "telegram_webhook", tag = "payments",
     params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "the secret_token given to setWebhook")),
-    request_body(content = Object, description = "a Telegram Update"),
+    request_body(content = crate::billing::stars::Update, description = "a Telegram Update"),
     responses((status = 200, description = "handled or ignored"),
+              (status = 400, description = "`invalid_json`, `invalid_update`: not an Update", body = Problem, content_type = "application/problem+json"),
               (status = 401, description = "`invalid_secret_token`", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "the webhook is off (no TELEGRAM_WEBHOOK_SECRET)", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "try again: Telegram sends the update again", body = Problem, content_type = "application/problem+json")))]

@@ -76,28 +76,30 @@ pub struct FittingUploadDto {
 
 /// Multipart body of a fitting upload.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(
     dead_code,
     reason = "only describes the multipart form in the OpenAPI document"
 )]
 pub struct FittingUploadForm {
     /// The person's photo (JPEG, PNG or WEBP).
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     person: Vec<u8>,
     /// The garment or accessory (JPEG, PNG or WEBP).
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     item: Vec<u8>,
 }
 
 /// Multipart body of an editing upload.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[expect(
     dead_code,
     reason = "only describes the multipart form in the OpenAPI document"
 )]
 pub struct EditingUploadForm {
     /// The photo to edit (JPEG, PNG or WEBP).
-    #[schema(value_type = String, format = Binary)]
+    #[schema(value_type = String, format = Binary, min_length = 1)]
     image: Vec<u8>,
 }
 

@@ -10,6 +10,7 @@ mod assistant;
 mod auth;
 mod cli;
 mod demo;
+mod contract_regressions;
 mod generations;
 mod health;
 mod ledger;

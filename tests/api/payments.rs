@@ -949,3 +949,21 @@ async fn the_admin_api_is_off_without_a_key() {
         .unwrap();
     assert_problem(res, 404, "not_found").await;
 }
+
+#[tokio::test]
+async fn a_notification_carrying_a_nul_character_is_refused_before_the_inbox() {
+    // PostgreSQL cannot store U+0000 in jsonb: such a body used to fail the inbox insert (500).
+    let (app, yk) = yk_app(&[]).await;
+    let (token, _) = app.login(1).await;
+    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    yk.succeed(&yk_id);
+    let mut body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
+    body["object"]["description"] = json!("a\u{0}b");
+    let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
+    assert_problem(res, 400, "invalid_notification").await;
+    assert_eq!(credits(&app, &token).await, 0);
+    body["object"]["description"] = json!("ab");
+    let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(credits(&app, &token).await, 10);
+}

@@ -45,7 +45,7 @@ pub struct FailingJob {
 }
 
 /// Jobs by kind and status, the oldest waiting age, and failing jobs with their last errors.
-#[utoipa::path(get, path = "/admin/queue", tag = "admin",
+#[utoipa::path(get, path = "/admin/queue", operation_id = "admin_queue", tag = "admin",
     params(("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = QueueDto),
               (status = 401, body = Problem, content_type = "application/problem+json"),

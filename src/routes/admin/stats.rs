@@ -123,7 +123,7 @@ pub struct Erased {
 
 /// Users, generations, credits, revenue, assistant usage, top users, the funnel
 /// registered → uploaded → generated → paid, and weekly retention cohorts.
-#[utoipa::path(get, path = "/admin/stats", tag = "admin",
+#[utoipa::path(get, path = "/admin/stats", operation_id = "admin_stats", tag = "admin",
     params(("X-Admin-API-Key" = Option<String>, Header, description = "or the access token of an admin (ADMIN_IDS)")),
     responses((status = 200, body = Stats),
               (status = 401, body = Problem, content_type = "application/problem+json"),

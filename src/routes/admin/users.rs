@@ -44,7 +44,7 @@ async fn find(conn: &mut diesel_async::AsyncPgConnection, telegram_id: i64) -> A
 }
 
 /// A user's profile, balance and plan, with their recent ledger, generations and payments.
-#[utoipa::path(get, path = "/admin/users/{telegram_id}", tag = "admin",
+#[utoipa::path(get, path = "/admin/users/{telegram_id}", operation_id = "admin_user", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = AdminUserDto),
               (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -78,7 +78,11 @@ pub async fn get(
 pub struct CreditsRequest {
     /// Credits to grant (positive) or take (negative; never below zero: 402 instead).
     pub amount: i64,
-    /// Why, for the audit trail (1–200 characters).
+    /// Why, for the audit trail (1–200 characters once control characters are removed).
+    #[schema(
+        min_length = 1,
+        pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
+    )]
     pub reason: String,
 }
 
@@ -93,7 +97,7 @@ pub struct CreditsResult {
 /// Grants or takes credits through the ledger. `Idempotency-Key` is required: a repeated
 /// request with the same key changes nothing and answers with the first entry.
 #[utoipa::path(post, path = "/admin/users/{telegram_id}/credits", tag = "admin",
-    params(("telegram_id" = i64, Path), ("Idempotency-Key" = String, Header), ("X-Admin-API-Key" = Option<String>, Header)),
+    params(("telegram_id" = i64, Path), ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "1–128 printable ASCII characters"), ("X-Admin-API-Key" = Option<String>, Header)),
     request_body = CreditsRequest,
     responses((status = 200, body = CreditsResult),
               (status = 400, description = "`missing_idempotency_key`", body = Problem, content_type = "application/problem+json"),
@@ -114,12 +118,11 @@ pub async fn credits(
         .headers()
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .filter(|k| crate::billing::valid_client_key(k))
         .ok_or_else(|| {
             AppError::bad_request(
                 "missing_idempotency_key",
-                "send an Idempotency-Key header (1-128 characters)",
+                "send an Idempotency-Key header (1-128 printable ASCII characters)",
             )
         })?
         .to_owned();
