@@ -16,7 +16,7 @@ cat >bench/results/pipeline.md <<MD
 ### Generation pipeline with the sandbox provider (\`make bench-pipeline\`)
 
 Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD 2>/dev/null || echo none); server, worker, PostgreSQL and Redis on the same machine; load average before: $load.
-Each generation: the charge and job in the request's transaction, then the job's steps (compose a 300×300 edit, store, poll, fetch, check, re-encode, store, mark succeeded) with SANDBOX_GENERATION_MS=0.
+Each generation: the charge and job in the request's transaction, then the job's steps (compose a 400×400 edit, store, poll, fetch, check, re-encode, store, mark succeeded; the first poll in the same step when the provider is instant) with SANDBOX_GENERATION_MS=0.
 
 | figure | measured | goal |
 |---|---:|---|

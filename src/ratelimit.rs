@@ -14,27 +14,28 @@ use crate::state::AppState;
 /// Longest wait for Redis before a limit fails open.
 const REDIS_BUDGET: Duration = Duration::from_millis(250);
 
-/// KEYS[1] the window; ARGV: window ms, max, mode (`hit`: count and record when allowed,
-/// `peek`: count only, `add`: record only). Returns {allowed, retry_after_ms}.
+/// Every KEYS[i] is a window with ARGV[3i-2..3i] = window ms, max, mode (`hit`: count, and
+/// record when allowed; `peek`: count only; `add`: record only). All or nothing: when any
+/// counted window is full, nothing is recorded. Returns {allowed, retry_after_ms, index}.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local mode = ARGV[3]
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if mode ~= 'add' then
-  local count = redis.call('ZCARD', KEYS[1])
-  if count >= max then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {0, tonumber(oldest[2]) + window - now}
+local member = t[1] .. t[2] .. ':' .. math.random(1000000000)
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[3 * i - 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if ARGV[3 * i] ~= 'add' and redis.call('ZCARD', key) >= tonumber(ARGV[3 * i - 1]) then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    return {0, tonumber(oldest[2]) + window - now, i}
   end
 end
-if mode ~= 'peek' then
-  redis.call('ZADD', KEYS[1], now, t[1] .. t[2] .. ':' .. math.random(1000000000))
-  redis.call('PEXPIRE', KEYS[1], window)
+for i, key in ipairs(KEYS) do
+  if ARGV[3 * i] ~= 'peek' then
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, tonumber(ARGV[3 * i - 2]))
+  end
 end
-return {1, 0}
+return {1, 0, 0}
 ";
 
 #[derive(Debug, Clone, Copy)]
@@ -54,61 +55,101 @@ impl Mode {
     }
 }
 
-/// Counts one event against `limit` for `key` (e.g. `login:ip:203.0.113.7`): 429
-/// `rate_limited` with the wait when the window is full. `None` is a limit turned off.
+/// One window of a check: its name (for metrics), key (e.g. the address), limit and mode.
+pub struct Window<'a> {
+    pub name: &'a str,
+    pub key: &'a str,
+    pub limit: Option<Limit>,
+    mode: Mode,
+}
+
+impl<'a> Window<'a> {
+    /// Counts this request, and refuses it when the window is full.
+    pub fn hit(name: &'a str, key: &'a str, limit: Option<Limit>) -> Self {
+        Self {
+            name,
+            key,
+            limit,
+            mode: Mode::Hit,
+        }
+    }
+
+    /// Refuses when the window is full, without counting this request.
+    pub fn check(name: &'a str, key: &'a str, limit: Option<Limit>) -> Self {
+        Self {
+            name,
+            key,
+            limit,
+            mode: Mode::Peek,
+        }
+    }
+}
+
+/// Counts one event against `limit` for `key` (e.g. the user id): 429 `rate_limited` with the
+/// wait when the window is full. `None` is a limit turned off.
 pub async fn hit(
     state: &AppState,
     name: &str,
     key: &str,
     limit: Option<Limit>,
 ) -> Result<(), AppError> {
-    run(state, name, key, limit, Mode::Hit).await
-}
-
-/// Refuses when the window is full, without counting this request.
-pub async fn check(
-    state: &AppState,
-    name: &str,
-    key: &str,
-    limit: Option<Limit>,
-) -> Result<(), AppError> {
-    run(state, name, key, limit, Mode::Peek).await
+    run(state, &[Window::hit(name, key, limit)]).await
 }
 
 /// Records an event (a failed login) without refusing anything now.
 pub async fn record(state: &AppState, name: &str, key: &str, limit: Option<Limit>) {
+    let window = Window {
+        name,
+        key,
+        limit,
+        mode: Mode::Add,
+    };
     // `Add` never refuses.
-    let _ = run(state, name, key, limit, Mode::Add).await;
+    let _ = run(state, &[window]).await;
 }
 
-async fn run(
-    state: &AppState,
-    name: &str,
-    key: &str,
-    limit: Option<Limit>,
-    mode: Mode,
-) -> Result<(), AppError> {
-    let Some(limit) = limit else {
+/// Applies several windows in one round trip, all or nothing: refused (with the longest
+/// relevant wait) when any counted window is full, and then nothing is recorded.
+pub async fn run(state: &AppState, windows: &[Window<'_>]) -> Result<(), AppError> {
+    let live: Vec<(&Window<'_>, Limit)> = windows
+        .iter()
+        .filter_map(|w| w.limit.map(|l| (w, l)))
+        .collect();
+    if live.is_empty() {
         return Ok(());
+    }
+    // EVALSHA with the script's hash; EVAL with its text when Redis forgot it (a restart).
+    let command = |verb: &str, script: &str| {
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(script).arg(live.len());
+        for (w, _) in &live {
+            cmd.arg(state.redis_key(&format!("rl:{}:{}", w.name, w.key)));
+        }
+        for (w, limit) in &live {
+            let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+            cmd.arg(window_ms).arg(limit.max).arg(w.mode.as_str());
+        }
+        cmd
     };
-    let redis_key = state.redis_key(&format!("rl:{name}:{key}"));
-    let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
     let call = async {
         let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
-        redis::cmd("EVAL")
-            .arg(SCRIPT)
-            .arg(1)
-            .arg(&redis_key)
-            .arg(window_ms)
-            .arg(limit.max)
-            .arg(mode.as_str())
-            .query_async::<(i64, i64)>(&mut conn)
+        let answer = match command("EVALSHA", script_sha())
+            .query_async::<(i64, i64, usize)>(&mut conn)
             .await
-            .map_err(|e| e.to_string())
+        {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                command("EVAL", SCRIPT).query_async(&mut conn).await
+            }
+            other => other,
+        };
+        answer.map_err(|e| e.to_string())
     };
     match tokio::time::timeout(REDIS_BUDGET, call).await {
-        Ok(Ok((1, _))) => Ok(()),
-        Ok(Ok((_, retry_after_ms))) => {
+        Ok(Ok((1, _, _))) => Ok(()),
+        Ok(Ok((_, retry_after_ms, index))) => {
+            let name = live
+                .get(index.saturating_sub(1))
+                .map_or("unknown", |(w, _)| w.name);
             metrics::counter!("rate_limited_total", "limit" => name.to_owned()).increment(1);
             let secs = u64::try_from(retry_after_ms)
                 .unwrap_or(0)
@@ -119,21 +160,30 @@ async fn run(
             })
         }
         Ok(Err(e)) => {
-            fail_open(name, &e);
+            fail_open(&live, &e);
             Ok(())
         }
         Err(_) => {
-            fail_open(name, "no answer in time");
+            fail_open(&live, "no answer in time");
             Ok(())
         }
     }
 }
 
-fn fail_open(name: &str, error: &str) {
-    metrics::counter!("rate_limit_unavailable_total", "limit" => name.to_owned()).increment(1);
-    tracing::warn!(
-        limit = name,
-        error,
-        "rate limit not enforced: Redis unavailable"
-    );
+/// The script's SHA-1, as Redis names it for EVALSHA.
+fn script_sha() -> &'static str {
+    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SHA.get_or_init(|| hex::encode(<sha1::Sha1 as sha2::Digest>::digest(SCRIPT.as_bytes())))
+}
+
+fn fail_open(windows: &[(&Window<'_>, Limit)], error: &str) {
+    for (w, _) in windows {
+        metrics::counter!("rate_limit_unavailable_total", "limit" => w.name.to_owned())
+            .increment(1);
+        tracing::warn!(
+            limit = w.name,
+            error,
+            "rate limit not enforced: Redis unavailable"
+        );
+    }
 }

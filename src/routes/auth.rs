@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::me::UserDto;
 use crate::auth::extractor::{Credentials, credentials};
 use crate::error::{AppError, AppResult};
-use crate::ratelimit;
+use crate::ratelimit::{self, Window};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -74,8 +74,15 @@ pub async fn login(
     };
     let ip = client_ip(&req);
     let limits = &state.settings.limits;
-    ratelimit::check(&state, "login_failures", &ip, limits.login_failures_per_ip).await?;
-    ratelimit::hit(&state, "login", &ip, limits.login_per_ip).await?;
+    // One round trip: refused while the address has too many failures, else counted.
+    ratelimit::run(
+        &state,
+        &[
+            Window::check("login_failures", &ip, limits.login_failures_per_ip),
+            Window::hit("login", &ip, limits.login_per_ip),
+        ],
+    )
+    .await?;
     let data = match crate::auth::validate_init_data(&state, &raw) {
         Ok(data) => data,
         Err(e) => {
