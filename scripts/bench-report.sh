@@ -10,9 +10,11 @@ order=(initdata media http upload queue pipeline ws chat)
   echo "# Atelier — benchmark report"
   echo
   echo "Written by \`make bench\` ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none))."
-  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
-  echo "Everything (server, worker, PostgreSQL, Redis and the load generator) runs on this one machine;"
-  echo "each section names its command, and each figure the goal it is held against. No test asserts timings."
+  echo "Gathered on: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)."
+  echo "Each section names the machine, date and commit it was measured on (a section older than this"
+  echo "report was not re-run: run its make target), its command, and the goal each figure is held"
+  echo "against. Server, worker, PostgreSQL, Redis and the load generator share one machine. No test"
+  echo "asserts timings."
   echo
   for name in "${order[@]}"; do
     file=bench/results/$name.md
