@@ -859,7 +859,8 @@ fn preview(text: &str) -> String {
     request_body = ResetRequest,
     responses((status = 200, body = SessionDto),
               (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`turn_in_progress`", body = Problem, content_type = "application/problem+json")))]
+              (status = 409, description = "`turn_in_progress`", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = Problem, content_type = "application/problem+json")))]
 pub async fn reset(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
