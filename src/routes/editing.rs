@@ -786,14 +786,6 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let (micros, id) = cursor.split_once('_')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id.parse().ok()?,
-    ))
-}
-
 /// The user's sessions, most recently active first.
 #[utoipa::path(get, path = "/api/v1/editing/sessions", tag = "editing", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
@@ -803,19 +795,7 @@ pub async fn list_sessions(
     AuthUser(user): AuthUser,
     query: web::Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be 1–100",
-        ));
-    }
-    let before = match &query.cursor {
-        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
-            AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
-        })?),
-        None => None,
-    };
+    let (limit, before) = super::page(query.limit, query.cursor.as_deref())?;
     let mut conn = state.db.get().await?;
     let rows = chat_sessions::list(&mut conn, user.id, before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit)

@@ -3,7 +3,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use diesel_async::AsyncConnection as _;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -454,14 +454,6 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-fn parse_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let (micros, id) = cursor.split_once('_')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id.parse().ok()?,
-    ))
-}
-
 /// The user's generations, newest first.
 #[utoipa::path(get, path = "/api/v1/generations", operation_id = "list_generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
@@ -471,19 +463,7 @@ pub async fn list(
     AuthUser(user): AuthUser,
     query: web::Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be 1–100",
-        ));
-    }
-    let before = match &query.cursor {
-        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
-            AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
-        })?),
-        None => None,
-    };
+    let (limit, before) = super::page(query.limit, query.cursor.as_deref())?;
     let mut conn = state.db.get().await?;
     let items = generations::list(&mut conn, user.id, before, limit).await?;
     let next_cursor = (items.len() as i64 == limit)

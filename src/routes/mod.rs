@@ -40,3 +40,37 @@ pub fn config(cfg: &mut web::ServiceConfig) {
                 .configure(editing::config),
         );
 }
+
+/// Where a keyset page starts: strictly before this (time, id).
+pub type Cursor = (chrono::DateTime<chrono::Utc>, uuid::Uuid);
+
+/// A keyset page request shared by the lists ordered by (time, id), newest first: `limit`
+/// (1–100, default 20) and the `cursor` a previous page handed out.
+pub fn page(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+) -> crate::error::AppResult<(i64, Option<Cursor>)> {
+    use crate::error::AppError;
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "limit must be 1–100",
+        ));
+    }
+    let parse = |c: &str| -> Option<Cursor> {
+        let (micros, id) = c.split_once('_')?;
+        Some((
+            chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id.parse().ok()?,
+        ))
+    };
+    let before = cursor
+        .map(|c| {
+            parse(c).ok_or_else(|| {
+                AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
+            })
+        })
+        .transpose()?;
+    Ok((limit, before))
+}
