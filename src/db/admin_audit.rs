@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::Prepare as _;
 use super::schema::admin_audit;
 
 pub async fn record(
@@ -19,6 +20,7 @@ pub async fn record(
             admin_audit::user_id.eq(user_id),
             admin_audit::details.eq(details),
         ))
+        .prepared()
         .execute(conn)
         .await
 }

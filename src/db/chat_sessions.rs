@@ -11,6 +11,7 @@ use diesel::sql_types::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::Prepare as _;
 use super::schema::chat_sessions;
 use crate::domain::assistant::{StoredMessage, Usage};
 
@@ -47,6 +48,7 @@ pub async fn create(
             chat_sessions::upload_id.eq(upload_id),
         ))
         .returning(ChatSession::as_returning())
+        .prepared()
         .get_result(conn)
         .await
 }
@@ -124,7 +126,7 @@ struct ContextRow {
 /// Locks the user's session for a new turn and reads what the turn needs; another user's
 /// session is `None`.
 pub async fn lock_for_turn(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: i64,
     session_id: Uuid,
     n: usize,
@@ -148,7 +150,8 @@ pub async fn lock_for_turn(
     .bind::<SqlUuid, _>(session_id)
     .bind::<diesel::sql_types::Int8, _>(user_id)
     .bind::<Integer, _>(i32::try_from(n).unwrap_or(i32::MAX))
-    .get_result(conn)
+    .prepared()
+    .get_result(&mut conn)
     .await
     .optional()?;
     let Some(row) = row else {
@@ -241,41 +244,87 @@ pub async fn reply_of_turn(
         .map_err(|e| diesel::result::Error::DeserializationError(e.into()))
 }
 
-/// The session's photo from now on.
-pub async fn set_upload(
-    conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    upload_id: Uuid,
-) -> QueryResult<usize> {
-    diesel::update(chat_sessions::table.filter(chat_sessions::session_id.eq(session_id)))
-        .set(chat_sessions::upload_id.eq(upload_id))
-        .execute(conn)
-        .await
+/// What a completed turn writes.
+pub struct TurnAnswer<'a> {
+    pub session_id: Uuid,
+    pub turn_id: Uuid,
+    /// The user's message and the assistant's answer.
+    pub messages: &'a [StoredMessage],
+    pub usage: Usage,
+    pub attempts: i32,
+    /// A photo sent with the message: the session's photo from now on.
+    pub new_photo: Option<Uuid>,
+    /// The session's photo is kept at least this long (it lives as long as the session).
+    pub keep_photo_until: DateTime<Utc>,
+    pub now: DateTime<Utc>,
 }
 
-/// Appends a turn's messages and adds its usage to the totals; returns the rows changed (0: the
-/// session is gone).
-pub async fn append(
+/// How writing an answered turn went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnWritten {
+    /// History appended, totals counted, the turn completed: all of it or none.
+    Completed,
+    /// The session was deleted meanwhile: nothing written.
+    SessionDeleted,
+    /// The turn is no longer pending (the sweeper settled it): nothing written.
+    Abandoned,
+}
+
+/// Writes an answered turn in one statement (one round trip, atomic on its own): under the
+/// session's row lock, completes the pending turn, appends its messages to the history with its
+/// usage, sets a new photo, and extends the photo's life when it is more than a day short (a
+/// day of slack saves a write per turn). Postgres runs every part of the statement, read or not.
+pub async fn complete_turn(
     conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    new_messages: &[StoredMessage],
-    usage: Usage,
-    now: DateTime<Utc>,
-) -> QueryResult<usize> {
-    let value = serde_json::to_value(new_messages)
+    answer: &TurnAnswer<'_>,
+) -> QueryResult<TurnWritten> {
+    #[derive(QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = Bool)]
+        session_found: bool,
+        #[diesel(sql_type = Bool)]
+        completed: bool,
+    }
+    let messages = serde_json::to_value(answer.messages)
         .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
-    diesel::update(chat_sessions::table.filter(chat_sessions::session_id.eq(session_id)))
-        .set((
-            chat_sessions::messages.eq(chat_sessions::messages.concat(value)),
-            chat_sessions::prompt_tokens.eq(chat_sessions::prompt_tokens + usage.prompt_tokens),
-            chat_sessions::completion_tokens
-                .eq(chat_sessions::completion_tokens + usage.completion_tokens),
-            chat_sessions::cost_usd_micros
-                .eq(chat_sessions::cost_usd_micros + usage.cost_usd_micros),
-            chat_sessions::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await
+    let outcome: Outcome = diesel::sql_query(
+        "WITH s AS (SELECT session_id FROM chat_sessions WHERE session_id = $1 FOR UPDATE), \
+              t AS (UPDATE chat_turns SET status = 'completed', attempts = $3, \
+                           prompt_tokens = $4, completion_tokens = $5, cost_usd_micros = $6, \
+                           finished_at = $7 \
+                     WHERE id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM s) \
+                    RETURNING id), \
+              a AS (UPDATE chat_sessions SET messages = messages || $8, \
+                           prompt_tokens = prompt_tokens + $4, \
+                           completion_tokens = completion_tokens + $5, \
+                           cost_usd_micros = cost_usd_micros + $6, \
+                           upload_id = COALESCE($9, upload_id), updated_at = $7 \
+                     WHERE session_id = $1 AND EXISTS (SELECT 1 FROM t) \
+                    RETURNING upload_id), \
+              e AS (UPDATE uploads SET expires_at = $10 \
+                     WHERE id = (SELECT upload_id FROM a) AND deleted_at IS NULL \
+                       AND expires_at < $10 - interval '1 day' \
+                    RETURNING id) \
+         SELECT EXISTS (SELECT 1 FROM s) AS session_found, EXISTS (SELECT 1 FROM a) AS completed",
+    )
+    .bind::<SqlUuid, _>(answer.session_id)
+    .bind::<SqlUuid, _>(answer.turn_id)
+    .bind::<Integer, _>(answer.attempts)
+    .bind::<BigInt, _>(answer.usage.prompt_tokens)
+    .bind::<BigInt, _>(answer.usage.completion_tokens)
+    .bind::<BigInt, _>(answer.usage.cost_usd_micros)
+    .bind::<Timestamptz, _>(answer.now)
+    .bind::<Jsonb, _>(messages)
+    .bind::<Nullable<SqlUuid>, _>(answer.new_photo)
+    .bind::<Timestamptz, _>(answer.keep_photo_until)
+    .prepared()
+    .get_result(conn)
+    .await?;
+    Ok(match (outcome.session_found, outcome.completed) {
+        (_, true) => TurnWritten::Completed,
+        (false, false) => TurnWritten::SessionDeleted,
+        (true, false) => TurnWritten::Abandoned,
+    })
 }
 
 /// Empties the history; the session, its photo and its totals stay.
@@ -289,6 +338,7 @@ pub async fn reset(
             chat_sessions::messages.eq(serde_json::json!([])),
             chat_sessions::updated_at.eq(now),
         ))
+        .prepared()
         .execute(conn)
         .await
 }

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::Prepare as _;
 use super::schema::chat_turns;
 use crate::domain::assistant::Usage;
 
@@ -38,12 +39,13 @@ pub async fn insert(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> QueryResul
     diesel::insert_into(chat_turns::table)
         .values(turn)
         .returning(ChatTurn::as_returning())
+        .prepared()
         .get_result(conn)
         .await
 }
 
 pub async fn find_by_client_request(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: i64,
     client_request_id: &str,
 ) -> QueryResult<Option<ChatTurn>> {
@@ -51,7 +53,7 @@ pub async fn find_by_client_request(
         .filter(chat_turns::user_id.eq(user_id))
         .filter(chat_turns::client_request_id.eq(client_request_id))
         .select(ChatTurn::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }
@@ -105,6 +107,7 @@ pub async fn finish(
         chat_turns::cost_usd_micros.eq(usage.cost_usd_micros),
         chat_turns::finished_at.eq(now),
     ))
+    .prepared()
     .execute(conn)
     .await
 }

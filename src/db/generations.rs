@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::Prepare as _;
 use super::models::Generation;
 use super::schema::generations;
 
@@ -15,6 +16,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, g: &Generation) -> QueryResult
     diesel::insert_into(generations::table)
         .values(g)
         .returning(Generation::as_returning())
+        .prepared()
         .get_result(conn)
         .await
 }
@@ -143,6 +145,7 @@ pub async fn queue_position(conn: &mut AsyncPgConnection, g: &Generation) -> Que
 pub async fn set_job(conn: &mut AsyncPgConnection, id: Uuid, job_id: i64) -> QueryResult<usize> {
     diesel::update(generations::table.find(id))
         .set(generations::job_id.eq(job_id))
+        .prepared()
         .execute(conn)
         .await
 }
@@ -177,6 +180,7 @@ pub async fn begin_step(
         generations::updated_at.eq(now),
     ))
     .returning(Generation::as_returning())
+    .prepared()
     .get_result(conn)
     .await
     .optional()?;
@@ -196,6 +200,7 @@ pub async fn set_task(conn: &mut AsyncPgConnection, id: Uuid, task_id: &str) -> 
         generations::provider_task_id.eq(task_id),
         generations::updated_at.eq(Utc::now()),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -214,6 +219,7 @@ pub async fn set_progress(
         generations::progress.eq(progress),
         generations::updated_at.eq(Utc::now()),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -242,6 +248,7 @@ pub async fn mark_succeeded(
         generations::updated_at.eq(now),
     ))
     .returning(Generation::as_returning())
+    .prepared()
     .get_result(conn)
     .await
     .optional()
@@ -269,6 +276,7 @@ pub async fn mark_finished_unsuccessfully(
         generations::updated_at.eq(now),
     ))
     .returning(Generation::as_returning())
+    .prepared()
     .get_result(conn)
     .await
     .optional()

@@ -9,6 +9,7 @@ use chrono::{NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::Prepare as _;
 use super::models::{LedgerEntry, User};
 use super::schema::{credit_ledger, users};
 use crate::domain::credits::{self, Allowance, ChargeDecision, PaidWith, Reason};
@@ -98,8 +99,8 @@ pub async fn grant(
     if amount <= 0 {
         return Err(LedgerError::NonPositiveAmount);
     }
-    let user = lock_user(conn, user_id).await?;
-    if let Some(entry) = existing(conn, user_id, cause.idempotency_key).await? {
+    let (user, existing) = lock_user_and_find(conn, user_id, cause.idempotency_key).await?;
+    if let Some(entry) = existing {
         return Ok(Applied {
             entry,
             replayed: true,
@@ -125,8 +126,8 @@ pub async fn debit(
     if amount <= 0 {
         return Err(LedgerError::NonPositiveAmount);
     }
-    let user = lock_user(conn, user_id).await?;
-    if let Some(entry) = existing(conn, user_id, cause.idempotency_key).await? {
+    let (user, existing) = lock_user_and_find(conn, user_id, cause.idempotency_key).await?;
+    if let Some(entry) = existing {
         let shortfall = amount + entry.delta;
         return Ok((
             Some(Applied {
@@ -173,8 +174,8 @@ pub async fn charge(
     if price <= 0 {
         return Err(LedgerError::NonPositiveAmount);
     }
-    let user = lock_user(conn, user_id).await?;
-    if let Some(entry) = existing(conn, user_id, cause.idempotency_key).await? {
+    let (user, existing) = lock_user_and_find(conn, user_id, cause.idempotency_key).await?;
+    if let Some(entry) = existing {
         return charged_from(entry, true);
     }
     let allowance = Allowance::on(
@@ -196,14 +197,15 @@ pub async fn charge(
             charged_from(entry, false)
         }
         ChargeDecision::UseFreeAction => {
-            diesel::update(users::table.find(user_id))
+            let conn: &AsyncPgConnection = conn;
+            let update = diesel::update(users::table.find(user_id))
                 .set((
                     users::free_actions_used.eq(allowance.used + 1),
                     users::free_period_start.eq(credits::month_start(today)),
                     users::updated_at.eq(Utc::now()),
                 ))
-                .execute(conn)
-                .await?;
+                .prepared()
+                .execute(&mut &*conn);
             let entry = insert(
                 conn,
                 &user,
@@ -211,8 +213,8 @@ pub async fn charge(
                 user.balance_credits,
                 Reason::FreeAllowance,
                 cause,
-            )
-            .await?;
+            );
+            let (_, entry) = futures_util::future::try_join(update, entry).await?;
             charged_from(entry, false)
         }
     }
@@ -246,8 +248,8 @@ pub async fn refund(
         ref_id: charge.ref_id.as_deref(),
         idempotency_key: &key,
     };
-    let user = lock_user(conn, charge.user_id).await?;
-    if let Some(entry) = existing(conn, user.id, &key).await? {
+    let (user, existing) = lock_user_and_find(conn, charge.user_id, &key).await?;
+    if let Some(entry) = existing {
         return Ok(Some(Applied {
             entry,
             replayed: true,
@@ -266,6 +268,7 @@ pub async fn refund(
                     users::free_actions_used.eq(user.free_actions_used - 1),
                     users::updated_at.eq(Utc::now()),
                 ))
+                .prepared()
                 .execute(conn)
                 .await?;
         }
@@ -318,34 +321,37 @@ fn charged_from(entry: LedgerEntry, replayed: bool) -> Result<Charged, LedgerErr
     })
 }
 
+/// Locks the user, then reads the entry already written under `key`, if any (a key used for
+/// another user is an error). Both statements go out at once (pipelined); the server runs them
+/// in order, so the read sees every entry committed before the lock was granted.
+///
 /// `FOR NO KEY UPDATE`: the ledger changes no key of the user, so rows that merely reference the
 /// user (a chat session, a generation: their foreign keys take `FOR KEY SHARE`) earlier in the
 /// same transaction do not deadlock two requests of one user against each other, as `FOR UPDATE`
 /// did. Ledger writers still exclude each other.
-async fn lock_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<User> {
-    users::table
-        .find(user_id)
-        .for_no_key_update()
-        .select(User::as_select())
-        .first(conn)
-        .await
-}
-
-/// The entry already written under `key`, if any; a key used for another user is an error.
-async fn existing(
+async fn lock_user_and_find(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     key: &str,
-) -> Result<Option<LedgerEntry>, LedgerError> {
-    let found = credit_ledger::table
-        .filter(credit_ledger::idempotency_key.eq(key))
-        .select(LedgerEntry::as_select())
-        .first(conn)
-        .await
-        .optional()?;
+) -> Result<(User, Option<LedgerEntry>), LedgerError> {
+    let conn: &AsyncPgConnection = conn;
+    let lock = users::table
+        .find(user_id)
+        .for_no_key_update()
+        .select(User::as_select())
+        .first::<User>(&mut &*conn);
+    let find = async {
+        credit_ledger::table
+            .filter(credit_ledger::idempotency_key.eq(key))
+            .select(LedgerEntry::as_select())
+            .first::<LedgerEntry>(&mut &*conn)
+            .await
+            .optional()
+    };
+    let (user, found) = futures_util::future::try_join(lock, find).await?;
     match found {
         Some(entry) if entry.user_id != user_id => Err(LedgerError::KeyReused(key.to_owned())),
-        other => Ok(other),
+        other => Ok((user, other)),
     }
 }
 
@@ -364,18 +370,22 @@ async fn write(
             available: user.balance_credits,
         });
     }
-    diesel::update(users::table.find(user.id))
+    // Sent together (pipelined); one fails, the transaction rolls back with both.
+    let conn: &AsyncPgConnection = conn;
+    let update = diesel::update(users::table.find(user.id))
         .set((
             users::balance_credits.eq(balance_after),
             users::updated_at.eq(Utc::now()),
         ))
-        .execute(conn)
-        .await?;
-    Ok(insert(conn, user, delta, balance_after, reason, cause).await?)
+        .prepared()
+        .execute(&mut &*conn);
+    let entry = insert(conn, user, delta, balance_after, reason, cause);
+    let (_, entry) = futures_util::future::try_join(update, entry).await?;
+    Ok(entry)
 }
 
 async fn insert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user: &User,
     delta: i64,
     balance_after: i64,
@@ -393,7 +403,8 @@ async fn insert(
             credit_ledger::idempotency_key.eq(cause.idempotency_key),
         ))
         .returning(LedgerEntry::as_returning())
-        .get_result(conn)
+        .prepared()
+        .get_result(&mut conn)
         .await
 }
 

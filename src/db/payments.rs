@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::Prepare as _;
 use super::models::Payment;
 use super::schema::{payment_events, payments};
 use crate::domain::payments::Split;
@@ -15,6 +16,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, payment: &Payment) -> QueryRes
     diesel::insert_into(payments::table)
         .values(payment)
         .returning(Payment::as_returning())
+        .prepared()
         .get_result(conn)
         .await
 }
@@ -103,6 +105,7 @@ pub async fn record_created(
         payments::updated_at.eq(Utc::now()),
     ))
     .returning(Payment::as_returning())
+    .prepared()
     .get_result(conn)
     .await
     .optional()
@@ -126,6 +129,7 @@ pub async fn mark_create_refused(
         payments::last_error.eq(error),
         payments::updated_at.eq(Utc::now()),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -154,6 +158,7 @@ pub async fn mark_succeeded(
         payments::paid_at.eq(now),
         payments::updated_at.eq(now),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -175,6 +180,7 @@ pub async fn mark_canceled(
         payments::create_request.eq(None::<Value>),
         payments::updated_at.eq(now),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -195,6 +201,7 @@ pub async fn mark_refunded(
         payments::refund_shortfall.eq(shortfall),
         payments::updated_at.eq(now),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -208,6 +215,7 @@ pub async fn note_check(
 ) -> QueryResult<usize> {
     diesel::update(payments::table.find(id))
         .set((payments::last_error.eq(error), payments::checked_at.eq(now)))
+        .prepared()
         .execute(conn)
         .await
 }
@@ -282,6 +290,7 @@ pub async fn record_event(
         ))
         .on_conflict_do_nothing()
         .returning(payment_events::id)
+        .prepared()
         .get_result(conn)
         .await
         .optional()?;
@@ -316,6 +325,7 @@ pub async fn finish_event(
         payment_events::outcome.eq(outcome),
         payment_events::processed_at.eq(Utc::now()),
     ))
+    .prepared()
     .execute(conn)
     .await
 }
@@ -331,6 +341,7 @@ pub async fn set_confirmation_url(
             payments::confirmation_url.eq(url),
             payments::updated_at.eq(Utc::now()),
         ))
+        .prepared()
         .execute(conn)
         .await
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::Prepare as _;
 use super::schema::{chat_sessions, generations, payments, uploads, users};
 
 /// Deletes the user's generations; returns the storage keys of their results.
@@ -63,6 +64,7 @@ pub async fn anonymise_user(
             users::erased_at.eq(now),
             users::updated_at.eq(now),
         ))
+        .prepared()
         .execute(conn)
         .await
 }
@@ -72,6 +74,7 @@ pub async fn anonymise_user(
 pub async fn scrub_payments(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<usize> {
     diesel::update(payments::table.filter(payments::user_id.eq(user_id)))
         .set(payments::create_request.eq(None::<serde_json::Value>))
+        .prepared()
         .execute(conn)
         .await
 }

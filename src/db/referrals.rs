@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::Prepare as _;
 use super::schema::{referrals, users};
 
 pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> QueryResult<bool> {
@@ -28,6 +29,7 @@ pub async fn insert(
             referrals::credits_awarded.eq(credits_awarded),
         ))
         .returning(referrals::id)
+        .prepared()
         .get_result(conn)
         .await
 }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::Prepare as _;
 use super::models::Upload;
 use super::schema::uploads;
 
@@ -12,6 +13,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, upload: &Upload) -> QueryResul
     diesel::insert_into(uploads::table)
         .values(upload)
         .returning(Upload::as_returning())
+        .prepared()
         .get_result(conn)
         .await
 }
@@ -57,6 +59,7 @@ pub async fn mark_deleted(
 ) -> QueryResult<usize> {
     diesel::update(uploads::table.filter(uploads::id.eq_any(ids)))
         .set(uploads::deleted_at.eq(now))
+        .prepared()
         .execute(conn)
         .await
 }
@@ -85,6 +88,7 @@ pub async fn extend_expiry(
             .filter(uploads::expires_at.lt(until)),
     )
     .set(uploads::expires_at.eq(until))
+    .prepared()
     .execute(conn)
     .await
 }

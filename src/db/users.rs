@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Int8, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::Prepare as _;
 use super::models::User;
 use super::schema::users;
 
@@ -48,7 +49,11 @@ pub async fn upsert_from_login(
              is_premium = EXCLUDED.is_premium, photo_url = EXCLUDED.photo_url, \
              allows_write_to_pm = EXCLUDED.allows_write_to_pm, \
              last_seen_at = now(), updated_at = now() \
-         RETURNING *, (xmax = 0) AS inserted",
+         RETURNING id, telegram_id, username, first_name, last_name, language_code, is_premium, \
+                   photo_url, allows_write_to_pm, balance_credits, subscription_plan, \
+                   subscription_until, free_actions_used, free_period_start, referral_code, \
+                   referred_by, is_blocked, created_at, updated_at, last_seen_at, erased_at, \
+                   (xmax = 0) AS inserted",
     )
     .bind::<Int8, _>(profile.telegram_id)
     .bind::<Nullable<Text>, _>(profile.username.as_deref())
@@ -60,6 +65,7 @@ pub async fn upsert_from_login(
     .bind::<Bool, _>(profile.allows_write_to_pm)
     .bind::<Text, _>(new_referral_code)
     .bind::<Nullable<Text>, _>(referrer_code)
+    .prepared()
     .get_result(conn)
     .await?;
     Ok((row.user, row.inserted))
@@ -108,6 +114,7 @@ pub async fn set_subscription(
             users::subscription_until.eq(until),
             users::updated_at.eq(chrono::Utc::now()),
         ))
+        .prepared()
         .execute(conn)
         .await
 }
@@ -138,6 +145,7 @@ pub async fn set_blocked(
             users::is_blocked.eq(blocked),
             users::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await
 }

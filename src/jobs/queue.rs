@@ -20,6 +20,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::db::Prepare as _;
 use crate::db::schema::jobs;
 
 /// The NOTIFY channel; the payload is the job's kind.
@@ -198,6 +199,7 @@ pub async fn enqueue<P: Serialize + ?Sized>(
             opts.run_at.map(|at| jobs::run_at.eq(at)),
         ))
         .returning(jobs::id)
+        .prepared()
         .get_result(conn)
         .await?;
     notify(conn, kind).await?;
@@ -210,6 +212,7 @@ pub async fn notify(conn: &mut AsyncPgConnection, kind: &str) -> QueryResult<()>
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<Text, _>(CHANNEL)
         .bind::<Text, _>(kind)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -245,12 +248,15 @@ pub async fn claim(
                  ELSE jobs.last_error END, \
              updated_at = now() \
          FROM next WHERE jobs.id = next.id \
-         RETURNING jobs.*",
+         RETURNING jobs.id, jobs.kind, jobs.payload, jobs.status, jobs.priority, jobs.attempts, \
+                   jobs.max_attempts, jobs.run_at, jobs.locked_by, jobs.locked_until, \
+                   jobs.last_error, jobs.created_at, jobs.updated_at",
     )
     .bind::<Array<Text>, _>(kinds)
     .bind::<BigInt, _>(limit)
     .bind::<Text, _>(worker)
     .bind::<Double, _>(lease.as_secs_f64())
+    .prepared()
     .load(conn)
     .await
 }
@@ -293,6 +299,7 @@ pub async fn extend_lease(
             jobs::updated_at.eq(diesel::dsl::now),
         ))
         .returning(jobs::locked_until.assume_not_null())
+        .prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -307,6 +314,7 @@ pub async fn complete(conn: &mut AsyncPgConnection, job: &Job) -> Result<(), Que
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)
@@ -327,6 +335,7 @@ pub async fn reschedule(
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)
@@ -349,6 +358,7 @@ pub async fn retry(
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)
@@ -374,6 +384,7 @@ pub async fn defer_final_failure(
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)
@@ -390,6 +401,7 @@ pub async fn fail(conn: &mut AsyncPgConnection, job: &Job, error: &str) -> Resul
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)
@@ -407,6 +419,7 @@ pub async fn release(conn: &mut AsyncPgConnection, job: &Job) -> Result<(), Queu
             jobs::locked_until.eq(None::<DateTime<Utc>>),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     held(job, rows)?;
@@ -422,6 +435,7 @@ pub async fn cancel(conn: &mut AsyncPgConnection, id: JobId) -> QueryResult<bool
             jobs::status.eq(Status::Canceled),
             jobs::updated_at.eq(diesel::dsl::now),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     Ok(rows == 1)
@@ -437,6 +451,7 @@ pub async fn run_now(conn: &mut AsyncPgConnection, id: JobId) -> QueryResult<boo
             jobs::updated_at.eq(diesel::dsl::now),
         ))
         .returning(jobs::kind)
+        .prepared()
         .get_result(conn)
         .await
         .optional()?;

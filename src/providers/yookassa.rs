@@ -22,6 +22,7 @@ use super::{
     truncate,
 };
 use crate::db::PgPool;
+use crate::db::Prepare as _;
 use crate::db::schema::sandbox_payments;
 use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
 
@@ -551,6 +552,7 @@ impl SandboxPayments {
                     sandbox_payments::return_url.eq(return_url),
                 ))
                 .returning(SandboxPayment::as_returning())
+                .prepared()
                 .get_result(&mut conn)
                 .await
                 .map_err(db)?,
@@ -585,6 +587,7 @@ impl SandboxPayments {
                 .filter(sandbox_payments::status.eq("pending")),
         )
         .set(sandbox_payments::status.eq(to))
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
@@ -601,6 +604,7 @@ impl SandboxPayments {
                 .filter(sandbox_payments::created_at.lt(Utc::now() - SANDBOX_EXPIRY)),
         )
         .set(sandbox_payments::status.eq("canceled"))
+        .prepared()
         .execute(&mut conn)
         .await
         .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
-use crate::db::chat_sessions::{self, ChatSession, Photo};
+use crate::db::chat_sessions::{self, ChatSession, Photo, TurnWritten};
 use crate::db::chat_turns::{self, ChatTurn};
 use crate::db::models::{Upload, User};
 use crate::db::{ledger, uploads};
@@ -141,27 +141,6 @@ pub struct ResetRequest {
     pub session_id: Uuid,
 }
 
-/// `client_request_id`, else the `Idempotency-Key` header; optional here (without one, every
-/// request is a new turn).
-fn request_key(req: &HttpRequest, body: Option<String>) -> AppResult<Option<String>> {
-    let header = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(key) = body.or(header) else {
-        return Ok(None);
-    };
-    let valid = !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic());
-    if !valid {
-        return Err(AppError::unprocessable(
-            "invalid_client_request_id",
-            "1–128 printable ASCII characters",
-        ));
-    }
-    Ok(Some(key))
-}
-
 /// Sends a message to the assistant, which answers with a reply and three edit prompts.
 /// Costs CHAT_PRICE_CREDITS (a free monthly action first), refunded when the assistant fails.
 #[utoipa::path(post, path = "/api/v1/editing/chat", tag = "editing", security(("bearer" = []), ("tma" = [])),
@@ -182,7 +161,13 @@ pub async fn chat(
     body: web::Json<ChatRequest>,
 ) -> AppResult<HttpResponse> {
     let mut body = body.into_inner();
-    let key = request_key(&req, body.client_request_id.take())?;
+    // Optional here: without one, every request is a new turn.
+    let key = super::idempotency_key(&req, body.client_request_id.take()).map_err(|_| {
+        AppError::unprocessable(
+            "invalid_client_request_id",
+            "1–128 printable ASCII characters",
+        )
+    })?;
     let max = state.settings.assistant.message_max_chars;
     let message = text::clean(&body.message, max).map_err(|e| match e {
         TextError::Empty => AppError::unprocessable("empty_message", "the message is empty"),
@@ -271,12 +256,29 @@ async fn open_turn(
         .transaction(async |conn| -> AppResult<Result<PendingTurn, ChatTurn>> {
             // No lock on the user yet: the charge takes it. Two requests with one key are kept
             // apart by the turn's unique key (the loser rolls back, its charge with it).
-            if keyed {
-                if let Some(turn) = chat_turns::find_by_client_request(conn, user.id, &crid).await?
-                {
-                    return Ok(Err(turn));
-                }
+            // The key's lookup and the session's lock go out together (pipelined).
+            let (earlier, context) = futures_util::future::join(
+                async {
+                    if !keyed {
+                        return Ok(None);
+                    }
+                    chat_turns::find_by_client_request(conn, user.id, &crid).await
+                },
+                async {
+                    match body.session_id {
+                        Some(sid) => {
+                            let n = assistant::HISTORY_WINDOW;
+                            chat_sessions::lock_for_turn(conn, user.id, sid, n).await
+                        }
+                        None => Ok(None),
+                    }
+                },
+            )
+            .await;
+            if let Some(turn) = earlier? {
+                return Ok(Err(turn));
             }
+            let context = context?;
             let too_many = || AppError::RateLimited {
                 retry_after_secs: 5,
             };
@@ -287,10 +289,7 @@ async fn open_turn(
             };
             let (session_id, new_session, session_photo, history) = match body.session_id {
                 Some(sid) => {
-                    let context =
-                        chat_sessions::lock_for_turn(conn, user.id, sid, assistant::HISTORY_WINDOW)
-                            .await?
-                            .ok_or_else(|| AppError::not_found("no such session"))?;
+                    let context = context.ok_or_else(|| AppError::not_found("no such session"))?;
                     if context.busy {
                         return Err(AppError::conflict(
                             "turn_in_progress",
@@ -389,7 +388,7 @@ async fn open_turn(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             info,
         ))) if info.constraint_name() == Some("chat_turns_client_request_key") => {
-            let earlier = chat_turns::find_by_client_request(&mut conn, user.id, &crid)
+            let earlier = chat_turns::find_by_client_request(&conn, user.id, &crid)
                 .await?
                 .ok_or_else(|| {
                     AppError::conflict("turn_in_progress", "a request with this key is in progress")
@@ -516,37 +515,25 @@ async fn complete_turn(
             usage: Some(usage),
         },
     ];
-    let keep_photo_until = now + session_ttl(state);
-    let mut conn = state.db.get().await?;
-    let settled = conn
-        .transaction(async |conn| -> Result<(), Unsettled> {
-            if chat_sessions::append(conn, turn.session_id, &messages, usage, now).await? == 0 {
-                return Err(Unsettled::SessionDeleted);
-            }
-            if chat_turns::finish(conn, turn.id, None, completion.attempts, usage, now).await? == 0
-            {
-                // The sweeper gave up on it (and refunded it) first: the append rolls back.
-                return Err(Unsettled::Abandoned);
-            }
-            if let Some(photo) = turn.attached.filter(|_| !turn.new_session) {
-                chat_sessions::set_upload(conn, turn.session_id, photo).await?;
-            }
-            // The photo lives as long as the session; a day of slack saves a write per turn.
-            if let Some(photo) = turn
-                .photo
-                .as_ref()
-                .filter(|p| p.expires_at < keep_photo_until - chrono::Duration::days(1))
-            {
-                uploads::extend_expiry(conn, photo.id, keep_photo_until).await?;
-            }
-            Ok(())
-        })
-        .await;
-    let code = match settled {
-        Ok(()) => None,
-        Err(Unsettled::Abandoned) => Some("turn_abandoned"),
-        Err(Unsettled::SessionDeleted) => Some("session_deleted"),
-        Err(Unsettled::Db(e)) => {
+    let written = chat_sessions::complete_turn(
+        &mut *state.db.get().await?,
+        &chat_sessions::TurnAnswer {
+            session_id: turn.session_id,
+            turn_id: turn.id,
+            messages: &messages,
+            usage,
+            attempts: i32::try_from(completion.attempts).unwrap_or(i32::MAX),
+            new_photo: turn.attached,
+            keep_photo_until: now + session_ttl(state),
+            now,
+        },
+    )
+    .await;
+    let code = match written {
+        Ok(TurnWritten::Completed) => None,
+        Ok(TurnWritten::Abandoned) => Some("turn_abandoned"),
+        Ok(TurnWritten::SessionDeleted) => Some("session_deleted"),
+        Err(e) => {
             // Refund now rather than leave it to the sweeper, if the database lets us.
             if let Err(again) =
                 settle_failed(state, &turn, "internal_error", completion.attempts, usage).await
@@ -569,19 +556,6 @@ async fn complete_turn(
     };
     publish_reply(state, turn.user_id, &reply, previews);
     Ok(reply)
-}
-
-/// Why an answered turn could not be written (the transaction rolls back).
-enum Unsettled {
-    Abandoned,
-    SessionDeleted,
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Unsettled {
-    fn from(e: diesel::result::Error) -> Self {
-        Self::Db(e)
-    }
 }
 
 fn session_ttl(state: &AppState) -> chrono::Duration {

@@ -96,32 +96,19 @@ struct NewGeneration {
 }
 
 fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
-    let valid =
-        |id: &str| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic());
-    let invalid = || {
-        AppError::unprocessable(
-            "invalid_client_request_id",
-            "1–128 printable ASCII characters",
-        )
-    };
-    // The header is checked even when the body names the id: the document says what it takes.
-    let header = match req.headers().get("idempotency-key") {
-        None => None,
-        Some(v) => match v.to_str() {
-            Ok(id) if valid(id) => Some(id.to_owned()),
-            _ => return Err(invalid()),
-        },
-    };
-    let id = body.or(header).ok_or_else(|| {
-        AppError::bad_request(
-            "missing_client_request_id",
-            "send client_request_id (or an Idempotency-Key header)",
-        )
-    })?;
-    if !valid(&id) {
-        return Err(invalid());
-    }
-    Ok(id)
+    super::idempotency_key(req, body)
+        .map_err(|_| {
+            AppError::unprocessable(
+                "invalid_client_request_id",
+                "1–128 printable ASCII characters",
+            )
+        })?
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "missing_client_request_id",
+                "send client_request_id (or an Idempotency-Key header)",
+            )
+        })
 }
 
 /// Starts a try-on of one of the zones, charging 2 credits (or one free action).

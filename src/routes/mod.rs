@@ -15,7 +15,7 @@ pub mod referrals;
 pub mod telegram_webhook;
 pub mod uploads;
 
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 
 /// Every route of the API.
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -73,4 +73,28 @@ pub fn page(
         })
         .transpose()?;
     Ok((limit, before))
+}
+
+/// A request's idempotency key that is not 1–128 printable ASCII characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidKey;
+
+/// The idempotency key of a request: `from_body` (a `client_request_id`), else the
+/// `Idempotency-Key` header. A header that is sent is checked even when the body names the key.
+pub fn idempotency_key(
+    req: &HttpRequest,
+    from_body: Option<String>,
+) -> Result<Option<String>, InvalidKey> {
+    let valid = |key: &str| crate::billing::valid_client_key(key);
+    let header = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(key) if valid(key) => Some(key.to_owned()),
+            _ => return Err(InvalidKey),
+        },
+    };
+    match from_body.or(header) {
+        Some(key) if !valid(&key) => Err(InvalidKey),
+        key => Ok(key),
+    }
 }

@@ -143,7 +143,12 @@ pub async fn create(
 ) -> AppResult<HttpResponse> {
     let contact = ReceiptContact::parse(body.email.as_deref(), body.phone.as_deref())
         .map_err(|why| AppError::unprocessable("invalid_receipt_contact", why))?;
-    let key = idempotency_key(&req)?;
+    let key = super::idempotency_key(&req, None).map_err(|_| {
+        AppError::unprocessable(
+            "invalid_idempotency_key",
+            "Idempotency-Key: 1–128 printable ASCII characters",
+        )
+    })?;
     let (payment, created) =
         billing::create_payment(&state, &user, &body.product_id, &contact, key.as_deref()).await?;
     let dto = PaymentCreated {
@@ -156,23 +161,6 @@ pub async fn create(
     } else {
         HttpResponse::Ok().json(dto)
     })
-}
-
-fn idempotency_key(req: &HttpRequest) -> AppResult<Option<String>> {
-    let Some(value) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    value
-        .to_str()
-        .ok()
-        .filter(|k| billing::valid_client_key(k))
-        .map(|k| Some(k.to_owned()))
-        .ok_or_else(|| {
-            AppError::unprocessable(
-                "invalid_idempotency_key",
-                "Idempotency-Key: 1–128 printable ASCII characters",
-            )
-        })
 }
 
 /// A payment as its owner sees it.

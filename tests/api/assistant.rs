@@ -1268,3 +1268,118 @@ async fn the_assistant_answers_in_the_users_language_and_the_sandbox_needs_no_ke
         .unwrap();
     assert_eq!(model, "sandbox");
 }
+
+/// Waits until a turn is waiting for the model; returns its id.
+async fn pending_turn(app: &TestApp) -> uuid::Uuid {
+    for _ in 0..250 {
+        let found: Option<uuid::Uuid> = chat_turns::table
+            .filter(chat_turns::status.eq("pending"))
+            .select(chat_turns::id)
+            .first(&mut app.conn().await)
+            .await
+            .optional()
+            .unwrap();
+        if let Some(id) = found {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no turn became pending");
+}
+
+async fn history_len(app: &TestApp, token: &str, session: &str) -> usize {
+    let path = format!("/api/v1/editing/sessions/{session}");
+    let body: Value = app.get(&path, Some(token)).await.json().await.unwrap();
+    body["messages"].as_array().unwrap().len()
+}
+
+async fn session_photo(app: &TestApp, session: &str) -> Option<uuid::Uuid> {
+    chat_sessions::table
+        .filter(chat_sessions::session_id.eq(uuid::Uuid::parse_str(session).unwrap()))
+        .select(chat_sessions::upload_id)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_answer_that_comes_too_late_writes_nothing_and_its_turn_is_refunded_once() {
+    let fake = FakeOpenRouter::start().await;
+    let app = app_with(&fake, &[]).await;
+    let (token, _) = app.login(1).await;
+    grant(&app, 1, 3).await;
+    let first_photo = upload_photo(&app, &token).await;
+    let first = chat_ok(
+        &app,
+        &token,
+        &json!({"upload_id": first_photo, "message": "a warmer light"}),
+    )
+    .await;
+    let session = first["session_id"].as_str().unwrap().to_owned();
+
+    // The sweeper gives up on a turn (refunding it) while the model is still answering it: the
+    // late answer changes nothing, its new photo included, and is not refunded twice.
+    let second_photo = upload_photo(&app, &token).await;
+    fake.push(Mode::Slow(Duration::from_millis(800)));
+    let give_up = async {
+        pending_turn(&app).await;
+        let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let n = atelier::jobs::sweeper::refund_abandoned_turns(&app.state, later)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    };
+    let body = json!({"session_id": session, "upload_id": second_photo, "message": "cooler"});
+    let (res, ()) = tokio::join!(chat(&app, &token, &body), give_up);
+    assert_problem(res, 503, "assistant_unavailable").await;
+    assert_eq!(history_len(&app, &token, &session).await, 2);
+    assert_eq!(
+        session_photo(&app, &session).await.map(|p| p.to_string()),
+        Some(first_photo.clone())
+    );
+    assert_eq!(balance(&app, &token).await, 2);
+
+    // The next answer is written whole, and the photo sent with it becomes the session's.
+    chat_ok(
+        &app,
+        &token,
+        &json!({"session_id": session, "upload_id": second_photo, "message": "cooler"}),
+    )
+    .await;
+    assert_eq!(history_len(&app, &token, &session).await, 4);
+    assert_eq!(
+        session_photo(&app, &session).await.map(|p| p.to_string()),
+        Some(second_photo)
+    );
+    assert_eq!(balance(&app, &token).await, 1);
+
+    // The session is deleted (as erasure deletes it) while the model answers: nothing is
+    // written, the turn is refunded, and the client hears the session is gone.
+    fake.push(Mode::Slow(Duration::from_millis(800)));
+    let delete = async {
+        pending_turn(&app).await;
+        let id = uuid::Uuid::parse_str(&session).unwrap();
+        diesel::delete(chat_sessions::table.filter(chat_sessions::session_id.eq(id)))
+            .execute(&mut app.conn().await)
+            .await
+            .unwrap();
+    };
+    let body = json!({"session_id": session, "message": "and a hat"});
+    let (res, ()) = tokio::join!(chat(&app, &token, &body), delete);
+    assert_problem(res, 404, "not_found").await;
+    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(
+        turns(&app)
+            .await
+            .into_iter()
+            .map(|t| (t.0, t.1))
+            .collect::<Vec<_>>(),
+        [
+            ("completed".to_owned(), None),
+            ("failed".to_owned(), Some("turn_abandoned".to_owned())),
+            ("completed".to_owned(), None),
+            ("failed".to_owned(), Some("session_deleted".to_owned())),
+        ]
+    );
+    assert_ledger_consistent(&app).await;
+}
