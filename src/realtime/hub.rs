@@ -25,6 +25,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const REDIS_HEALTH_INTERVAL: Duration = Duration::from_secs(15);
 const REDIS_HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The pub/sub message body that closes a user's sockets (an event body is a JSON object).
+pub(super) const BLOCKED: &str = "blocked";
+
 /// What the hub sends to one session.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -32,6 +35,8 @@ pub enum Outbound {
     Event(Arc<str>),
     /// Events may have been lost (Redis was away): send a fresh snapshot.
     Resync,
+    /// The account was blocked: close the socket.
+    Blocked,
 }
 
 struct Socket {
@@ -189,13 +194,15 @@ impl Hub {
         }
     }
 
-    /// Handles one pub/sub message, `<user id>:<event JSON>`.
+    /// Handles one pub/sub message, `<user id>:<event JSON>`, or `<user id>:blocked`
+    /// ([`super::disconnect_blocked`]).
     pub fn dispatch_payload(&self, payload: &[u8]) {
         let parsed = std::str::from_utf8(payload).ok().and_then(|text| {
             let (user, json) = text.split_once(':')?;
             Some((user.parse::<i64>().ok()?, json))
         });
         match parsed {
+            Some((user_id, BLOCKED)) => self.dispatch(user_id, Outbound::Blocked),
             Some((user_id, json)) => self.dispatch(user_id, Outbound::Event(Arc::from(json))),
             None => tracing::warn!(len = payload.len(), "ignoring a malformed event message"),
         }

@@ -111,7 +111,13 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A failure only means the event is lost (the next snapshot carries the state): callers log it
 /// and carry on, they never fail their own operation because of it.
 pub async fn publish(state: &AppState, user_id: i64, event: &Event) -> anyhow::Result<()> {
-    let payload = format!("{user_id}:{}", event.to_json());
+    send(state, format!("{user_id}:{}", event.to_json())).await?;
+    metrics::counter!("ws_events_published_total").increment(1);
+    Ok(())
+}
+
+/// One message on the deployment's channel (see [`hub::Hub::dispatch_payload`]).
+async fn send(state: &AppState, payload: String) -> anyhow::Result<()> {
     let channel = channel(&state.settings.redis_key_prefix);
     tokio::time::timeout(PUBLISH_TIMEOUT, async {
         let mut conn = state.redis.get().await.context("Redis pool")?;
@@ -124,9 +130,13 @@ pub async fn publish(state: &AppState, user_id: i64, event: &Event) -> anyhow::R
         anyhow::Ok(())
     })
     .await
-    .map_err(|_| anyhow::anyhow!("publishing an event timed out"))??;
-    metrics::counter!("ws_events_published_total").increment(1);
-    Ok(())
+    .map_err(|_| anyhow::anyhow!("publishing to the event channel timed out"))?
+}
+
+/// Closes every socket of `user_id` (internal id), on whichever API process it is, with 1008
+/// "account blocked": a blocked user's requests are refused at once, and so are their sockets.
+pub async fn disconnect_blocked(state: &AppState, user_id: i64) -> anyhow::Result<()> {
+    send(state, format!("{user_id}:{}", hub::BLOCKED)).await
 }
 
 /// What a client is sent on connect (and after the hub lost Redis for a while): the user's

@@ -12,7 +12,7 @@
 //!
 //! Close codes: 1000 idle timeout (no frame, not even a pong, for `WS_IDLE_TIMEOUT_SECS`),
 //! 1001 server shutting down, 1002 protocol error, 1008 the access token expired (reconnect
-//! with a fresh one), 1009 frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell
+//! with a fresh one) or the account was blocked ("account blocked": do not reconnect), 1009 frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell
 //! behind (reconnect: the snapshot catches up).
 
 use std::time::Duration;
@@ -281,6 +281,7 @@ async fn run_session(
                         }
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot resend a snapshot"),
                     },
+                    Some(Outbound::Blocked) => break 'session close(CloseCode::Policy, "account blocked"),
                     None => break 'session close(CloseCode::Again, "fell behind; reconnect"),
                 },
                 _ = ping.tick() => {

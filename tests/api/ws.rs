@@ -469,6 +469,57 @@ async fn a_socket_is_closed_when_its_access_token_expires() {
 }
 
 #[tokio::test]
+async fn a_blocked_users_sockets_are_closed_at_once_on_every_instance() {
+    let key = "admin-key-for-the-ws-tests-0123456789";
+    let app = spawn_app_with(&[("ADMIN_API_KEY", key)]).await;
+    let second = spawn_second_instance(&app).await;
+    wait_subscribed(&app).await;
+    wait_subscribed(&second).await;
+    let (token, _) = app.login(5067).await;
+    let (other, _) = app.login(5068).await;
+    let mut here = connect_query(&app, &token).await;
+    let mut there = connect_query(&second, &token).await;
+    let mut bystander = connect_query(&second, &other).await;
+    for ws in [&mut here, &mut there, &mut bystander] {
+        assert_eq!(next_json(ws).await["type"], "snapshot");
+    }
+
+    let res = app
+        .client
+        .post(app.url("/admin/users/5067/block"))
+        .header("X-Admin-API-Key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for ws in [&mut here, &mut there] {
+        let (code, reason, _) = until_close(ws, WAIT).await;
+        assert_eq!(
+            (code, reason.as_str()),
+            (CloseCode::Policy, "account blocked")
+        );
+    }
+    wait_connections(&app, 0).await;
+    wait_connections(&second, 1).await;
+    // The other user's socket stays open and still gets events.
+    let other_id = app.user_id(5068).await;
+    realtime::publish(&app.state, other_id, &event("generation.running", 7))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut bystander).await["type"],
+        "generation.running"
+    );
+    // And the blocked user cannot open a new one.
+    assert_problem(
+        upgrade_request(&app, &format!("?token={token}"), None).await,
+        403,
+        "user_blocked",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_sockets_with_going_away_and_refuses_new_ones() {
     let app = spawn_app().await;
     let (token, _) = app.login(5071).await;

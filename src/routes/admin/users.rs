@@ -14,6 +14,7 @@ use crate::db::{admin_audit, generations, ledger, payments, users};
 use crate::domain::credits::Reason;
 use crate::domain::text;
 use crate::error::{AppError, AppResult, Problem};
+use crate::realtime;
 use crate::realtime::generations::{GenerationDto, notify_failed};
 use crate::routes::ledger::LedgerEntryDto;
 use crate::routes::me::{BalanceDto, UserDto};
@@ -114,18 +115,15 @@ pub async fn credits(
     telegram_id: web::Path<i64>,
     body: web::Json<CreditsRequest>,
 ) -> AppResult<HttpResponse> {
-    let key = req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| crate::billing::valid_client_key(k))
+    let key = crate::routes::idempotency_key(&req, None)
+        .ok()
+        .flatten()
         .ok_or_else(|| {
             AppError::bad_request(
                 "missing_idempotency_key",
                 "send an Idempotency-Key header (1-128 printable ASCII characters)",
             )
-        })?
-        .to_owned();
+        })?;
     let reason = text::clean(&body.reason, 200).ok().ok_or_else(|| {
         AppError::unprocessable("invalid_reason", "give a reason of 1-200 characters")
     })?;
@@ -219,8 +217,8 @@ async fn set_blocked(
 ) -> AppResult<HttpResponse> {
     let actor = admin.to_string();
     let mut conn = state.db.get().await?;
-    let canceled = conn
-        .transaction(async |conn| -> AppResult<Vec<Generation>> {
+    let (user_id, canceled) = conn
+        .transaction(async |conn| -> AppResult<(i64, Vec<Generation>)> {
             let user = find(conn, telegram_id).await?;
             users::lock(conn, user.id).await?;
             users::set_blocked(conn, user.id, blocked).await?;
@@ -241,11 +239,17 @@ async fn set_blocked(
             let action = if blocked { "block" } else { "unblock" };
             let details = json!({"canceled_generations": canceled.len()});
             admin_audit::record(conn, &actor, action, user.id, details).await?;
-            Ok(canceled)
+            Ok((user.id, canceled))
         })
         .await?;
     for g in &canceled {
         notify_failed(state, g, true);
+    }
+    if blocked {
+        if let Err(e) = realtime::disconnect_blocked(state, user_id).await {
+            // Their sockets then close when their access token expires.
+            tracing::warn!(error = %format!("{e:#}"), "closing a blocked user's sockets failed");
+        }
     }
     tracing::info!(blocked, canceled = canceled.len(), "admin changed a block");
     Ok(HttpResponse::Ok().json(BlockResult {
