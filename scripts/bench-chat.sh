@@ -26,7 +26,7 @@ db_url="${DATABASE_URL%/*}/atelier_bench_chat"
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS atelier_bench_chat WITH (FORCE)" -c "CREATE DATABASE atelier_bench_chat" >/dev/null
 work=$(mktemp -d)
 
-export APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
+export ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
 export DATABASE_URL=$db_url REDIS_KEY_PREFIX="bench-chat:" STORAGE_DIR=$work/media
 export OPENROUTER_API_KEY=sk-or-v1-bench OPENROUTER_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/v1"
 # Every turn is paid with a free action, so no credits need granting (the ledger still records each).

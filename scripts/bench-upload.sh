@@ -18,7 +18,7 @@ work=$(mktemp -d)
 
 db_url="${DATABASE_URL%/*}/atelier_bench_upload"
 psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS atelier_bench_upload WITH (FORCE)" -c "CREATE DATABASE atelier_bench_upload" >/dev/null
-export APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
+export ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
 # The abuse limits stay on (their Redis round trips are part of what is measured) but high
 # enough that one load generator on one address never reaches them.
 export RATE_LIMIT_LOGIN_PER_IP=1000000000/1m RATE_LIMIT_UPLOADS_PER_USER=1000000000/1m

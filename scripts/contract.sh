@@ -53,7 +53,7 @@ read -r tg_port <&"${telegram[0]}"
 # The sandbox generation and payment providers (no keys). Abuse limits stay on but out of reach
 # of one client, so that generated requests get past them to the code behind; YooKassa
 # notifications are accepted from this machine so that their parser is fuzzed too.
-export APP_ENV=development HOST=127.0.0.1 PORT=$port PUBLIC_BASE_URL=$base LOG_FORMAT=text RUST_LOG=warn
+export ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT=$port PUBLIC_BASE_URL=$base LOG_FORMAT=text RUST_LOG=warn
 export DATABASE_URL="${DATABASE_URL%/*}/$db" REDIS_KEY_PREFIX="contract:$$:" STORAGE_DIR="$out/media"
 export TELEGRAM_BOT_TOKEN=$BOT_TOKEN ADMIN_API_KEY=$ADMIN_KEY SIGNUP_BONUS_CREDITS=100000
 export RATE_LIMIT_LOGIN_PER_IP=1000000/1m RATE_LIMIT_LOGIN_FAILURES_PER_IP=1000000/1m

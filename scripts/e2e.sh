@@ -70,7 +70,7 @@ trap cleanup EXIT
 # The sandbox generation, assistant and payment providers: no key of a real provider is passed on.
 env -u KIE_API_KEY -u YOOKASSA_SHOP_ID -u YOOKASSA_SECRET_KEY -u TELEGRAM_BOT_TOKEN \
   -u TELEGRAM_BOT_ID -u TELEGRAM_PUBLIC_KEY -u PUBLIC_BASE_URL -u OPENROUTER_API_KEY \
-  APP_ENV=development HOST=127.0.0.1 PORT="$port" \
+  ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT="$port" \
   DATABASE_URL="${DATABASE_URL%/*}/$db" REDIS_KEY_PREFIX="e2e:$$:" \
   STORAGE_DIR="$out/media" SANDBOX_GENERATION_MS=1000 RUST_LOG=info \
   target/debug/atelier dev >"$out/server.log" 2>&1 &

@@ -45,7 +45,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 SVC=$ROOT/target/services
 STATE=$SVC/state
-ENV_FILE=$SVC/env
+SVC_ENV_FILE=$SVC/env
 DEFAULT_DATABASE_URL=postgres://postgres@127.0.0.1:5432/atelier
 DEFAULT_REDIS_URL=redis://127.0.0.1:6379
 INSTALL_HINT='sudo apt-get install -y postgresql redis-server'
@@ -607,9 +607,9 @@ cmd_up() {
     echo "export REDIS_URL=$(sq "$REDIS_URL_OUT")"
     echo "ATELIER_STARTED_SERVICES=\"${managed[*]}\""
     echo "ATELIER_STARTED_NOW=\"${STARTED_NOW[*]}\""
-  } >"$ENV_FILE.tmp"
-  chmod 0600 "$ENV_FILE.tmp"
-  mv -f "$ENV_FILE.tmp" "$ENV_FILE"
+  } >"$SVC_ENV_FILE.tmp"
+  chmod 0600 "$SVC_ENV_FILE.tmp"
+  mv -f "$SVC_ENV_FILE.tmp" "$SVC_ENV_FILE"
   trap - EXIT INT TERM
   say "$pg_line"
   say "$redis_line"
@@ -631,7 +631,7 @@ cmd_down() {
     AUTO_STOP=$(tr ' ' '\n' <<<"$AUTO_STOP" | grep -vx "$s" | paste -sd ' ' || true)
   done
   save_state
-  ((stopped == 0)) || rm -f "$ENV_FILE"
+  ((stopped == 0)) || rm -f "$SVC_ENV_FILE"
 }
 
 cmd_status() {
@@ -644,16 +644,16 @@ cmd_status() {
   local holders
   holders=$(live_holders | paste -sd ' ')
   [[ -z $AUTO_STOP ]] || say "Stopped when their with-services runs end: $AUTO_STOP (holders: ${holders:-none})"
-  if [[ -f $ENV_FILE ]]; then
+  if [[ -f $SVC_ENV_FILE ]]; then
     find_tools
     local db rd
-    db=$(sed -n "s/^export DATABASE_URL='\(.*\)'$/\1/p" "$ENV_FILE")
-    rd=$(sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p" "$ENV_FILE")
-    say "$ENV_FILE:"
+    db=$(sed -n "s/^export DATABASE_URL='\(.*\)'$/\1/p" "$SVC_ENV_FILE")
+    rd=$(sed -n "s/^export REDIS_URL='\(.*\)'$/\1/p" "$SVC_ENV_FILE")
+    say "$SVC_ENV_FILE:"
     if [[ -n $PSQL ]] && psql_q "$db" -c 'select 1' >/dev/null 2>&1; then say "  DATABASE_URL=$(shown "$db") (answers)"; else say "  DATABASE_URL=$(shown "$db") (NOT answering)"; fi
     if redis_ping "$rd"; then say "  REDIS_URL=$(shown "$rd") (answers)"; else say "  REDIS_URL=$(shown "$rd") (NOT answering)"; fi
   else
-    say "no $ENV_FILE (run: scripts/services.sh up)"
+    say "no $SVC_ENV_FILE (run: scripts/services.sh up)"
   fi
 }
 

@@ -283,9 +283,10 @@ pub struct ConfigError {
 }
 
 impl Settings {
-    /// Reads `.env` (if present, without overriding the real environment), then the environment.
+    /// Reads the env file (`ENV_FILE`, default `.env`; empty: none) without overriding the real
+    /// environment, then the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let _ = dotenvy::dotenv();
+        load_env_file(std::env::var("ENV_FILE").ok())?;
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
@@ -879,6 +880,27 @@ impl Env<'_> {
     }
 }
 
+/// Loads `path` (unset: `.env`, which may be missing; empty: nothing) into the environment,
+/// below the variables already set. Scripts that choose every setting themselves (`make e2e`,
+/// `make contract`, the benchmarks) set `ENV_FILE=` so that a developer's `.env` cannot add a real
+/// provider's key or another database behind their back. A file that is there but malformed is
+/// an error, not silently skipped.
+fn load_env_file(path: Option<String>) -> Result<(), ConfigError> {
+    let (path, required) = match path {
+        None => (".env".to_owned(), false),
+        Some(p) if p.is_empty() => return Ok(()),
+        Some(p) => (p, true),
+    };
+    match dotenvy::from_path(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.not_found() && !required => Ok(()),
+        Err(e) => Err(ConfigError {
+            var: "ENV_FILE",
+            message: format!("{path}: {e}"),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -909,6 +931,31 @@ mod tests {
         let err =
             settings(&[("APP_ENV", "production"), ("TELEGRAM_BOT_TOKEN", "1:abc")]).unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
+    }
+
+    #[test]
+    fn the_env_file_is_optional_only_by_default_and_never_malformed() {
+        assert!(
+            load_env_file(Some(String::new())).is_ok(),
+            "empty: no file is read"
+        );
+        let missing =
+            std::env::temp_dir().join(format!("atelier-missing-{}.env", std::process::id()));
+        let err = load_env_file(Some(missing.display().to_string())).unwrap_err();
+        assert_eq!(err.var, "ENV_FILE", "a file named on purpose must be there");
+
+        let file = std::env::temp_dir().join(format!("atelier-{}.env", std::process::id()));
+        std::fs::write(
+            &file,
+            "ATELIER_ENV_FILE_TEST=from-file\nthis line has no equals sign\n",
+        )
+        .unwrap();
+        let err = load_env_file(Some(file.display().to_string())).unwrap_err();
+        assert_eq!(err.var, "ENV_FILE");
+        std::fs::write(&file, "# a comment\nATELIER_ENV_FILE_TEST=from-file\n").unwrap();
+        load_env_file(Some(file.display().to_string())).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(std::env::var("ATELIER_ENV_FILE_TEST").unwrap(), "from-file");
     }
 
     #[test]
