@@ -43,3 +43,26 @@ async fn metrics_count_requests_by_route() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn made_up_methods_share_one_metrics_label() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::new();
+    for name in ["FOO1", "FOO2", "BREW"] {
+        let method = reqwest::Method::from_bytes(name.as_bytes()).unwrap();
+        let res = client
+            .request(method, app.url("/health"))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{name}: {}", res.status());
+    }
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(!text.contains("FOO1") && !text.contains("BREW"), "{text}");
+    let other = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{method=\"OTHER\",route=\"/health\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum::<u64>();
+    assert_eq!(other, 3, "{text}");
+}
