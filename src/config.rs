@@ -81,6 +81,9 @@ pub struct Settings {
     pub host: String,
     pub port: u16,
     pub public_base_url: String,
+    /// Proxies of ours in front of the API whose `X-Forwarded-For` entries are believed (the
+    /// YooKassa source check, per-address limits).
+    pub trusted_proxy_hops: usize,
     pub database_url: SecretString,
     pub database_pool_size: usize,
     pub redis_url: SecretString,
@@ -165,8 +168,6 @@ pub struct PaymentSettings {
     pub payment_subject: String,
     /// Notifications are accepted only from these networks.
     pub allowed_networks: Vec<crate::domain::payments::Network>,
-    /// Proxies of ours in front of the API whose `X-Forwarded-For` entries are believed.
-    pub trusted_proxy_hops: usize,
     /// НПД and the provider's commission, in basis points of each payment.
     pub tax_bps: u32,
     pub commission_bps: u32,
@@ -487,6 +488,7 @@ impl Settings {
             host,
             port,
             public_base_url,
+            trusted_proxy_hops: env.parse("TRUSTED_PROXY_HOPS", 0)?,
             database_url: env.secret("DATABASE_URL")?.unwrap_or_else(|| {
                 SecretString::from("postgres://postgres@127.0.0.1:5432/atelier")
             }),
@@ -778,7 +780,6 @@ fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, 
         vat_code,
         payment_subject,
         allowed_networks,
-        trusted_proxy_hops: env.parse("TRUSTED_PROXY_HOPS", 0)?,
         tax_bps: env.parse("NPD_TAX_RATE_BPS", 400)?,
         commission_bps: env.parse("PAYMENT_COMMISSION_RATE_BPS", 280)?,
         reconcile_after_secs: env.parse("PAYMENT_RECONCILE_AFTER_SECS", 600)?,

@@ -72,7 +72,7 @@ pub async fn login(
             }
         }
     };
-    let ip = client_ip(&req);
+    let ip = limit_key(&req, state.settings.trusted_proxy_hops);
     let limits = &state.settings.limits;
     // One round trip: refused while the address has too many failures, else counted.
     ratelimit::run(
@@ -100,8 +100,10 @@ pub async fn login(
     }))
 }
 
-/// The address limits are keyed by: the connecting peer.
-fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+/// The address limits are keyed by: the client as our proxies saw it (`TRUSTED_PROXY_HOPS`),
+/// else the connecting peer (a request that did not come through them).
+fn limit_key(req: &HttpRequest, trusted_hops: usize) -> String {
+    super::client_ip(req, trusted_hops)
+        .or_else(|| req.peer_addr().map(|a| a.ip()))
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }

@@ -75,6 +75,17 @@ pub fn page(
     Ok((limit, before))
 }
 
+/// The address a request came from, as far as our `trusted_hops` proxies vouch for it
+/// (`domain::payments::client_ip`); `None` when they do not.
+pub fn client_ip(req: &HttpRequest, trusted_hops: usize) -> Option<std::net::IpAddr> {
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    crate::domain::payments::client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted_hops)
+}
+
 /// A request's idempotency key that is not 1–128 printable ASCII characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidKey;

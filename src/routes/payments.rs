@@ -1,8 +1,6 @@
 //! The catalogue, buying a product (YooKassa or its sandbox; Telegram Stars), a payment's
 //! status, YooKassa's notification webhook, and the sandbox's local confirmation page.
 
-use std::net::IpAddr;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -14,7 +12,7 @@ use crate::auth::extractor::AuthUser;
 use crate::billing::{self, Outcome, stars};
 use crate::db::models::{Payment, Product};
 use crate::db::{payments, products};
-use crate::domain::payments::{ReceiptContact, client_ip, format_amount};
+use crate::domain::payments::{ReceiptContact, format_amount};
 use crate::error::{AppError, AppResult, Problem};
 use crate::providers::yookassa::{
     NotificationError, SandboxPayments, parse_notification, valid_object_id,
@@ -252,16 +250,6 @@ pub async fn stars_invoice(
     }))
 }
 
-/// The address a notification came from, as far as our trusted proxies vouch for it.
-fn source_ip(req: &HttpRequest, trusted_hops: usize) -> Option<IpAddr> {
-    let forwarded: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted_hops)
-}
-
 /// A YooKassa notification as the webhook reads it: `type`, `event` and `object.id`. The rest of
 /// the object is kept in the inbox but never believed: the payment is fetched again.
 #[derive(ToSchema)]
@@ -316,7 +304,7 @@ pub async fn webhook(
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let p = &state.settings.payments;
-    let source = source_ip(&req, p.trusted_proxy_hops);
+    let source = super::client_ip(&req, state.settings.trusted_proxy_hops);
     let allowed = source.is_some_and(|ip| p.allowed_networks.iter().any(|n| n.contains(ip)));
     if !allowed {
         tracing::warn!(source = ?source, "payment notification from outside the allowed networks");

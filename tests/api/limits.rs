@@ -76,6 +76,40 @@ async fn failed_logins_lock_the_address_out_for_a_while() {
     }
 }
 
+#[tokio::test]
+async fn behind_our_proxy_each_client_has_its_own_login_limits() {
+    let app = spawn_app_with(&[
+        ("TRUSTED_PROXY_HOPS", "1"),
+        ("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "2/1m"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    // Our proxy appends the address it saw; what the client wrote before it proves nothing.
+    let login = |forwarded: &'static str, init_data: String| {
+        client
+            .post(app.url("/api/v1/auth/telegram"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({ "init_data": init_data }))
+            .send()
+    };
+    let forged = init_data(8).replace("hash=", "hash=00");
+    for _ in 0..2 {
+        let res = login("198.51.100.1, 203.0.113.5", forged.clone())
+            .await
+            .unwrap();
+        assert_problem(res, 401, "invalid_init_data").await;
+    }
+    let res = login("198.51.100.2, 203.0.113.5", init_data(8))
+        .await
+        .unwrap();
+    assert_problem(res, 429, "rate_limited").await;
+    // Everyone else behind the same proxy still logs in.
+    let res = login("203.0.113.6", init_data(9)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // So does a request that did not come through the proxy: it is keyed by its own peer.
+    assert_eq!(login_status(&app, &init_data(9)).await.status(), 200);
+}
+
 fn jpeg() -> Vec<u8> {
     let img = RgbImage::from_fn(320, 320, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
