@@ -23,6 +23,8 @@ pub enum LedgerError {
     KeyReused(String),
     #[error("amount must be positive")]
     NonPositiveAmount,
+    #[error("the balance would overflow")]
+    Overflow,
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -38,7 +40,7 @@ impl From<LedgerError> for AppError {
                 available,
             },
             LedgerError::KeyReused(_) => AppError::conflict("idempotency_conflict", e.to_string()),
-            LedgerError::NonPositiveAmount => {
+            LedgerError::NonPositiveAmount | LedgerError::Overflow => {
                 AppError::unprocessable("invalid_amount", e.to_string())
             }
             LedgerError::Db(db) => AppError::Database(db),
@@ -363,7 +365,10 @@ async fn write(
     reason: Reason,
     cause: Cause<'_>,
 ) -> Result<LedgerEntry, LedgerError> {
-    let balance_after = user.balance_credits + delta;
+    let balance_after = user
+        .balance_credits
+        .checked_add(delta)
+        .ok_or(LedgerError::Overflow)?;
     if balance_after < 0 {
         return Err(LedgerError::Insufficient {
             required: -delta,

@@ -401,6 +401,9 @@ async fn admin_credits_are_idempotent_and_never_take_more_than_there_is() {
     assert_eq!(taken["entry"]["reason"], "admin_debit");
     assert_eq!(balance(&app, &token).await["balance_credits"], 0);
     assert_problem(post("k4", 0).await, 422, "invalid_amount").await;
+    for (key, amount) in [("k6", i64::MAX), ("k7", i64::MIN), ("k8", 1_000_000_001)] {
+        assert_problem(post(key, amount).await, 422, "invalid_amount").await;
+    }
     let res = app
         .client
         .post(app.url("/admin/users/31/credits"))

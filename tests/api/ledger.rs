@@ -82,6 +82,28 @@ async fn grants_are_idempotent() {
         .await,
         Err(LedgerError::NonPositiveAmount)
     ));
+
+    // At the top of the range, a grant that would overflow is refused and writes nothing.
+    diesel::update(users::table.find(other))
+        .set(users::balance_credits.eq(i64::MAX - 1))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = ledger::grant(
+        &mut conn,
+        other,
+        2,
+        Reason::AdminGrant,
+        Cause::new("t", "2", "grant-top"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, LedgerError::Overflow), "{err:?}");
+    assert_eq!(
+        ledger::balance(&mut conn, other).await.unwrap(),
+        i64::MAX - 1
+    );
+    assert!(entries(&mut conn, other).await.is_empty());
 }
 
 #[tokio::test]

@@ -75,9 +75,14 @@ pub async fn get(
     }))
 }
 
+/// The most credits one admin request moves either way (a typo is not a fortune).
+const MAX_ADMIN_AMOUNT: i64 = 1_000_000_000;
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreditsRequest {
-    /// Credits to grant (positive) or take (negative; never below zero: 402 instead).
+    /// Credits to grant (positive) or take (negative; never below zero: 402 instead), at most a
+    /// billion either way.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub amount: i64,
     /// Why, for the audit trail (1–200 characters once control characters are removed).
     #[schema(
@@ -128,10 +133,10 @@ pub async fn credits(
         AppError::unprocessable("invalid_reason", "give a reason of 1-200 characters")
     })?;
     let amount = body.amount;
-    if amount == 0 {
+    if amount == 0 || !(-MAX_ADMIN_AMOUNT..=MAX_ADMIN_AMOUNT).contains(&amount) {
         return Err(AppError::unprocessable(
             "invalid_amount",
-            "the amount must not be 0",
+            "the amount must be 1 to 1 000 000 000 credits, either way",
         ));
     }
     let actor = admin.to_string();
