@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::initdata;
-use crate::config::InitDataKey;
+use crate::config::{DEV_BOT_TOKEN, InitDataKey};
 use crate::error::{AppError, AppResult, Problem};
 use crate::state::AppState;
 
@@ -100,14 +100,15 @@ pub struct DevInitData {
     pub init_data: String,
 }
 
-/// Development only: signs initData for a test user with the configured bot token, as Telegram
-/// does for a Mini App, so that the demo page can log in outside Telegram. 404 in production
-/// and when initData is checked with Telegram's public key (nothing here can sign for it).
+/// Development only: signs initData for a test user with the development bot token, as Telegram
+/// does for a Mini App, so that the demo page can log in outside Telegram. 404 in production,
+/// with a real bot's token (a deployment that forgot `APP_ENV=production` must not sign logins
+/// for anyone, admins included), and when initData is checked with Telegram's public key.
 #[utoipa::path(post, path = "/dev/init-data", tag = "dev",
     request_body = DevInitDataRequest,
     responses((status = 200, body = DevInitData),
               (status = 400, description = "`invalid_json`: not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "production, or no bot token to sign with", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "production, a real bot token, or no bot token to sign with", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
 pub async fn sign_init_data(
     state: web::Data<AppState>,
@@ -119,6 +120,11 @@ pub async fn sign_init_data(
             "initData is checked with Telegram's public key: nothing here can sign it",
         ));
     };
+    if token.expose_secret() != DEV_BOT_TOKEN {
+        return Err(AppError::not_found(
+            "only the development bot token signs here; log in from Telegram",
+        ));
+    }
     let user = test_user(&body)?;
     let auth_date = chrono::Utc::now().timestamp().to_string();
     let query_id = format!("AA{}", body.user_id);

@@ -1,6 +1,7 @@
 //! The demo page (`/`, `/demo/*`) and its dev-only initData signer (`POST /dev/init-data`):
 //! served outside production, 404 in production; what the signer signs logs in.
 
+use atelier::config::DEV_BOT_TOKEN;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
@@ -103,9 +104,14 @@ async fn production_serves_neither_the_page_nor_the_signer() {
     assert_eq!(app.get("/health", None).await.status(), 200);
 }
 
+/// An app with the development bot token, the only one the signer signs with.
+async fn dev_app() -> TestApp {
+    spawn_app_with(&[("TELEGRAM_BOT_TOKEN", DEV_BOT_TOKEN)]).await
+}
+
 #[tokio::test]
 async fn the_dev_signer_signs_initdata_that_logs_in() {
-    let app = spawn_app().await;
+    let app = dev_app().await;
     let init_data = signed(
         &app,
         &json!({"user_id": 4242, "first_name": "Анна", "username": "anna_demo"}),
@@ -142,7 +148,7 @@ async fn the_dev_signer_signs_initdata_that_logs_in() {
 
 #[tokio::test]
 async fn the_dev_signer_checks_every_field() {
-    let app = spawn_app().await;
+    let app = dev_app().await;
     for body in [
         json!({"user_id": 0, "first_name": "Anna"}),
         json!({"user_id": -5, "first_name": "Anna"}),
@@ -181,6 +187,14 @@ async fn the_dev_signer_checks_every_field() {
     )
     .await;
     login(&app, &init_data).await;
+}
+
+#[tokio::test]
+async fn the_dev_signer_never_signs_with_a_real_bots_token() {
+    // spawn_app's token is a real-looking bot's, as on a staging deployment without APP_ENV.
+    let app = spawn_app().await;
+    let res = sign(&app, &json!({"user_id": 42, "first_name": "Anna"})).await;
+    assert_problem(res, 404, "not_found").await;
 }
 
 #[tokio::test]
