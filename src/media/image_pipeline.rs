@@ -32,7 +32,8 @@ pub struct Limits {
     pub min_side: u32,
     /// Long side of the stored copy (`IMAGE_STORE_MAX_SIDE`); larger images are downscaled.
     pub store_max_side: u32,
-    /// Cap on what the decoder may allocate for one image.
+    /// Cap on what the decoder may allocate for one image; it is further held to 8-bit RGBA of
+    /// `max_pixels` (4 bytes a pixel), so 16-bit images get half the pixels (see `decode_budget`).
     pub max_alloc_bytes: u64,
 }
 
@@ -273,7 +274,7 @@ fn decode_unoriented(
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(limits.max_side);
     decoder_limits.max_image_height = Some(limits.max_side);
-    decoder_limits.max_alloc = Some(limits.max_alloc_bytes);
+    decoder_limits.max_alloc = Some(decode_budget(limits));
 
     let decode_error = |e: ImageError| match e {
         ImageError::Limits(_) => MediaError::TooLarge { width, height },
@@ -298,6 +299,15 @@ fn decode_unoriented(
         .map_err(decode_error)?;
     let image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     Ok((kind, image, orientation))
+}
+
+/// What one decode may allocate for its pixels: 8-bit RGBA of the largest accepted image, within
+/// `max_alloc_bytes`. A 16-bit PNG of 40 MP compresses to a few hundred KB yet decodes to 320 MB
+/// (and 160 MB more on conversion); at 4 bytes a pixel it is refused before any buffer exists.
+fn decode_budget(limits: &Limits) -> u64 {
+    limits
+        .max_alloc_bytes
+        .min(limits.max_pixels.saturating_mul(4))
 }
 
 fn be16(bytes: &[u8], at: usize) -> Option<u32> {
@@ -824,6 +834,35 @@ mod tests {
 
     fn decode(bytes: &[u8]) -> DynamicImage {
         image::load_from_memory(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_16_bit_image_gets_the_memory_of_an_8_bit_one_not_twice_it() {
+        let png = |image: DynamicImage| {
+            let mut out = Cursor::new(Vec::new());
+            image.write_to(&mut out, ImageFormat::Png).unwrap();
+            out.into_inner()
+        };
+        // Noise, so that no pixel is fully opaque and the decode keeps all four channels.
+        let noise = |x: u32, y: u32| (x.wrapping_mul(31) ^ y.wrapping_mul(17)) as u8;
+        let deep = image::ImageBuffer::from_fn(1000, 1000, |x, y| {
+            image::Rgba([u16::from(noise(x, y)) << 8, 0, 0, 0x7fff])
+        });
+        let shallow = RgbaImage::from_fn(1000, 1000, |x, y| image::Rgba([noise(x, y), 0, 0, 127]));
+        // 1 MP at 4 bytes a pixel: the 8-bit image (4 MB) fits, the 16-bit one (8 MB) does not.
+        let limits = small_limits();
+        let err = normalize(&png(DynamicImage::ImageRgba16(deep)), &limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MediaError::TooLarge {
+                    width: 1000,
+                    height: 1000
+                }
+            ),
+            "{err:?}"
+        );
+        normalize(&png(DynamicImage::ImageRgba8(shallow)), &limits).unwrap();
     }
 
     fn small_limits() -> Limits {
