@@ -94,13 +94,13 @@ impl JobHandler for GenerationJob {
         error: &str,
     ) -> anyhow::Result<()> {
         let payload: Payload = job.decode_payload()?;
-        let (code, detail) = error
-            .split_once(": ")
-            .unwrap_or(("generation_failed", error));
-        let code = if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-            code
-        } else {
-            "generation_failed"
+        // `code: detail` from our steps; anything else (a panic, a timeout) is ours, not the
+        // provider's: users are told only that (see `GenerationDto`), operators read the log.
+        let (code, detail) = match error.split_once(": ") {
+            Some((code, detail)) if code.chars().all(|c| c.is_ascii_lowercase() || c == '_') => {
+                (code, detail)
+            }
+            _ => ("internal_error", error),
         };
         let Some(g) = generations::lock(conn, payload.generation_id).await? else {
             return Ok(());
@@ -112,7 +112,7 @@ impl JobHandler for GenerationJob {
         generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
         // Refunded in the same transaction as the failure (a second call finds it refunded).
         ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
-        tracing::warn!(generation = %g.id, code, "generation failed; charge refunded");
+        tracing::warn!(generation = %g.id, code, detail, "generation failed; charge refunded");
         Ok(())
     }
 

@@ -159,7 +159,13 @@ impl KieError {
 
 impl From<KieError> for ProviderError {
     fn from(err: KieError) -> Self {
-        let error = ProviderError::new("kie", err.action(), err.kind(), err.to_string());
+        // A failed generation's words are kie.ai's to the user (kept in `error_message`, shown
+        // as they are): written as a failed task's are, without our prefix.
+        let message = match &err {
+            KieError::GenerationFailed { code, msg } => format!("{msg} (provider code {code})"),
+            other => other.to_string(),
+        };
+        let error = ProviderError::new("kie", err.action(), err.kind(), message);
         if err.alerts_operator() {
             error.alerting()
         } else {

@@ -68,12 +68,36 @@ impl GenerationDto {
             paid_with: g.paid_with.clone(),
             result,
             error_code: g.error_code.clone(),
-            error_message: g.error_message.clone(),
+            error_message: g
+                .error_code
+                .as_deref()
+                .map(|code| user_message(code, g.error_message.as_deref())),
             created_at: g.created_at,
             started_at: g.started_at,
             finished_at: g.finished_at,
         }
     }
+}
+
+/// What a user reads about a failure. The stored detail is for operators (it may name files,
+/// hosts or our provider account); only the provider's own words about a failed generation
+/// (external-apis §1.4) and our reason for a cancellation are shown as they are.
+fn user_message(code: &str, detail: Option<&str>) -> String {
+    let shown = match code {
+        "generation_failed" | "canceled" => detail.filter(|d| !d.is_empty()),
+        _ => None,
+    };
+    let fixed = match code {
+        "generation_failed" => "the image service could not make this picture",
+        "canceled" => "canceled",
+        "upload_gone" => "a photo of this generation is no longer available",
+        "invalid_result" | "result_too_large" | "result_unavailable" | "result_bad_url" => {
+            "the image service returned no usable picture"
+        }
+        c if c.starts_with("provider_") => "the image service is not available; try again later",
+        _ => "something went wrong on our side; try again later",
+    };
+    shown.unwrap_or(fixed).to_owned()
 }
 
 /// Publishes a generation event to its owner's sockets, without waiting and without failing
@@ -104,4 +128,43 @@ pub fn notify_failed(state: &AppState, g: &Generation, refunded: bool) {
     let mut data = serde_json::Map::new();
     data.insert("refunded".into(), refunded.into());
     notify(state, g, super::types::GENERATION_FAILED, data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_message;
+
+    #[test]
+    fn users_read_the_providers_words_on_a_failed_generation_and_ours_on_anything_else() {
+        let failed = user_message(
+            "generation_failed",
+            Some("content policy (provider code 500)"),
+        );
+        assert_eq!(failed, "content policy (provider code 500)");
+        assert_eq!(
+            user_message("generation_failed", Some("")),
+            "the image service could not make this picture"
+        );
+        assert_eq!(
+            user_message("canceled", Some("canceled by the user")),
+            "canceled by the user"
+        );
+        let internal = user_message(
+            "internal_error",
+            Some("storage: /var/lib/atelier/x: EACCES"),
+        );
+        assert_eq!(
+            internal,
+            "something went wrong on our side; try again later"
+        );
+        let transport = user_message("provider_unreachable", Some("kie.ai unreachable: 10.0.0.7"));
+        assert_eq!(
+            transport,
+            "the image service is not available; try again later"
+        );
+        assert_eq!(
+            user_message("upload_gone", Some("uploads/abc.jpg: not found")),
+            "a photo of this generation is no longer available"
+        );
+    }
 }

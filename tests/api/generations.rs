@@ -581,6 +581,51 @@ async fn a_provider_failure_fails_the_generation_and_refunds_it_once() {
 }
 
 #[tokio::test]
+async fn a_failure_of_ours_tells_the_user_what_happened_not_our_internals() {
+    let kie = FakeKie::start().await;
+    // Our provider account is out of credits: an operator's problem, not the user's to read.
+    kie.push_create(Mode::Code(402, "Credits insufficient for account 7731"));
+    let app = kie_app(&kie).await;
+    let (token, _) = app.login(1).await;
+    grant(&app, 1, 2).await;
+    let (person, item) = upload_fitting(&app, &token).await;
+    let _worker = Worker::start(&app);
+    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes", "client_request_id": "acct"});
+    let g: Value = app
+        .post_json("/api/v1/fitting/generate", &body, Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = g["generation"]["id"].as_str().unwrap();
+    let failed = wait_for_status(&app, &token, id, "failed").await;
+    assert_eq!(failed["error_code"], "provider_account");
+    assert_eq!(
+        failed["error_message"],
+        "the image service is not available; try again later"
+    );
+    // Operators still have the whole story.
+    let mut conn = app.conn().await;
+    let stored: Option<String> = {
+        use atelier::db::schema::generations;
+        use diesel::QueryDsl as _;
+        use diesel_async::RunQueryDsl as _;
+        generations::table
+            .find(uuid::Uuid::parse_str(id).unwrap())
+            .select(generations::error_message)
+            .first(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert!(stored.unwrap().contains("account 7731"));
+    assert_eq!(
+        balance(&app, &token).await["balance_credits"],
+        2,
+        "refunded"
+    );
+}
+
+#[tokio::test]
 async fn a_server_error_then_success_creates_exactly_one_task() {
     let kie = FakeKie::start().await;
     kie.push_create(Mode::Code(500, "Internal server error"));
