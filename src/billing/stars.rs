@@ -1,6 +1,7 @@
 //! Telegram Stars, the second provider: an invoice link in XTR for a product's Stars price, the
 //! `pre_checkout_query` answered (within Telegram's 10 s) after checking product, price and
-//! payer, and the grant on `successful_payment`, once per `telegram_payment_charge_id`.
+//! payer, and the grant on `successful_payment`, once per `telegram_payment_charge_id`; a
+//! `refunded_payment` (`refundStarPayment`, or Telegram's own) takes the purchase back, once.
 //! Updates reach us through the bot's webhook, authenticated by its secret token.
 
 use std::time::Duration;
@@ -111,11 +112,21 @@ pub struct PreCheckoutQuery {
 pub struct Message {
     pub from: Option<TelegramUser>,
     pub successful_payment: Option<SuccessfulPayment>,
+    pub refunded_payment: Option<RefundedPayment>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = TelegramSuccessfulPayment)]
 pub struct SuccessfulPayment {
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+    pub telegram_payment_charge_id: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TelegramRefundedPayment)]
+pub struct RefundedPayment {
     pub currency: String,
     pub total_amount: i64,
     pub invoice_payload: String,
@@ -131,6 +142,7 @@ fn read_parts_are_objects(body: &Value) -> bool {
             &body["message"],
             &body["message"]["from"],
             &body["message"]["successful_payment"],
+            &body["message"]["refunded_payment"],
             &body["pre_checkout_query"],
             &body["pre_checkout_query"]["from"],
         ]
@@ -138,8 +150,8 @@ fn read_parts_are_objects(body: &Value) -> bool {
         .all(object_or_absent)
 }
 
-/// Handles one webhook update: pre-checkout queries and successful payments; other updates
-/// are acknowledged and ignored.
+/// Handles one webhook update: pre-checkout queries, successful and refunded payments; other
+/// updates are acknowledged and ignored.
 pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome> {
     if !read_parts_are_objects(body) {
         return Err(AppError::bad_request(
@@ -156,9 +168,25 @@ pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome>
         Some(Message {
             from: Some(from),
             successful_payment: Some(paid),
+            ..
         }) => successful_payment(state, from.id, &paid, body).await,
+        Some(Message {
+            refunded_payment: Some(refund),
+            ..
+        }) => refunded_payment(state, &refund, body).await,
         _ => Ok(Outcome::Unchanged),
     }
+}
+
+/// A `telegram_payment_charge_id` as we store it.
+fn charge_id(charge: &str) -> AppResult<&str> {
+    if charge.is_empty() || charge.len() > 256 {
+        return Err(AppError::bad_request(
+            "invalid_update",
+            "bad telegram_payment_charge_id",
+        ));
+    }
+    Ok(charge)
 }
 
 /// Checks the invoice behind a pre-checkout query (`before_paying`) or a payment; `Err` is the
@@ -231,13 +259,7 @@ async fn successful_payment(
     paid: &SuccessfulPayment,
     body: &Value,
 ) -> AppResult<Outcome> {
-    let charge = paid.telegram_payment_charge_id.as_str();
-    if charge.is_empty() || charge.len() > 256 {
-        return Err(AppError::bad_request(
-            "invalid_update",
-            "bad telegram_payment_charge_id",
-        ));
-    }
+    let charge = charge_id(&paid.telegram_payment_charge_id)?;
     let mut conn = state.db.get().await?;
     let event_id =
         match payments::record_event(&mut conn, PROVIDER, "successful_payment", charge, body)
@@ -291,5 +313,76 @@ async fn successful_payment(
         },
     )
     .await?;
+    Ok(outcome)
+}
+
+/// Takes back the purchase a refunded Stars payment made, once per charge: the payment is the
+/// one its invoice named and the charge paid, and the whole amount came back.
+async fn refunded_payment(
+    state: &AppState,
+    refund: &RefundedPayment,
+    body: &Value,
+) -> AppResult<Outcome> {
+    let charge = charge_id(&refund.telegram_payment_charge_id)?;
+    let mut conn = state.db.get().await?;
+    let event_id = match payments::record_event(
+        &mut conn,
+        PROVIDER,
+        "refunded_payment",
+        charge,
+        body,
+    )
+    .await?
+    {
+        Inbox::Done => return Ok(Outcome::Unchanged),
+        Inbox::Process(id) => id,
+    };
+    let invoice = Uuid::parse_str(&refund.invoice_payload).ok();
+    let outcome = conn
+        .transaction(async |conn| -> AppResult<Outcome> {
+            let found = match invoice {
+                Some(id) => payments::find(conn, id).await?,
+                None => None,
+            };
+            let Some(found) = found.filter(|p| p.provider == PROVIDER) else {
+                tracing::error!(charge, payload = %refund.invoice_payload, "refund of a Stars payment we do not have");
+                return Ok(Outcome::Rejected("refund of an unknown payment".into()));
+            };
+            let payment = payments::lock(conn, found.id).await?;
+            match (payment.status.as_str(), payment.provider_payment_id.as_deref()) {
+                ("refunded", Some(paid)) if paid == charge => return Ok(Outcome::Unchanged),
+                ("succeeded", Some(paid)) if paid == charge => {}
+                // Its successful_payment is not acted on yet: Telegram sends this one again.
+                // (One refused as not fitting its invoice granted nothing to take back.)
+                ("pending", None)
+                    if !payments::event_done(conn, PROVIDER, "successful_payment", charge)
+                        .await? =>
+                {
+                    return Ok(Outcome::NotFinal);
+                }
+                (status, paid) => {
+                    tracing::error!(payment_id = %payment.id, status, charge, paid, "a Stars refund that does not fit the payment");
+                    return Ok(Outcome::Rejected(format!("refund of a {status} payment")));
+                }
+            }
+            if refund.currency != CURRENCY || refund.total_amount != payment.amount_minor {
+                tracing::error!(payment_id = %payment.id, refund = refund.total_amount, amount = payment.amount_minor,
+                    "partial Stars refund: not applied automatically; settle it by hand");
+                return Ok(Outcome::Rejected("partial refund".into()));
+            }
+            super::apply_refund(conn, &payment, Utc::now()).await
+        })
+        .await?;
+    let finished = match &outcome {
+        Outcome::NotFinal => {
+            return Err(AppError::Unavailable(
+                "the refunded payment is not settled yet".into(),
+            ));
+        }
+        Outcome::Applied => "applied",
+        Outcome::Rejected(_) => "rejected",
+        Outcome::Unchanged => "ignored",
+    };
+    payments::finish_event(&mut conn, event_id, finished).await?;
     Ok(outcome)
 }

@@ -310,6 +310,24 @@ pub async fn record_event(
     })
 }
 
+/// Whether a notification was recorded and acted on.
+pub async fn event_done(
+    conn: &mut AsyncPgConnection,
+    provider: &str,
+    event: &str,
+    object_id: &str,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        payment_events::table
+            .filter(payment_events::provider.eq(provider))
+            .filter(payment_events::event.eq(event))
+            .filter(payment_events::object_id.eq(object_id))
+            .filter(payment_events::processed_at.is_not_null()),
+    ))
+    .get_result(conn)
+    .await
+}
+
 /// Marks an event acted on (`applied`, `ignored` or `rejected`).
 pub async fn finish_event(
     conn: &mut AsyncPgConnection,

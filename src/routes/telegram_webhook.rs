@@ -1,5 +1,5 @@
-//! The bot's webhook (`setWebhook` with a `secret_token`): Telegram Stars pre-checkout queries
-//! and successful payments. Other updates are acknowledged and ignored.
+//! The bot's webhook (`setWebhook` with a `secret_token`): Telegram Stars pre-checkout queries,
+//! successful and refunded payments. Other updates are acknowledged and ignored.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
@@ -27,7 +27,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 
 /// Telegram's updates for the bot, checked by `X-Telegram-Bot-Api-Secret-Token`. A
 /// `pre_checkout_query` is answered at once (Telegram allows 10 s); a `successful_payment`
-/// grants the purchase once per `telegram_payment_charge_id`.
+/// grants the purchase once per `telegram_payment_charge_id`, a `refunded_payment` takes it back.
 #[utoipa::path(post, path = "/api/v1/telegram/webhook", operation_id = "telegram_webhook", tag = "payments",
     params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "the secret_token given to setWebhook")),
     request_body(content = crate::billing::stars::Update, description = "a Telegram Update"),

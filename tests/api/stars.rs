@@ -52,6 +52,13 @@ fn successful(from: i64, total: i64, payload: &str, charge: &str) -> Value {
             "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}}})
 }
 
+fn refunded(from: i64, total: i64, payload: &str, charge: &str) -> Value {
+    json!({"update_id": 3, "message": {"message_id": 6, "date": 2, "chat": {"id": from, "type": "private"},
+        "from": {"id": from, "is_bot": false, "first_name": "Test"},
+        "refunded_payment": {"currency": "XTR", "total_amount": total, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}}})
+}
+
 async fn invoice(app: &TestApp, token: &str, product: &str) -> Value {
     let res = app
         .post_json(
@@ -118,6 +125,51 @@ async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
     tg.push_update(&url, SECRET, &successful(1, 150, payload, "stxCHARGE-2"))
         .await;
     assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+}
+
+#[tokio::test]
+async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
+    let (app, tg) = stars_app().await;
+    let token = login(&app, 1).await;
+    let inv = invoice(&app, &token, "pack_10").await;
+    let payload = inv["payment_id"].as_str().unwrap();
+    let url = app.url("/api/v1/telegram/webhook");
+    // The refund arrives before its payment was acted on: 503, and Telegram sends it again.
+    let res = tg
+        .push_update(&url, SECRET, &refunded(1, 150, payload, "stxR-1"))
+        .await;
+    assert_problem(res, 503, "service_unavailable").await;
+    tg.push_update(&url, SECRET, &successful(1, 150, payload, "stxR-1"))
+        .await;
+    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+    // A refund of a charge that did not pay this invoice takes nothing.
+    let res = tg
+        .push_update(&url, SECRET, &refunded(1, 150, payload, "stxOTHER"))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+
+    for _ in 0..3 {
+        let res = tg
+            .push_update(&url, SECRET, &refunded(1, 150, payload, "stxR-1"))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
+    assert_eq!(row(&app, payload).await.status, "refunded");
+    let uid = app.user_id(1).await;
+    let mut conn = app.conn().await;
+    let reasons: Vec<String> = atelier::db::ledger::list(&mut conn, uid, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        ["purchase_refund", "purchase"],
+        "newest first, once each"
+    );
 }
 
 #[tokio::test]
