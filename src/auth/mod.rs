@@ -41,6 +41,20 @@ impl From<InitDataError> for AppError {
     }
 }
 
+/// The keyed hash that stands for a Telegram account once its owner has erased it
+/// (`erased_identities`): HMAC-SHA256 of the id under the JWT secret, so that the table holds no
+/// id, and a leaked copy of it cannot be matched against ids without the secret. After a change
+/// of `JWT_SECRET` the accounts erased before it are no longer recognised.
+pub fn identity_hash(settings: &Settings, telegram_id: i64) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let key = settings.jwt_secret.expose_secret().as_bytes();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(b"erased-telegram-account:");
+    mac.update(telegram_id.to_string().as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
 /// Validates raw initData with the server's clock.
 pub fn validate_init_data(state: &AppState, raw: &str) -> AppResult<InitData> {
     let opts = Options {
@@ -79,6 +93,7 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
     let bonus = state.settings.signup_bonus_credits;
     let refer_at_signup = referrer_code.is_some()
         && state.settings.payments.referral_trigger == ReferralTrigger::Signup;
+    let identity = identity_hash(&state.settings, tg.id);
     let mut conn = state.db.get().await?;
 
     // A freshly drawn referral code may collide with an existing one; draw again.
@@ -88,18 +103,26 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
         let code = referral::new_code();
         let result = if bonus == 0 && !refer_at_signup {
             // One statement, one round trip: nothing else has to commit with it.
-            users::upsert_from_login(&mut conn, &profile, &code, referrer_code)
+            users::upsert_from_login(&mut conn, &profile, &code, referrer_code, &identity)
                 .await
-                .map(|(user, _)| user)
+                .map(|login| login.user)
                 .map_err(AppError::from)
         } else {
             conn.transaction(async |conn| {
                 if let Some(code) = referrer_code.filter(|_| refer_at_signup) {
                     users::lock_by_referral_code(conn, code).await?;
                 }
-                let (user, created) =
-                    users::upsert_from_login(conn, &profile, &code, referrer_code).await?;
-                if created {
+                let login =
+                    users::upsert_from_login(conn, &profile, &code, referrer_code, &identity)
+                        .await?;
+                let user = login.user;
+                if login.erased_before && login.created {
+                    tracing::info!(
+                        user_id = user.id,
+                        "an erased account signed up again: no signup or referral bonus"
+                    );
+                }
+                if login.created && !login.erased_before {
                     if bonus > 0 {
                         let key = format!("signup_bonus:{}", user.id);
                         let id = user.id.to_string();

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Prepare as _;
-use super::schema::{chat_sessions, generations, payments, uploads, users};
+use super::schema::{chat_sessions, erased_identities, generations, payments, uploads, users};
 
 /// Deletes the user's generations; returns the storage keys of their results.
 pub async fn delete_generations(
@@ -40,6 +40,19 @@ pub async fn delete_uploads(
     diesel::delete(uploads::table.filter(uploads::user_id.eq(user_id)))
         .returning((uploads::storage_key, uploads::deleted_at))
         .get_results(conn)
+        .await
+}
+
+/// Remembers that the Telegram account behind `identity` (`auth::identity_hash`) erased an
+/// account, so that signing up again is not a new person's signup.
+pub async fn remember_erased_identity(
+    conn: &mut AsyncPgConnection,
+    identity: &[u8],
+) -> QueryResult<usize> {
+    diesel::insert_into(erased_identities::table)
+        .values(erased_identities::identity_hash.eq(identity))
+        .on_conflict_do_nothing()
+        .execute(conn)
         .await
 }
 

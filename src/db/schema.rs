@@ -260,3 +260,10 @@ diesel::joinable!(payments -> products (product_id));
 diesel::allow_tables_to_appear_in_same_query!(payments, users);
 diesel::allow_tables_to_appear_in_same_query!(payments, products);
 diesel::allow_tables_to_appear_in_same_query!(referrals, users);
+
+diesel::table! {
+    erased_identities (identity_hash) {
+        identity_hash -> Bytea,
+        erased_at -> Timestamptz,
+    }
+}

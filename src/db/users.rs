@@ -1,7 +1,7 @@
 //! Users: the login upsert and look-ups.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Int8, Nullable, Text};
+use diesel::sql_types::{Bool, Bytea, Int8, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Prepare as _;
@@ -27,22 +27,38 @@ struct UpsertRow {
     user: User,
     #[diesel(sql_type = Bool)]
     inserted: bool,
+    #[diesel(sql_type = Bool)]
+    erased_before: bool,
+}
+
+/// What a login did to the users table.
+#[derive(Debug)]
+pub struct LoggedIn {
+    pub user: User,
+    /// The row was created now.
+    pub created: bool,
+    /// This Telegram account erased an earlier account (`erased_identities`): a new row, but
+    /// not a new person, so no referrer was recorded and no signup bonus is due.
+    pub erased_before: bool,
 }
 
 /// Inserts the user or refreshes their profile and `last_seen_at`. A new user whose
-/// `referrer_code` belongs to another user gets `referred_by` set; an existing user's referrer
-/// never changes. Returns the user and whether the row was created.
+/// `referrer_code` belongs to another user gets `referred_by` set, unless `identity` (the
+/// account's `auth::identity_hash`) erased an account before; an existing user's referrer never
+/// changes. One statement.
 pub async fn upsert_from_login(
     conn: &mut AsyncPgConnection,
     profile: &Profile,
     new_referral_code: &str,
     referrer_code: Option<&str>,
-) -> QueryResult<(User, bool)> {
+    identity: &[u8],
+) -> QueryResult<LoggedIn> {
     let row: UpsertRow = diesel::sql_query(
         "INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_premium, \
                             photo_url, allows_write_to_pm, referral_code, referred_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 (SELECT id FROM users WHERE referral_code = $10 AND telegram_id <> $1)) \
+                 (SELECT id FROM users WHERE referral_code = $10 AND telegram_id <> $1 \
+                     AND NOT EXISTS (SELECT 1 FROM erased_identities WHERE identity_hash = $11))) \
          ON CONFLICT (telegram_id) DO UPDATE SET \
              username = EXCLUDED.username, first_name = EXCLUDED.first_name, \
              last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code, \
@@ -53,7 +69,8 @@ pub async fn upsert_from_login(
                    photo_url, allows_write_to_pm, balance_credits, subscription_plan, \
                    subscription_until, free_actions_used, free_period_start, referral_code, \
                    referred_by, is_blocked, created_at, updated_at, last_seen_at, erased_at, \
-                   (xmax = 0) AS inserted",
+                   (xmax = 0) AS inserted, \
+                   EXISTS (SELECT 1 FROM erased_identities WHERE identity_hash = $11) AS erased_before",
     )
     .bind::<Int8, _>(profile.telegram_id)
     .bind::<Nullable<Text>, _>(profile.username.as_deref())
@@ -65,10 +82,15 @@ pub async fn upsert_from_login(
     .bind::<Bool, _>(profile.allows_write_to_pm)
     .bind::<Text, _>(new_referral_code)
     .bind::<Nullable<Text>, _>(referrer_code)
+    .bind::<Bytea, _>(identity)
     .prepared()
     .get_result(conn)
     .await?;
-    Ok((row.user, row.inserted))
+    Ok(LoggedIn {
+        user: row.user,
+        created: row.inserted,
+        erased_before: row.erased_before,
+    })
 }
 
 pub async fn find_by_telegram_id(

@@ -68,6 +68,7 @@ pub async fn erase(
     let mut conn = state.db.get().await?;
     let storage = state.storage.clone();
     let now = Utc::now();
+    let identity = crate::auth::identity_hash(&state.settings, user.telegram_id);
     let erased = conn
         .transaction(async |conn| -> anyhow::Result<ErasureDto> {
             users::lock(conn, user.id).await?;
@@ -93,6 +94,7 @@ pub async fn erase(
             for key in &keys {
                 storage.delete(key).await?;
             }
+            privacy::remember_erased_identity(conn, &identity).await?;
             privacy::anonymise_user(conn, user.id, now).await?;
             let payments = privacy::scrub_payments(conn, user.id).await?;
             let ledger_entries = ledger::count(conn, user.id).await?;

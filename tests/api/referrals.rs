@@ -141,3 +141,52 @@ async fn with_the_first_payment_trigger_the_bonus_waits_for_a_payment() {
     }
     assert_eq!(credits(&app, &bob).await, 20);
 }
+
+#[tokio::test]
+async fn an_account_erased_and_signed_up_again_earns_no_second_bonus() {
+    let app = spawn_app_with(&[("SIGNUP_BONUS_CREDITS", "5")]).await;
+    let (alice, _) = app.login(1).await;
+    let code = referrals(&app, &alice).await["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bob = login_with(&app, 2, &format!("ref_{code}")).await;
+    assert_eq!(
+        credits(&app, &alice).await,
+        15,
+        "her signup bonus and Bob's referral"
+    );
+    assert_eq!(credits(&app, &bob).await, 5);
+    for _ in 0..2 {
+        let res = app
+            .client
+            .delete(app.url("/api/v1/me"))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        bob = login_with(&app, 2, &format!("ref_{code}")).await;
+        assert_eq!(credits(&app, &bob).await, 0, "no second signup bonus");
+    }
+    assert_eq!(credits(&app, &alice).await, 15, "no second referral bonus");
+    assert_eq!(referrals(&app, &alice).await["invited"], 1);
+    // What is kept is a keyed hash, not the Telegram id.
+    let mut conn = app.conn().await;
+    let kept: Vec<Vec<u8>> = {
+        use diesel::QueryDsl as _;
+        use diesel_async::RunQueryDsl as _;
+        atelier::db::schema::erased_identities::table
+            .select(atelier::db::schema::erased_identities::identity_hash)
+            .load(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].len(), 32);
+
+    // Someone new still earns both.
+    let carol = login_with(&app, 3, &format!("ref_{code}")).await;
+    assert_eq!(credits(&app, &carol).await, 5);
+    assert_eq!(credits(&app, &alice).await, 25);
+}
