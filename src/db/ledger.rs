@@ -406,6 +406,9 @@ async fn insert(
             credit_ledger::ref_type.eq(cause.ref_type),
             credit_ledger::ref_id.eq(cause.ref_id),
             credit_ledger::idempotency_key.eq(cause.idempotency_key),
+            // The application's clock, which also dates the free allowance (`today`): a refund
+            // reads the month of its charge from here, and the database's clock may differ.
+            credit_ledger::created_at.eq(Utc::now()),
         ))
         .returning(LedgerEntry::as_returning())
         .prepared()
