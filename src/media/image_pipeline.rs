@@ -843,7 +843,8 @@ mod tests {
             image.write_to(&mut out, ImageFormat::Png).unwrap();
             out.into_inner()
         };
-        // Noise, so that no pixel is fully opaque and the decode keeps all four channels.
+        // Half transparent, so that both decode to four channels; noise, so that the PNGs are
+        // not trivially small.
         let noise = |x: u32, y: u32| (x.wrapping_mul(31) ^ y.wrapping_mul(17)) as u8;
         let deep = image::ImageBuffer::from_fn(1000, 1000, |x, y| {
             image::Rgba([u16::from(noise(x, y)) << 8, 0, 0, 0x7fff])
