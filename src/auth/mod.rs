@@ -135,6 +135,7 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
                             &state.settings,
                             referrer,
                             user.id,
+                            None,
                             Utc::now(),
                         )
                         .await?;

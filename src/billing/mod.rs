@@ -375,7 +375,7 @@ pub async fn apply_success(
     if p.referral_trigger == ReferralTrigger::FirstPayment {
         let user = users::find(conn, payment.user_id).await?;
         if let Some(referrer) = user.referred_by {
-            referrals::award(conn, settings, referrer, user.id, now).await?;
+            referrals::award(conn, settings, referrer, user.id, Some(payment.id), now).await?;
         }
     }
     metrics::counter!("payments_succeeded_total", "provider" => payment.provider.clone())
@@ -436,8 +436,8 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
     .await
 }
 
-/// Takes back a refunded payment's credits (as many as are left), shortens its plan, and marks
-/// it refunded. The caller holds the payment's lock.
+/// Takes back a refunded payment's credits (as many as are left) and any referral bonus it
+/// earned, shortens its plan, and marks it refunded. The caller holds the payment's lock.
 pub async fn apply_refund(
     conn: &mut AsyncPgConnection,
     payment: &Payment,
@@ -458,6 +458,8 @@ pub async fn apply_refund(
     if shortfall > 0 {
         tracing::warn!(payment_id = %payment.id, shortfall, "refunded credits had already been spent");
     }
+    // A referral bonus this payment earned goes with it (after the payer's row, as when earned).
+    referrals::take_back(conn, payment.id).await?;
     if let (Some(plan), Some(days)) = (&payment.plan, payment.period_days) {
         let user = users::lock(conn, payment.user_id).await?;
         if let (Some(current), Some(until)) = (&user.subscription_plan, user.subscription_until) {

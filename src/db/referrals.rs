@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::Prepare as _;
 use super::schema::{referrals, users};
+use uuid::Uuid;
 
 pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
@@ -16,21 +17,57 @@ pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> Query
     .await
 }
 
+/// Records the referrer's bonus for `referred_id`, earned by `payment_id` under the first-payment
+/// trigger.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     referrer_id: i64,
     referred_id: i64,
     credits_awarded: i64,
+    payment_id: Option<Uuid>,
 ) -> QueryResult<i64> {
     diesel::insert_into(referrals::table)
         .values((
             referrals::referrer_id.eq(referrer_id),
             referrals::referred_id.eq(referred_id),
             referrals::credits_awarded.eq(credits_awarded),
+            referrals::payment_id.eq(payment_id),
         ))
         .returning(referrals::id)
         .prepared()
         .get_result(conn)
+        .await
+}
+
+/// A bonus a payment earned that has not been taken back: (referrer, referred, credits).
+pub async fn earned_by_payment(
+    conn: &mut AsyncPgConnection,
+    payment_id: Uuid,
+) -> QueryResult<Option<(i64, i64, i64)>> {
+    referrals::table
+        .filter(referrals::payment_id.eq(payment_id))
+        .filter(referrals::credits_awarded.gt(0))
+        .filter(referrals::credits_taken_back.eq(0))
+        .select((
+            referrals::referrer_id,
+            referrals::referred_id,
+            referrals::credits_awarded,
+        ))
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Records what was taken back of the bonus for `referred_id`.
+pub async fn set_taken_back(
+    conn: &mut AsyncPgConnection,
+    referred_id: i64,
+    credits: i64,
+) -> QueryResult<usize> {
+    diesel::update(referrals::table.filter(referrals::referred_id.eq(referred_id)))
+        .set(referrals::credits_taken_back.eq(credits))
+        .prepared()
+        .execute(conn)
         .await
 }
 
@@ -60,7 +97,9 @@ pub async fn stats(conn: &mut AsyncPgConnection, referrer_id: i64) -> QueryResul
         .filter(referrals::referrer_id.eq(referrer_id))
         .select(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
-        >("SUM(credits_awarded)::bigint"))
+        >(
+            "SUM(credits_awarded - credits_taken_back)::bigint"
+        ))
         .first(conn)
         .await?;
     Ok((invited, earned.unwrap_or(0)))

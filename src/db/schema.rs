@@ -236,6 +236,8 @@ diesel::table! {
         referred_id -> Int8,
         credits_awarded -> Int8,
         created_at -> Timestamptz,
+        payment_id -> Nullable<Uuid>,
+        credits_taken_back -> Int8,
     }
 }
 

@@ -35,7 +35,7 @@ c AS (
            coalesce(sum(l.delta) FILTER (WHERE l.reason IN ('signup_bonus', 'purchase', 'subscription', 'referral_bonus', 'admin_grant')), 0) AS granted,
            coalesce(-sum(l.delta) FILTER (WHERE l.reason = 'charge'), 0) AS spent,
            coalesce(sum(l.delta) FILTER (WHERE l.reason = 'refund'), 0) AS refunded,
-           coalesce(-sum(l.delta) FILTER (WHERE l.reason IN ('admin_debit', 'purchase_refund')), 0) AS taken_back,
+           coalesce(-sum(l.delta) FILTER (WHERE l.reason IN ('admin_debit', 'purchase_refund', 'referral_refund')), 0) AS taken_back,
            count(l.id) FILTER (WHERE l.reason = 'free_allowance') AS free_actions
     FROM credit_periods p LEFT JOIN credit_ledger l ON l.created_at >= p.since
     GROUP BY p.period),

@@ -19,10 +19,12 @@ pub enum Reason {
     AdminDebit,
     /// The credits of a refunded purchase, taken back.
     PurchaseRefund,
+    /// A referral bonus earned by a payment that was refunded, taken back.
+    ReferralRefund,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::SignupBonus,
         Reason::FreeAllowance,
         Reason::Purchase,
@@ -33,6 +35,7 @@ impl Reason {
         Reason::AdminGrant,
         Reason::AdminDebit,
         Reason::PurchaseRefund,
+        Reason::ReferralRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl Reason {
             Reason::AdminGrant => "admin_grant",
             Reason::AdminDebit => "admin_debit",
             Reason::PurchaseRefund => "purchase_refund",
+            Reason::ReferralRefund => "referral_refund",
         }
     }
 

@@ -59,6 +59,7 @@ fn describe(reason: &str) -> &'static str {
         Some(Reason::AdminGrant) => "Granted by support",
         Some(Reason::AdminDebit) => "Taken by support",
         Some(Reason::PurchaseRefund) => "Refunded purchase taken back",
+        Some(Reason::ReferralRefund) => "Referral bonus taken back (the payment was refunded)",
         None => "Other",
     }
 }

@@ -10,25 +10,32 @@ use crate::payments::{balance, row};
 const SECRET: &str = "stars-webhook-secret_123";
 
 async fn stars_app() -> (TestApp, FakeTelegram) {
+    stars_app_with(&[]).await
+}
+
+async fn stars_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
     let tg = FakeTelegram::start().await;
-    let app = spawn_app_with(&[
+    let mut settings = vec![
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
-        ("TELEGRAM_API_BASE_URL", &tg.base_url),
+        ("TELEGRAM_API_BASE_URL", tg.base_url.as_str()),
         ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-    ])
-    .await;
+    ];
+    settings.extend_from_slice(extra);
+    let app = spawn_app_with(&settings).await;
     (app, tg)
 }
 
 async fn login(app: &TestApp, id: i64) -> String {
+    login_with(app, id, None).await
+}
+
+async fn login_with(app: &TestApp, id: i64, start_param: Option<&str>) -> String {
     // The app runs with the fake's bot token, so initData is signed with it.
-    let init = atelier::auth::initdata::sign(
-        BOT_TOKEN,
-        &[
-            ("user", &json!({"id": id, "first_name": "Test"}).to_string()),
-            ("auth_date", &crate::helpers::now().to_string()),
-        ],
-    );
+    let user = json!({"id": id, "first_name": "Test"}).to_string();
+    let auth_date = crate::helpers::now().to_string();
+    let mut pairs = vec![("user", user.as_str()), ("auth_date", auth_date.as_str())];
+    pairs.extend(start_param.map(|p| ("start_param", p)));
+    let init = atelier::auth::initdata::sign(BOT_TOKEN, &pairs);
     let res = app
         .post_json("/api/v1/auth/telegram", &json!({"init_data": init}), None)
         .await;
@@ -170,6 +177,65 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
         ["purchase_refund", "purchase"],
         "newest first, once each"
     );
+}
+
+#[tokio::test]
+async fn a_refunded_first_payment_takes_back_the_referral_bonus_it_earned() {
+    let (app, tg) = stars_app_with(&[("REFERRAL_BONUS_TRIGGER", "first_payment")]).await;
+    let alice = login(&app, 1).await;
+    let code: Value = app
+        .get("/api/v1/referrals", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start = format!("ref_{}", code["code"].as_str().unwrap());
+    let bob = login_with(&app, 2, Some(&start)).await;
+    let url = app.url("/api/v1/telegram/webhook");
+    let first = invoice(&app, &bob, "pack_10").await;
+    let first = first["payment_id"].as_str().unwrap();
+    tg.push_update(&url, SECRET, &successful(2, 150, first, "stxB-1"))
+        .await;
+    assert_eq!(balance(&app, &alice).await["balance_credits"], 10);
+
+    for _ in 0..2 {
+        let res = tg
+            .push_update(&url, SECRET, &refunded(2, 150, first, "stxB-1"))
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(balance(&app, &bob).await["balance_credits"], 0);
+    assert_eq!(
+        balance(&app, &alice).await["balance_credits"],
+        0,
+        "bonus taken back once"
+    );
+    let mine: Value = app
+        .get("/api/v1/referrals", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&mine["invited"], &mine["credits_earned"]),
+        (&json!(1), &json!(0))
+    );
+    let ledger: Value = app
+        .get("/api/v1/ledger", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["items"][0]["reason"], "referral_refund");
+    assert_eq!(ledger["items"][0]["delta"], -10);
+
+    // The referral was decided: Bob's next payment earns Alice nothing.
+    let second = invoice(&app, &bob, "pack_10").await;
+    let second = second["payment_id"].as_str().unwrap();
+    tg.push_update(&url, SECRET, &successful(2, 150, second, "stxB-2"))
+        .await;
+    assert_eq!(balance(&app, &bob).await["balance_credits"], 10);
+    assert_eq!(balance(&app, &alice).await["balance_credits"], 0);
 }
 
 #[tokio::test]
