@@ -14,8 +14,8 @@ use sha2::Sha256;
 
 use super::{
     BoxFuture, BuildError, CreateTask, ErrorAction, GenerationProvider, ProviderError, RetryPolicy,
-    Sleeper, TaskId, TaskInfo, TaskState, describe, http_client, measured, normalise_base_url,
-    truncate,
+    Sleeper, TaskId, TaskInfo, TaskState, build_client, describe, http_builder, http_client,
+    measured, normalise_base_url, truncate,
 };
 
 /// Longest prompt kie.ai accepts, in characters.
@@ -236,6 +236,8 @@ pub struct KieClient {
     base_url: String,
     api_key: SecretString,
     download_timeout: Duration,
+    /// Result URLs may point at loopback and private addresses (kie.ai is configured on one).
+    private_ok: bool,
     retry: RetryPolicy,
     sleeper: Sleeper,
 }
@@ -251,13 +253,24 @@ impl KieClient {
         let base_url = normalise_base_url(base_url)?;
         // API calls never follow redirects: a redirect would carry the bearer key elsewhere.
         let api = http_client(timeout, reqwest::redirect::Policy::none())?;
-        let downloads = http_client(timeout, download_redirects())?;
+        // Result URLs come from kie.ai's answers: they may not lead into our own networks
+        // (SSRF), unless kie.ai itself is configured there (a local stand-in, as in tests).
+        let private_ok = reqwest::Url::parse(&base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| !is_public_host(h)))
+            .unwrap_or(false);
+        let mut downloads = http_builder(timeout, download_redirects(private_ok));
+        if !private_ok {
+            downloads = downloads.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let downloads = build_client(downloads)?;
         Ok(Self {
             api,
             downloads,
             base_url,
             api_key,
             download_timeout: Duration::from_secs(60).max(timeout),
+            private_ok,
             retry: RetryPolicy::new(2, Duration::from_millis(300), Duration::from_secs(3)),
             sleeper: Sleeper::default(),
         })
@@ -370,11 +383,18 @@ impl KieClient {
     #[tracing::instrument(skip_all)]
     pub async fn download(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, KieError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| KieError::BadUrl(e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(KieError::BadUrl(format!(
-                "scheme {:?} is not http(s)",
-                parsed.scheme()
-            )));
+        allowed_target(&parsed, self.private_ok).map_err(KieError::BadUrl)?;
+        if !self.private_ok {
+            // Refused here as final; the resolver refuses the same again at connect time, so
+            // a name that changes its answer in between (DNS rebinding) gets nowhere either.
+            let host = parsed.host_str().unwrap_or_default().to_owned();
+            let port = parsed.port_or_known_default().unwrap_or(443);
+            let public = public_addresses(&host, port)
+                .await
+                .map_err(|e| KieError::Network(format!("resolving {host}: {e}")))?;
+            if public.is_empty() {
+                return Err(KieError::BadUrl(format!("{host} is not a public address")));
+            }
         }
         self.retrying(|| self.download_once(parsed.clone(), max_bytes))
             .await
@@ -477,18 +497,102 @@ fn label(e: &ProviderError) -> String {
     e.code.to_owned()
 }
 
-/// Follows a few redirects, only to http(s) URLs.
-fn download_redirects() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        if !matches!(attempt.url().scheme(), "http" | "https") {
-            let scheme = attempt.url().scheme().to_owned();
-            attempt.error(format!("redirect to a {scheme:?} URL"))
+/// Follows a few redirects, only to http(s) URLs that [`allowed_target`] allows.
+fn download_redirects(private_ok: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if let Err(why) = allowed_target(attempt.url(), private_ok) {
+            attempt.error(format!("redirect refused: {why}"))
         } else if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("too many redirects")
         } else {
             attempt.follow()
         }
     })
+}
+
+/// A result URL we may fetch: http(s), and unless `private_ok`, not a loopback, private,
+/// link-local or otherwise non-public address written as such (names are checked when resolved).
+fn allowed_target(url: &reqwest::Url, private_ok: bool) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http(s)", url.scheme()));
+    }
+    match url.host_str() {
+        None => Err("no host".into()),
+        Some(host) if !private_ok && !is_public_host(host) => {
+            Err(format!("{host} is not a public address"))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether a host is somewhere on the internet: an IP address that is public, or a name other
+/// than `localhost` (its addresses are checked when it is resolved).
+fn is_public_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => is_public_ip(ip),
+        Err(_) => {
+            let name = bare.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+    }
+}
+
+/// Not loopback, private (RFC 1918, fc00::/7), link-local, shared (100.64/10), unspecified,
+/// broadcast, multicast or documentation space; an IPv4 address written as IPv6 counts as IPv4.
+fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_ip(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
+/// The public addresses `host` resolves to (an IP literal resolves to itself).
+async fn public_addresses(host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(tokio::net::lookup_host((host, port))
+        .await?
+        .filter(|a| is_public_ip(a.ip()))
+        .collect())
+}
+
+/// Resolves names to their public addresses only, so that no connection for a result download
+/// reaches a private network whatever a name answers at that moment.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addrs = public_addresses(name.as_str(), 0).await?;
+            if addrs.is_empty() {
+                let why = format!("{} resolves to no public address", name.as_str());
+                return Err(why.into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 fn transport_error(err: reqwest::Error) -> KieError {
@@ -721,6 +825,48 @@ pub fn parse_callback(body: &[u8]) -> Result<String, KieError> {
 mod tests {
     use super::super::AspectRatio;
     use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for public in [
+            "8.8.8.8",
+            "203.0.114.1",
+            "100.128.0.1",
+            "2a00:1450::1",
+            "::ffff:1.1.1.1",
+        ] {
+            assert!(is_public_ip(public.parse().unwrap()), "{public}");
+        }
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "::1",
+            "::",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public_ip(private.parse().unwrap()), "{private}");
+        }
+        assert!(is_public_host("tempfile.aiquickdraw.com"));
+        assert!(!is_public_host("localhost") && !is_public_host("LOCALHOST."));
+        assert!(!is_public_host("api.localhost") && !is_public_host("[::1]"));
+        let redirect =
+            |to: &str, private_ok| allowed_target(&reqwest::Url::parse(to).unwrap(), private_ok);
+        assert!(redirect("https://cdn.example.com/r.png", false).is_ok());
+        assert!(redirect("http://127.0.0.1:8080/r.png", false).is_err());
+        assert!(redirect("http://127.0.0.1:8080/r.png", true).is_ok());
+        assert!(redirect("ftp://cdn.example.com/r.png", true).is_err());
+    }
 
     #[test]
     fn codes_are_classified_per_call() {

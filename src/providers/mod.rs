@@ -382,11 +382,19 @@ fn http_client(
     timeout: Duration,
     redirect: reqwest::redirect::Policy,
 ) -> Result<reqwest::Client, BuildError> {
+    build_client(http_builder(timeout, redirect))
+}
+
+fn http_builder(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .redirect(redirect)
         .user_agent(concat!("atelier/", env!("CARGO_PKG_VERSION")))
+}
+
+fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, BuildError> {
+    builder
         .build()
         .map_err(|e| BuildError::Http(e.without_url().to_string()))
 }

@@ -497,6 +497,37 @@ async fn kie_download_follows_only_http_redirects() {
 }
 
 #[tokio::test]
+async fn kie_results_may_not_lead_into_our_networks() {
+    let fake = FakeKie::start().await;
+    // kie.ai at its public address: a result URL on loopback, a private, link-local or shared
+    // network is refused, final, before any request (the fake on 127.0.0.1 sees none).
+    let client = KieClient::new(
+        "https://api.kie.ai",
+        SecretString::from(fake_kie::API_KEY),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    for url in [
+        fake.result_url("task_google_1"),
+        fake.result_url("task_google_1")
+            .replace("127.0.0.1", "localhost"),
+        "http://10.0.0.7/result.png".into(),
+        "http://169.254.169.254/latest/meta-data/".into(),
+        "http://100.64.0.1/result.png".into(),
+        "http://[::1]:9/result.png".into(),
+        "http://[::ffff:127.0.0.1]/result.png".into(),
+        "http://[fd00::1]/result.png".into(),
+    ] {
+        let err = client.download(&url, 1 << 20).await.unwrap_err();
+        assert!(matches!(err, KieError::BadUrl(_)), "{url}: {err:?}");
+        assert!(!err.is_retryable(), "{url}");
+    }
+    assert!(fake.requests().is_empty());
+    // With kie.ai itself on loopback (a local stand-in), its results there are fetched: every
+    // other download test here.
+}
+
+#[tokio::test]
 async fn kie_callback_signatures_are_checked() {
     let fake = FakeKie::start().await;
     let id = kie(&fake).create_task(&edit_task(&fake)).await.unwrap();
