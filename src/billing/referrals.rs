@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, NaiveTime, Utc};
 use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
 
 use crate::config::Settings;
 use crate::db::ledger::{self, Cause};
@@ -11,7 +12,6 @@ use crate::db::{referrals, users};
 use crate::domain::credits::Reason;
 use crate::domain::payments::referral_award;
 use crate::error::AppResult;
-use uuid::Uuid;
 
 /// Records the referral of `referred_id` and pays the referrer, inside the caller's transaction;
 /// `payment_id` is the payment that earned it (first-payment trigger). Returns the credits

@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
 
 use super::Prepare as _;
 use super::schema::{referrals, users};
-use uuid::Uuid;
 
 pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
