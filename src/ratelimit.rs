@@ -3,6 +3,7 @@
 //! durable depends on them, so when Redis cannot answer in time they fail open: the request
 //! goes through, a warning is logged and `rate_limit_unavailable_total` counts it.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use deadpool_redis::redis;
@@ -17,7 +18,7 @@ const REDIS_BUDGET: Duration = Duration::from_millis(250);
 /// Every KEYS[i] is a window with ARGV[3i-2..3i] = window ms, max, mode (`hit`: count, and
 /// record when allowed; `peek`: count only; `add`: record only). All or nothing: when any
 /// counted window is full, nothing is recorded. Returns {allowed, retry_after_ms, index}.
-const SCRIPT: &str = r"
+const SOURCE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local member = t[1] .. t[2] .. ':' .. math.random(1000000000)
@@ -118,31 +119,25 @@ pub async fn run(state: &AppState, windows: &[Window<'_>]) -> Result<(), AppErro
     if live.is_empty() {
         return Ok(());
     }
-    // EVALSHA with the script's hash; EVAL with its text when Redis forgot it (a restart).
-    let command = |verb: &str, script: &str| {
-        let mut cmd = redis::cmd(verb);
-        cmd.arg(script).arg(live.len());
-        for (w, _) in &live {
-            cmd.arg(state.redis_key(&format!("rl:{}:{}", w.name, w.key)));
-        }
-        for (w, limit) in &live {
-            let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-            cmd.arg(window_ms).arg(limit.max).arg(w.mode.as_str());
-        }
-        cmd
-    };
+    // EVALSHA, loading the script first when Redis has forgotten it (a restart).
+    static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(SOURCE));
+    let mut invocation = SCRIPT.prepare_invoke();
+    for (w, _) in &live {
+        invocation.key(state.redis_key(&format!("rl:{}:{}", w.name, w.key)));
+    }
+    for (w, limit) in &live {
+        let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+        invocation
+            .arg(window_ms)
+            .arg(limit.max)
+            .arg(w.mode.as_str());
+    }
     let call = async {
         let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
-        let answer = match command("EVALSHA", script_sha())
-            .query_async::<(i64, i64, usize)>(&mut conn)
+        invocation
+            .invoke_async::<(i64, i64, usize)>(&mut conn)
             .await
-        {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                command("EVAL", SCRIPT).query_async(&mut conn).await
-            }
-            other => other,
-        };
-        answer.map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     };
     match tokio::time::timeout(REDIS_BUDGET, call).await {
         Ok(Ok((1, _, _))) => Ok(()),
@@ -168,12 +163,6 @@ pub async fn run(state: &AppState, windows: &[Window<'_>]) -> Result<(), AppErro
             Ok(())
         }
     }
-}
-
-/// The script's SHA-1, as Redis names it for EVALSHA.
-fn script_sha() -> &'static str {
-    static SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SHA.get_or_init(|| hex::encode(<sha1::Sha1 as sha2::Digest>::digest(SCRIPT.as_bytes())))
 }
 
 fn fail_open(windows: &[(&Window<'_>, Limit)], error: &str) {
