@@ -498,6 +498,28 @@ pub async fn handle_notification(
         }
     };
     let provider = state.payments.name();
+    once_per_event(state, provider, event, object_id, body, async || {
+        if refund {
+            confirm_refund(state, object_id).await
+        } else {
+            confirm_payment(state, object_id).await
+        }
+    })
+    .await
+}
+
+/// Acts on a provider's event once: it goes into the inbox (`payment_events`, unique per
+/// provider, event and object id), where a duplicate of one acted on before changes nothing;
+/// then `act` runs and the event is marked with what came of it. `NotFinal` leaves it open, so
+/// that a later delivery of the same event is looked at again.
+pub(crate) async fn once_per_event(
+    state: &AppState,
+    provider: &str,
+    event: &str,
+    object_id: &str,
+    body: &serde_json::Value,
+    act: impl AsyncFnOnce() -> AppResult<Outcome>,
+) -> AppResult<Outcome> {
     let mut conn = state.db.get().await?;
     let event_id = match payments::record_event(&mut conn, provider, event, object_id, body).await?
     {
@@ -505,22 +527,15 @@ pub async fn handle_notification(
         Inbox::Process(id) => id,
     };
     drop(conn);
-    let outcome = if refund {
-        confirm_refund(state, object_id).await?
-    } else {
-        confirm_payment(state, object_id).await?
-    };
+    let outcome = act().await?;
     let done = match &outcome {
-        Outcome::Applied => Some("applied"),
-        Outcome::Unchanged => Some("ignored"),
-        Outcome::Rejected(_) => Some("rejected"),
-        // Left open: a later delivery of the same event is looked at again.
-        Outcome::NotFinal => None,
+        Outcome::Applied => "applied",
+        Outcome::Unchanged => "ignored",
+        Outcome::Rejected(_) => "rejected",
+        Outcome::NotFinal => return Ok(outcome),
     };
-    if let Some(done) = done {
-        let mut conn = state.db.get().await?;
-        payments::finish_event(&mut conn, event_id, done).await?;
-    }
+    let mut conn = state.db.get().await?;
+    payments::finish_event(&mut conn, event_id, done).await?;
     Ok(outcome)
 }
 

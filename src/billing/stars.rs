@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::Outcome;
 use crate::db::models::{Payment, User};
-use crate::db::payments::{self, Inbox};
+use crate::db::payments;
 use crate::db::{products, users};
 use crate::error::{AppError, AppResult};
 use crate::providers::telegram::TelegramClient;
@@ -260,60 +260,41 @@ async fn successful_payment(
     body: &Value,
 ) -> AppResult<Outcome> {
     let charge = charge_id(&paid.telegram_payment_charge_id)?;
-    let mut conn = state.db.get().await?;
-    let event_id =
-        match payments::record_event(&mut conn, PROVIDER, "successful_payment", charge, body)
-            .await?
-        {
-            Inbox::Done => return Ok(Outcome::Unchanged),
-            Inbox::Process(id) => id,
+    super::once_per_event(state, PROVIDER, "successful_payment", charge, body, async || {
+        let verdict = check_invoice(
+            state,
+            telegram_id,
+            &paid.currency,
+            paid.total_amount,
+            &paid.invoice_payload,
+            false,
+        )
+        .await?;
+        let found = match verdict {
+            Ok(found) => found,
+            Err(why) => {
+                tracing::error!(charge, why, payload = %paid.invoice_payload, "Stars payment does not match its invoice; nothing granted");
+                return Ok(Outcome::Rejected(why.into()));
+            }
         };
-    drop(conn);
-    let verdict = check_invoice(
-        state,
-        telegram_id,
-        &paid.currency,
-        paid.total_amount,
-        &paid.invoice_payload,
-        false,
-    )
-    .await?;
-    let outcome = match verdict {
-        Err(why) => {
-            tracing::error!(charge, why, payload = %paid.invoice_payload, "Stars payment does not match its invoice; nothing granted");
-            Outcome::Rejected(why.into())
-        }
-        Ok(found) => {
-            let settings = &state.settings;
-            let mut conn = state.db.get().await?;
-            conn.transaction(async |conn| {
-                let payment = payments::lock(conn, found.id).await?;
-                if let Some(other) = payment
-                    .provider_payment_id
-                    .as_deref()
-                    .filter(|c| *c != charge)
-                {
-                    tracing::error!(payment_id = %payment.id, charge, other,
-                        "a second Stars payment for one invoice; refund it with refundStarPayment");
-                    return Ok(Outcome::Rejected("invoice paid twice".into()));
-                }
-                super::apply_success(conn, settings, &payment, charge, Utc::now()).await
-            })
-            .await?
-        }
-    };
-    let mut conn = state.db.get().await?;
-    payments::finish_event(
-        &mut conn,
-        event_id,
-        match outcome {
-            Outcome::Applied => "applied",
-            Outcome::Rejected(_) => "rejected",
-            _ => "ignored",
-        },
-    )
-    .await?;
-    Ok(outcome)
+        let settings = &state.settings;
+        let mut conn = state.db.get().await?;
+        conn.transaction(async |conn| {
+            let payment = payments::lock(conn, found.id).await?;
+            if let Some(other) = payment
+                .provider_payment_id
+                .as_deref()
+                .filter(|c| *c != charge)
+            {
+                tracing::error!(payment_id = %payment.id, charge, other,
+                    "a second Stars payment for one invoice; refund it with refundStarPayment");
+                return Ok(Outcome::Rejected("invoice paid twice".into()));
+            }
+            super::apply_success(conn, settings, &payment, charge, Utc::now()).await
+        })
+        .await
+    })
+    .await
 }
 
 /// Takes back the purchase a refunded Stars payment made, once per charge: the payment is the
@@ -324,22 +305,10 @@ async fn refunded_payment(
     body: &Value,
 ) -> AppResult<Outcome> {
     let charge = charge_id(&refund.telegram_payment_charge_id)?;
-    let mut conn = state.db.get().await?;
-    let event_id = match payments::record_event(
-        &mut conn,
-        PROVIDER,
-        "refunded_payment",
-        charge,
-        body,
-    )
-    .await?
-    {
-        Inbox::Done => return Ok(Outcome::Unchanged),
-        Inbox::Process(id) => id,
-    };
     let invoice = Uuid::parse_str(&refund.invoice_payload).ok();
-    let outcome = conn
-        .transaction(async |conn| -> AppResult<Outcome> {
+    let outcome = super::once_per_event(state, PROVIDER, "refunded_payment", charge, body, async || {
+        let mut conn = state.db.get().await?;
+        conn.transaction(async |conn| -> AppResult<Outcome> {
             let found = match invoice {
                 Some(id) => payments::find(conn, id).await?,
                 None => None,
@@ -372,17 +341,13 @@ async fn refunded_payment(
             }
             super::apply_refund(conn, &payment, Utc::now()).await
         })
-        .await?;
-    let finished = match &outcome {
-        Outcome::NotFinal => {
-            return Err(AppError::Unavailable(
-                "the refunded payment is not settled yet".into(),
-            ));
-        }
-        Outcome::Applied => "applied",
-        Outcome::Rejected(_) => "rejected",
-        Outcome::Unchanged => "ignored",
-    };
-    payments::finish_event(&mut conn, event_id, finished).await?;
+        .await
+    })
+    .await?;
+    if matches!(outcome, Outcome::NotFinal) {
+        return Err(AppError::Unavailable(
+            "the refunded payment is not settled yet".into(),
+        ));
+    }
     Ok(outcome)
 }
