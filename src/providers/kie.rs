@@ -384,18 +384,6 @@ impl KieClient {
     pub async fn download(&self, url: &str, max_bytes: usize) -> Result<Vec<u8>, KieError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| KieError::BadUrl(e.to_string()))?;
         allowed_target(&parsed, self.private_ok).map_err(KieError::BadUrl)?;
-        if !self.private_ok {
-            // Refused here as final; the resolver refuses the same again at connect time, so
-            // a name that changes its answer in between (DNS rebinding) gets nowhere either.
-            let host = parsed.host_str().unwrap_or_default().to_owned();
-            let port = parsed.port_or_known_default().unwrap_or(443);
-            let public = public_addresses(&host, port)
-                .await
-                .map_err(|e| KieError::Network(format!("resolving {host}: {e}")))?;
-            if public.is_empty() {
-                return Err(KieError::BadUrl(format!("{host} is not a public address")));
-            }
-        }
         self.retrying(|| self.download_once(parsed.clone(), max_bytes))
             .await
     }
@@ -412,7 +400,7 @@ impl KieClient {
             .send()
             .await
             .map_err(|e| {
-                if e.is_redirect() {
+                if e.is_redirect() || refused_by_resolver(&e) {
                     KieError::BadUrl(describe(e))
                 } else {
                     transport_error(e)
@@ -569,30 +557,34 @@ fn is_public_ip(ip: std::net::IpAddr) -> bool {
     }
 }
 
-/// The public addresses `host` resolves to (an IP literal resolves to itself).
-async fn public_addresses(host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok(tokio::net::lookup_host((host, port))
-        .await?
-        .filter(|a| is_public_ip(a.ip()))
-        .collect())
-}
-
-/// Resolves names to their public addresses only, so that no connection for a result download
-/// reaches a private network whatever a name answers at that moment.
+/// Resolves names to their public addresses only, at connect time, so that no connection for a
+/// result download reaches a private network whatever a name answers (DNS rebinding included).
 struct PublicOnly;
+
+/// A name that resolves to no public address: the download is refused for good.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to no public address")]
+struct NotPublic(String);
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async move {
-            let addrs = public_addresses(name.as_str(), 0).await?;
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| is_public_ip(a.ip()))
+                .collect();
             if addrs.is_empty() {
-                let why = format!("{} resolves to no public address", name.as_str());
-                return Err(why.into());
+                return Err(NotPublic(name.as_str().to_owned()).into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// Whether [`PublicOnly`] refused the connection (somewhere in the error's causes).
+fn refused_by_resolver(err: &reqwest::Error) -> bool {
+    std::iter::successors(std::error::Error::source(err), |e| e.source())
+        .any(|e| e.is::<NotPublic>())
 }
 
 fn transport_error(err: reqwest::Error) -> KieError {
@@ -866,6 +858,22 @@ mod tests {
         assert!(redirect("http://127.0.0.1:8080/r.png", false).is_err());
         assert!(redirect("http://127.0.0.1:8080/r.png", true).is_ok());
         assert!(redirect("ftp://cdn.example.com/r.png", true).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_no_public_address_is_refused_when_connecting() {
+        // `localhost` passes no check by name here: the resolver is what refuses it.
+        let client = build_client(
+            http_builder(Duration::from_secs(5), download_redirects(false))
+                .dns_resolver(std::sync::Arc::new(PublicOnly)),
+        )
+        .unwrap();
+        let err = client
+            .get("http://localhost:9/r.png")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(refused_by_resolver(&err), "{err:?}");
     }
 
     #[test]
