@@ -162,12 +162,7 @@ pub async fn chat(
 ) -> AppResult<HttpResponse> {
     let mut body = body.into_inner();
     // Optional here: without one, every request is a new turn.
-    let key = super::idempotency_key(&req, body.client_request_id.take()).map_err(|_| {
-        AppError::unprocessable(
-            "invalid_client_request_id",
-            "1–128 printable ASCII characters",
-        )
-    })?;
+    let key = super::client_request_id(&req, body.client_request_id.take())?;
     let max = state.settings.assistant.message_max_chars;
     let message = text::clean(&body.message, max).map_err(|e| match e {
         TextError::Empty => AppError::unprocessable("empty_message", "the message is empty"),

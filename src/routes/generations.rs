@@ -95,20 +95,13 @@ struct NewGeneration {
     chat: Option<(Uuid, Option<usize>)>,
 }
 
-fn client_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
-    super::idempotency_key(req, body)
-        .map_err(|_| {
-            AppError::unprocessable(
-                "invalid_client_request_id",
-                "1–128 printable ASCII characters",
-            )
-        })?
-        .ok_or_else(|| {
-            AppError::bad_request(
-                "missing_client_request_id",
-                "send client_request_id (or an Idempotency-Key header)",
-            )
-        })
+fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
+    super::client_request_id(req, body)?.ok_or_else(|| {
+        AppError::bad_request(
+            "missing_client_request_id",
+            "send client_request_id (or an Idempotency-Key header)",
+        )
+    })
 }
 
 /// Starts a try-on of one of the zones, charging 2 credits (or one free action).
@@ -128,7 +121,7 @@ pub async fn fitting_generate(
     body: web::Json<FittingRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let crid = client_request_id(&req, body.client_request_id)?;
+    let crid = required_request_id(&req, body.client_request_id)?;
     let new = NewGeneration {
         kind: "fitting",
         zone: Some(body.zone),
@@ -161,7 +154,7 @@ pub async fn editing_generate(
     body: web::Json<EditingRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
-    let crid = client_request_id(&req, body.client_request_id)?;
+    let crid = required_request_id(&req, body.client_request_id)?;
     let max = state.settings.generation.edit_prompt_max_chars;
     let (prompt, chat) = match (body.prompt, body.session_id, body.variant_index) {
         (Some(prompt), session, None) => {

@@ -86,6 +86,20 @@ pub fn client_ip(req: &HttpRequest, trusted_hops: usize) -> Option<std::net::IpA
     crate::domain::payments::client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted_hops)
 }
 
+/// [`idempotency_key`] where it is called `client_request_id`: 422 `invalid_client_request_id`
+/// when it is not 1–128 printable ASCII characters.
+pub fn client_request_id(
+    req: &HttpRequest,
+    from_body: Option<String>,
+) -> crate::error::AppResult<Option<String>> {
+    idempotency_key(req, from_body).map_err(|_| {
+        crate::error::AppError::unprocessable(
+            "invalid_client_request_id",
+            "1–128 printable ASCII characters",
+        )
+    })
+}
+
 /// A request's idempotency key that is not 1–128 printable ASCII characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidKey;
