@@ -12,8 +12,9 @@
 //!
 //! Close codes: 1000 idle timeout (no frame, not even a pong, for `WS_IDLE_TIMEOUT_SECS`),
 //! 1001 server shutting down, 1002 protocol error, 1008 the access token expired (reconnect
-//! with a fresh one) or the account was blocked ("account blocked": do not reconnect), 1009 frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell
-//! behind (reconnect: the snapshot catches up).
+//! with a fresh one) or the account was blocked ("account blocked": do not reconnect), 1009
+//! frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell behind (reconnect: the
+//! snapshot catches up).
 
 use std::time::Duration;
 
