@@ -26,5 +26,7 @@ order=(initdata media http upload queue pipeline ws chat)
       echo
     fi
   done
+  # The hand-kept part: a summary of the figures and where the time goes.
+  cat bench/narrative.md
 } >"$out"
 echo "wrote $out"
