@@ -34,7 +34,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -qF "version $SCHEMAT
   "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-cargo build --quiet --bin atelier
+# With the examples, so that dev-dependencies' features are unified as in `make test`: the
+# binary reuses the test build's dependencies instead of building a second set (minutes in CI).
+cargo build --quiet --bin atelier --examples
 bin="${CARGO_TARGET_DIR:-target}/debug/atelier"
 
 db="atelier_contract"
