@@ -21,6 +21,12 @@ test:
 e2e:
 	scripts/e2e.sh
 
+## client-ts: the typed TypeScript client (clients/ts): types from openapi.yaml up to date,
+## type-checked, and its Node test run against atelier dev (installs npm packages)
+.PHONY: client-ts
+client-ts:
+	scripts/client-ts.sh
+
 ## contract: Schemathesis against the served openapi.yaml (CONTRACT_MAX_EXAMPLES per operation, default 25)
 .PHONY: contract
 contract:

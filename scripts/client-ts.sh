@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The typed TypeScript client (`make client-ts`): checks that clients/ts/src/schema.d.ts is what
+# openapi-typescript makes of openapi.yaml today, type-checks and compiles the client and its
+# test, then runs the test (node --test) against `atelier dev` (debug build) on a free port with a
+# scratch database and the sandbox providers: login, upload, generate with live progress, payment.
+#
+# Installs what it needs (`npm ci` in clients/ts; Node.js with apt-get as root when missing).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+client=clients/ts
+out=target/client-ts
+
+if [[ -z ${CLIENT_TS_WITH_SERVICES:-} ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      echo "client-ts: installing nodejs and npm with apt-get"
+      apt-get -q update >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get -q -y install --no-install-recommends nodejs npm >/dev/null
+    else
+      echo "client-ts: Node.js and npm are missing: sudo apt-get install -y nodejs npm" >&2
+      exit 1
+    fi
+  fi
+  (cd "$client" && npm ci --no-audit --no-fund --loglevel=error)
+  mkdir -p "$out"
+  (cd "$client" && npx openapi-typescript ../../openapi.yaml -o "../../$out/schema.d.ts" >/dev/null)
+  if ! diff -q "$out/schema.d.ts" "$client/src/schema.d.ts" >/dev/null; then
+    diff -u "$client/src/schema.d.ts" "$out/schema.d.ts" | head -n 40 >&2
+    echo "client-ts: src/schema.d.ts is out of date with openapi.yaml: run 'cd clients/ts && npm run generate'" >&2
+    exit 1
+  fi
+  (cd "$client" && rm -rf dist && npx tsc -p tsconfig.json)
+  echo "client-ts: types up to date, client and test compiled"
+  # With the examples, so that dev-dependencies' features are unified as in `make test`: the
+  # binary reuses the test build's dependencies instead of building a second set (minutes in CI).
+  cargo build --quiet --bin atelier --examples
+  CLIENT_TS_WITH_SERVICES=1 exec scripts/with-services.sh "$0"
+fi
+
+# Phase 2 (under scripts/with-services.sh: DATABASE_URL and REDIS_URL answer).
+db=atelier_client_ts_$$
+admin_url=${DATABASE_URL%/*}/postgres
+export PGOPTIONS="-c client_min_messages=warning"
+psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base=http://127.0.0.1:$port
+server=''
+cleanup() {
+  local rc=$?
+  [[ -z $server ]] || { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap cleanup EXIT
+
+# The sandbox providers: no key of a real provider is passed on.
+env -u KIE_API_KEY -u YOOKASSA_SHOP_ID -u YOOKASSA_SECRET_KEY -u TELEGRAM_BOT_TOKEN \
+  -u TELEGRAM_BOT_ID -u TELEGRAM_PUBLIC_KEY -u PUBLIC_BASE_URL -u OPENROUTER_API_KEY \
+  ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT="$port" \
+  DATABASE_URL="${DATABASE_URL%/*}/$db" REDIS_KEY_PREFIX="client-ts:$$:" \
+  STORAGE_DIR="$out/media" SANDBOX_GENERATION_MS=500 RUST_LOG=info \
+  "${CARGO_TARGET_DIR:-target}/debug/atelier" dev >"$out/server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 240); do
+  curl -fsS "$base/ready" >/dev/null 2>&1 && break
+  kill -0 "$server" 2>/dev/null || { tail -n 30 "$out/server.log" >&2; echo "client-ts: the server exited" >&2; exit 1; }
+  sleep 0.5
+done
+echo "client-ts: atelier dev at $base; server.log in $out/"
+(cd "$client" && BASE_URL=$base PHOTOS="$PWD/../../docs/samples" node --test dist/test/)
