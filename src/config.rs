@@ -115,6 +115,49 @@ pub struct Settings {
     pub admin_api_key: Option<SecretString>,
     /// Telegram ids whose access tokens are accepted on `/admin` too.
     pub admin_ids: Vec<i64>,
+    /// Error reporting; off without `SENTRY_DSN`.
+    pub sentry: Option<SentrySettings>,
+}
+
+/// Where errors are reported (Sentry), and how events are tagged.
+#[derive(Debug, Clone)]
+pub struct SentrySettings {
+    pub dsn: SecretString,
+    pub environment: String,
+    pub release: String,
+}
+
+impl AppEnv {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+fn sentry_settings(env: &Env<'_>, app_env: AppEnv) -> Result<Option<SentrySettings>, ConfigError> {
+    let environment = env
+        .string("SENTRY_ENVIRONMENT")
+        .unwrap_or_else(|| app_env.name().to_owned());
+    let release = env
+        .string("SENTRY_RELEASE")
+        .unwrap_or_else(|| format!("atelier@{}", env!("CARGO_PKG_VERSION")));
+    let Some(dsn) = env.secret("SENTRY_DSN")? else {
+        return Ok(None);
+    };
+    if dsn.expose_secret().parse::<sentry::types::Dsn>().is_err() {
+        return Err(ConfigError {
+            var: "SENTRY_DSN",
+            message: "is not a Sentry DSN (https://<key>@<host>/<project>)".into(),
+        });
+    }
+    Ok(Some(SentrySettings {
+        dsn,
+        environment,
+        release,
+    }))
 }
 
 /// Abuse limits (sliding windows in Redis, shared by all replicas; `off` disables one).
@@ -549,6 +592,7 @@ impl Settings {
                 .transpose()?
                 .unwrap_or_default(),
             assistant,
+            sentry: sentry_settings(&env, app_env)?,
         };
         settings.check()?;
         Ok(settings)

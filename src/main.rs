@@ -140,6 +140,8 @@ fn run_service(command: Command) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the log subscriber, so that its error lines are reported from the first one.
+    let _reporting = atelier::error_reporting::init(&settings);
     atelier::telemetry::init_tracing(settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -654,6 +654,7 @@ async fn finalise(inner: &Inner, handler: &dyn DynHandler, job: &Job, error: &st
         .await;
     let Err(e) = result else {
         tracing::warn!(error, attempts = job.attempts, "job failed for good");
+        crate::error_reporting::job_failed(&job.kind, error);
         drop(conn);
         handler.after_final_failure(state, job).await;
         return "failed";

@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod contract_regressions;
 mod demo;
+mod error_reporting;
 mod generations;
 mod health;
 mod ledger;
