@@ -23,9 +23,11 @@ WORKDIR /app
 ENV APP_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080 \
+    METRICS_PORT=9090 \
     LOG_FORMAT=json \
     STORAGE_DIR=/data/media
-EXPOSE 8080
+# 8080: the public API; 9090: /metrics (with /health, /ready), for the private network only.
+EXPOSE 8080 9090
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s \
     CMD ["atelier", "healthcheck"]
 ENTRYPOINT ["atelier"]

@@ -29,6 +29,8 @@ work=$(mktemp -d)
 export ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT LOG_FORMAT=text RUST_LOG=warn
 export DATABASE_URL=$db_url REDIS_KEY_PREFIX="bench-chat:" STORAGE_DIR=$work/media
 export OPENROUTER_API_KEY=sk-or-v1-bench OPENROUTER_BASE_URL="http://127.0.0.1:$FAKE_PORT/api/v1"
+# An OpenRouter key is a real credential: beside it the development secrets are refused.
+export JWT_SECRET=bench-jwt-secret-bench-jwt-secret-bench MEDIA_URL_SECRET=bench-media-secret-bench-media-secret
 # Every turn is paid with a free action, so no credits need granting (the ledger still records each).
 export FREE_ACTIONS_PER_MONTH=100000000
 # The abuse limits stay on (their Redis round trip is part of what is measured), high enough that

@@ -1,6 +1,8 @@
 //! Typed settings, read once at start from the environment (and `.env`).
-//! Every variable is listed with its default in `.env.example`; a malformed value or a
-//! value required in production that is missing stops the start with the variable's name.
+//! Every variable is listed with its default in `.env.example`; a malformed value stops the start
+//! with the variable's name, and missing required values with all of their names at once. The
+//! public development defaults stand only while no real credential is configured
+//! ([`Settings::real_credentials`]), in any `APP_ENV`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +12,8 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::domain::rate::{Limit, LimitSpec};
 
 /// Bot token used when none is configured outside production, so that `make run` and the
-/// README walkthrough work on a fresh checkout. Never accepted with `APP_ENV=production`.
+/// README walkthrough work on a fresh checkout. Not a real credential (the development secrets
+/// may stand beside it); refused with `APP_ENV=production`.
 pub const DEV_BOT_TOKEN: &str = "1000000001:atelier-development-bot-token";
 const DEV_JWT_SECRET: &str = "atelier-development-jwt-secret-do-not-use-in-production";
 const DEV_MEDIA_SECRET: &str = "atelier-development-media-link-secret-not-for-production";
@@ -80,10 +83,14 @@ pub struct Settings {
     pub app_env: AppEnv,
     pub host: String,
     pub port: u16,
+    /// The API's private listener of `/metrics` (and `/health`, `/ready`) in production, where
+    /// the public port has no `/metrics`. `METRICS_PORT=0` picks a free port (the tests).
+    pub metrics_host: String,
+    pub metrics_port: u16,
     pub public_base_url: String,
-    /// Proxies of ours in front of the API whose `X-Forwarded-For` entries are believed (the
-    /// YooKassa source check, per-address limits).
-    pub trusted_proxy_hops: usize,
+    /// Networks of our proxies in front of the API (`TRUSTED_PROXIES`): `X-Forwarded-For` is
+    /// read only from them (the YooKassa source check, per-address limits).
+    pub trusted_proxies: Vec<crate::domain::net::Network>,
     pub database_url: SecretString,
     pub database_pool_size: usize,
     pub redis_url: SecretString,
@@ -363,38 +370,14 @@ impl Settings {
                     check_bot_token(token.expose_secret())?;
                     InitDataKey::BotToken(token.clone())
                 }
-                None if production => {
-                    return Err(missing("TELEGRAM_BOT_TOKEN", "required in production"));
-                }
+                // Refused below, with every other missing variable.
                 None => InitDataKey::BotToken(SecretString::from(DEV_BOT_TOKEN)),
             },
         };
 
-        let jwt_secret = match env.secret("JWT_SECRET")? {
-            Some(s) if s.expose_secret().len() < 32 => {
-                return Err(ConfigError {
-                    var: "JWT_SECRET",
-                    message: "must be at least 32 bytes".into(),
-                });
-            }
-            Some(s) => s,
-            None if production => return Err(missing("JWT_SECRET", "required in production")),
-            None => SecretString::from(DEV_JWT_SECRET),
-        };
-
-        let media_secret = match env.secret("MEDIA_URL_SECRET")? {
-            Some(s) if s.expose_secret().len() < 32 => {
-                return Err(ConfigError {
-                    var: "MEDIA_URL_SECRET",
-                    message: "must be at least 32 bytes".into(),
-                });
-            }
-            Some(s) => s,
-            None if production => {
-                return Err(missing("MEDIA_URL_SECRET", "required in production"));
-            }
-            None => SecretString::from(DEV_MEDIA_SECRET),
-        };
+        let jwt_secret = env.secret_of_at_least("JWT_SECRET", 32)?;
+        let media_secret = env.secret_of_at_least("MEDIA_URL_SECRET", 32)?;
+        let (jwt_given, media_given) = (jwt_secret.is_some(), media_secret.is_some());
         let upload_max_bytes: usize = env.parse("UPLOAD_MAX_BYTES", 5 * 1024 * 1024)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let media = MediaSettings {
@@ -402,7 +385,7 @@ impl Settings {
             storage_dir: env
                 .string("STORAGE_DIR")
                 .unwrap_or_else(|| "data/media".into()),
-            url_secret: media_secret,
+            url_secret: media_secret.unwrap_or_else(|| SecretString::from(DEV_MEDIA_SECRET)),
             url_ttl_secs: env.parse("MEDIA_URL_TTL_SECS", 3600)?,
             upload_max_bytes,
             upload_max_request_bytes: env
@@ -438,12 +421,6 @@ impl Settings {
             result_max_bytes: env.parse("GENERATION_RESULT_MAX_BYTES", 20 * 1024 * 1024)?,
             sandbox_duration_ms: env.parse("SANDBOX_GENERATION_MS", 3000)?,
         };
-        if production && generation.kie_api_key.is_none() {
-            return Err(missing(
-                "KIE_API_KEY",
-                "required in production (the sandbox provider is refused there)",
-            ));
-        }
         let worker = WorkerSettings {
             concurrency: env.parse("WORKER_CONCURRENCY", 4)?,
             poll_interval_ms: env.parse("WORKER_POLL_INTERVAL_MS", 5000)?,
@@ -505,12 +482,6 @@ impl Settings {
             session_ttl_secs: env.parse("CHAT_SESSION_TTL_SECS", 30 * 86_400)?,
             turn_timeout_secs: env.parse("CHAT_TURN_TIMEOUT_SECS", 90)?,
         };
-        if production && assistant.openrouter_api_key.is_none() {
-            return Err(missing(
-                "OPENROUTER_API_KEY",
-                "required in production (the sandbox assistant is refused there)",
-            ));
-        }
 
         let port: u16 = env.parse("PORT", 8080)?;
         let host = env.string("HOST").unwrap_or_else(|| "127.0.0.1".into());
@@ -528,10 +499,12 @@ impl Settings {
 
         let settings = Settings {
             app_env,
+            metrics_host: env.string("METRICS_HOST").unwrap_or_else(|| host.clone()),
+            metrics_port: env.parse("METRICS_PORT", 9090)?,
             host,
             port,
             public_base_url,
-            trusted_proxy_hops: env.parse("TRUSTED_PROXY_HOPS", 0)?,
+            trusted_proxies: trusted_proxies(&env)?,
             database_url: env.secret("DATABASE_URL")?.unwrap_or_else(|| {
                 SecretString::from("postgres://postgres@127.0.0.1:5432/atelier")
             }),
@@ -548,7 +521,7 @@ impl Settings {
                 .unwrap_or_else(|| "https://api.telegram.org".into()),
             init_data_key,
             init_data_max_age_secs: env.parse("INIT_DATA_MAX_AGE_SECS", 86_400)?,
-            jwt_secret,
+            jwt_secret: jwt_secret.unwrap_or_else(|| SecretString::from(DEV_JWT_SECRET)),
             jwt_previous_secret: env.secret("JWT_PREVIOUS_SECRET")?,
             jwt_ttl_secs: env.parse("JWT_TTL_SECS", 86_400)?,
             jwt_issuer: env.string("JWT_ISSUER").unwrap_or_else(|| "atelier".into()),
@@ -595,7 +568,95 @@ impl Settings {
             sentry: sentry_settings(&env, app_env)?,
         };
         settings.check()?;
+        settings.require_own_secrets(jwt_given, media_given)?;
         Ok(settings)
+    }
+
+    /// The real credentials configured, by variable: a bot token other than [`DEV_BOT_TOKEN`],
+    /// Telegram's public key, YooKassa's keys, a kie.ai or an OpenRouter key. The development
+    /// defaults (JWT and media link secrets, the `/dev/init-data` signer) exist only while there
+    /// is none, whatever `APP_ENV` says: they are public, and beside a real credential anyone
+    /// could sign an access token (an admin's) or a media link with them.
+    pub fn real_credentials(&self) -> Vec<&'static str> {
+        let mut real = Vec::new();
+        if self
+            .telegram_bot_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() != DEV_BOT_TOKEN)
+        {
+            real.push("TELEGRAM_BOT_TOKEN");
+        }
+        if matches!(self.init_data_key, InitDataKey::ThirdParty { .. }) {
+            real.push("TELEGRAM_PUBLIC_KEY");
+        }
+        if self.payments.yookassa.is_some() {
+            real.push("YOOKASSA_SECRET_KEY");
+        }
+        if self.generation.kie_api_key.is_some() {
+            real.push("KIE_API_KEY");
+        }
+        if self.assistant.openrouter_api_key.is_some() {
+            real.push("OPENROUTER_API_KEY");
+        }
+        real
+    }
+
+    /// Refuses, in one error naming every missing variable, a start that would use a development
+    /// default beside a real credential, or a development default or sandbox in production.
+    fn require_own_secrets(&self, jwt_given: bool, media_given: bool) -> Result<(), ConfigError> {
+        let production = self.is_production();
+        let real = self.real_credentials();
+        let dev_token = self
+            .telegram_bot_token
+            .as_ref()
+            .is_some_and(|t| t.expose_secret() == DEV_BOT_TOKEN);
+        if production && dev_token {
+            return Err(missing(
+                "TELEGRAM_BOT_TOKEN",
+                "the development bot token is refused in production",
+            ));
+        }
+        let mut absent = Vec::new();
+        let bot_known = self.telegram_bot_token.is_some()
+            || matches!(self.init_data_key, InitDataKey::ThirdParty { .. });
+        if production && !bot_known {
+            absent.push("TELEGRAM_BOT_TOKEN");
+        }
+        if production || !real.is_empty() {
+            if !jwt_given {
+                absent.push("JWT_SECRET");
+            }
+            if !media_given {
+                absent.push("MEDIA_URL_SECRET");
+            }
+        }
+        if production {
+            if self.generation.kie_api_key.is_none() {
+                absent.push("KIE_API_KEY");
+            }
+            if self.payments.yookassa.is_none() {
+                absent.extend(["YOOKASSA_SHOP_ID", "YOOKASSA_SECRET_KEY"]);
+            }
+            if self.assistant.openrouter_api_key.is_none() {
+                absent.push("OPENROUTER_API_KEY");
+            }
+        }
+        let Some(first) = absent.first() else {
+            return Ok(());
+        };
+        let why = if production {
+            "required in production, where no development default or sandbox provider is used"
+                .to_owned()
+        } else {
+            format!(
+                "required beside a real credential ({}): the development defaults are public",
+                real.join(", ")
+            )
+        };
+        Err(missing(
+            first,
+            &format!("missing {}; {why}", absent.join(", ")),
+        ))
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -737,6 +798,11 @@ impl Settings {
     pub fn bind_address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+
+    /// Where the production metrics listener binds (`METRICS_HOST`:`METRICS_PORT`).
+    pub fn metrics_address(&self) -> String {
+        format!("{}:{}", self.metrics_host, self.metrics_port)
+    }
 }
 
 fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, ConfigError> {
@@ -752,12 +818,7 @@ fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, 
             shop_id,
             secret_key,
         }),
-        (None, None) if production => {
-            return Err(missing(
-                "YOOKASSA_SHOP_ID",
-                "required in production (the sandbox payment provider is refused there)",
-            ));
-        }
+        // Required in production: refused with every other missing variable.
         (None, None) => None,
         (Some(_), None) => {
             return Err(missing(
@@ -866,6 +927,21 @@ fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, 
     Ok(settings)
 }
 
+fn trusted_proxies(env: &Env<'_>) -> Result<Vec<crate::domain::net::Network>, ConfigError> {
+    if env.string("TRUSTED_PROXY_HOPS").is_some() {
+        return Err(missing(
+            "TRUSTED_PROXY_HOPS",
+            "no longer read: set TRUSTED_PROXIES to the networks of your proxies instead \
+             (e.g. 10.0.0.0/8,127.0.0.1/32), and remove TRUSTED_PROXY_HOPS",
+        ));
+    }
+    let list = env.string("TRUSTED_PROXIES").unwrap_or_default();
+    crate::domain::net::parse_networks(&list).map_err(|e| ConfigError {
+        var: "TRUSTED_PROXIES",
+        message: e,
+    })
+}
+
 fn missing(var: &'static str, message: &str) -> ConfigError {
     ConfigError {
         var,
@@ -901,6 +977,20 @@ impl Env<'_> {
 
     fn secret(&self, var: &'static str) -> Result<Option<SecretString>, ConfigError> {
         Ok(self.string(var).map(SecretString::from))
+    }
+
+    fn secret_of_at_least(
+        &self,
+        var: &'static str,
+        bytes: usize,
+    ) -> Result<Option<SecretString>, ConfigError> {
+        match self.secret(var)? {
+            Some(s) if s.expose_secret().len() < bytes => Err(ConfigError {
+                var,
+                message: format!("must be at least {bytes} bytes"),
+            }),
+            secret => Ok(secret),
+        }
     }
 
     fn optional<T: FromStr>(&self, var: &'static str) -> Result<Option<T>, ConfigError>
@@ -966,6 +1056,84 @@ mod tests {
         assert_eq!(s.free_actions_per_month, 10);
         assert_eq!(s.init_data_max_age_secs, 86_400);
         assert!(matches!(s.init_data_key, InitDataKey::BotToken(_)));
+    }
+
+    const REAL_BOT: (&str, &str) = ("TELEGRAM_BOT_TOKEN", "7000000001:AAreal-looking-token");
+
+    /// The error of `pairs`, which must name exactly `vars` (in its message, `var` the first).
+    fn refused_naming(pairs: &[(&str, &str)], vars: &[&str]) -> String {
+        let err = settings(pairs).unwrap_err();
+        assert_eq!(err.var, vars[0], "{err}");
+        let shown = err.to_string();
+        for var in vars {
+            assert!(shown.contains(var), "{var} not named: {shown}");
+        }
+        shown
+    }
+
+    #[test]
+    fn a_real_bot_token_needs_its_own_jwt_and_media_secrets_outside_production_too() {
+        let shown = refused_naming(&[REAL_BOT], &["JWT_SECRET", "MEDIA_URL_SECRET"]);
+        assert!(shown.contains("TELEGRAM_BOT_TOKEN"), "{shown}");
+        // APP_ENV does not matter: the credential decides.
+        refused_naming(
+            &[("APP_ENV", "test"), REAL_BOT],
+            &["JWT_SECRET", "MEDIA_URL_SECRET"],
+        );
+        let jwt = "j".repeat(40);
+        let media = "m".repeat(40);
+        refused_naming(&[REAL_BOT, ("JWT_SECRET", &jwt)], &["MEDIA_URL_SECRET"]);
+        let err = settings(&[REAL_BOT, ("MEDIA_URL_SECRET", &media)]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+        assert!(!err.to_string().contains("MEDIA_URL_SECRET"), "{err}");
+        let s = settings(&[REAL_BOT, ("JWT_SECRET", &jwt), ("MEDIA_URL_SECRET", &media)]).unwrap();
+        assert_eq!(s.jwt_secret.expose_secret(), jwt);
+        assert_eq!(s.media.url_secret.expose_secret(), media);
+    }
+
+    #[test]
+    fn provider_keys_are_real_credentials_too() {
+        let secrets = ["JWT_SECRET", "MEDIA_URL_SECRET"];
+        for pairs in [
+            &[("KIE_API_KEY", "kie-key")][..],
+            &[("OPENROUTER_API_KEY", "sk-or-v1-x")][..],
+            &[("YOOKASSA_SHOP_ID", "1"), ("YOOKASSA_SECRET_KEY", "live_x")][..],
+            &[("TELEGRAM_BOT_ID", "1"), ("TELEGRAM_PUBLIC_KEY", "prod")][..],
+        ] {
+            refused_naming(pairs, &secrets);
+        }
+    }
+
+    #[test]
+    fn the_development_bot_token_keeps_the_development_defaults() {
+        for pairs in [&[][..], &[("TELEGRAM_BOT_TOKEN", DEV_BOT_TOKEN)][..]] {
+            let s = settings(pairs).unwrap();
+            assert!(s.real_credentials().is_empty());
+            assert_eq!(s.jwt_secret.expose_secret(), DEV_JWT_SECRET);
+            assert_eq!(s.media.url_secret.expose_secret(), DEV_MEDIA_SECRET);
+        }
+        let err = settings(&[
+            ("APP_ENV", "production"),
+            ("TELEGRAM_BOT_TOKEN", DEV_BOT_TOKEN),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "TELEGRAM_BOT_TOKEN");
+    }
+
+    #[test]
+    fn production_names_every_missing_variable_at_once() {
+        refused_naming(
+            &[("APP_ENV", "production")],
+            &[
+                "TELEGRAM_BOT_TOKEN",
+                "JWT_SECRET",
+                "MEDIA_URL_SECRET",
+                "KIE_API_KEY",
+                "YOOKASSA_SHOP_ID",
+                "YOOKASSA_SECRET_KEY",
+                "OPENROUTER_API_KEY",
+            ],
+        );
     }
 
     #[test]
@@ -1074,10 +1242,28 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_networks_and_hop_counts_are_refused() {
+        assert!(settings(&[]).unwrap().trusted_proxies.is_empty());
+        let s = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1/32,::1/128")]).unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        assert!(s.trusted_proxies[0].contains("10.20.30.40".parse().unwrap()));
+        assert_eq!(
+            settings(&[("TRUSTED_PROXIES", "10.0.0.0/40")])
+                .unwrap_err()
+                .var,
+            "TRUSTED_PROXIES"
+        );
+        let err = settings(&[("TRUSTED_PROXY_HOPS", "1")]).unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXY_HOPS");
+        assert!(err.to_string().contains("TRUSTED_PROXIES"), "{err}");
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
         let s = settings(&[
             ("TELEGRAM_BOT_TOKEN", "42:very-secret-token"),
             ("JWT_SECRET", &"s".repeat(40)),
+            ("MEDIA_URL_SECRET", &"s".repeat(40)),
         ])
         .unwrap();
         let shown = format!("{s:?}");
@@ -1098,7 +1284,12 @@ mod tests {
             ("YOOKASSA_SECRET_KEY", "test_secret"),
         ];
         assert_eq!(settings(&prod).unwrap_err().var, "OPENROUTER_API_KEY");
-        let s = settings(&[("OPENROUTER_API_KEY", "sk-or-v1-x")]).unwrap();
+        let s = settings(&[
+            ("OPENROUTER_API_KEY", "sk-or-v1-x"),
+            ("JWT_SECRET", secret.as_str()),
+            ("MEDIA_URL_SECRET", secret.as_str()),
+        ])
+        .unwrap();
         assert_eq!(s.assistant.openrouter_model, "anthropic/claude-haiku-4.5");
         assert_eq!(s.assistant.session_ttl_secs, 30 * 86_400);
         assert_eq!(
@@ -1117,6 +1308,33 @@ mod tests {
     }
 
     #[test]
+    fn compose_keeps_the_production_image_in_production() {
+        // A .env copied from .env.example says APP_ENV=development and HOST=127.0.0.1: the
+        // compose file has to say otherwise, above it, and bring no development secret.
+        let lines: Vec<&str> = include_str!("../docker-compose.yml")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        assert!(lines.contains(&"APP_ENV: production"));
+        assert!(lines.contains(&"HOST: 0.0.0.0"));
+        for line in &lines {
+            assert!(!line.contains("development"), "{line}");
+            for var in [
+                "JWT_SECRET",
+                "MEDIA_URL_SECRET",
+                "TELEGRAM_BOT_TOKEN",
+                "TRUSTED_PROXY_HOPS",
+            ] {
+                assert!(!line.contains(var), "secrets come from .env only: {line}");
+            }
+        }
+        let dockerfile = include_str!("../Dockerfile");
+        assert!(dockerfile.contains("APP_ENV=production"));
+        assert!(dockerfile.contains("METRICS_PORT=9090"));
+    }
+
+    #[test]
     fn env_example_lists_exactly_the_variables_read() {
         let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
         Settings::from_lookup(|k| {
@@ -1126,6 +1344,7 @@ mod tests {
         .unwrap();
         let mut asked = asked.into_inner();
         asked.insert("RUST_LOG".into()); // read by the log filter
+        asked.remove("TRUSTED_PROXY_HOPS"); // read only to refuse it
         let listed: std::collections::BTreeSet<String> = include_str!("../.env.example")
             .lines()
             .filter(|l| !l.starts_with('#'))

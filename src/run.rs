@@ -11,7 +11,7 @@ use crate::state::AppState;
 pub async fn serve(settings: Settings, with_worker: bool) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
     let state = app.state().clone();
-    tracing::info!(port = app.port(), base_url = %state.settings.public_base_url, "listening");
+    tracing::info!(port = app.port(), metrics_port = app.metrics_port(), base_url = %state.settings.public_base_url, "listening");
     let (trigger, stop) = shutdown::channel();
     let worker =
         with_worker.then(|| tokio::spawn(crate::jobs::run_worker(state.clone(), stop.clone())));
@@ -38,17 +38,9 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let probes = match port {
         0 => None,
         port => {
-            let data = actix_web::web::Data::new(state.clone());
-            let server = actix_web::HttpServer::new(move || {
-                actix_web::App::new()
-                    .app_data(data.clone())
-                    .configure(crate::routes::health::config)
-            })
-            .workers(1)
-            .disable_signals()
-            .bind((state.settings.host.as_str(), port))
-            .with_context(|| format!("binding WORKER_METRICS_PORT {port}"))?
-            .run();
+            let listener = std::net::TcpListener::bind((state.settings.host.as_str(), port))
+                .with_context(|| format!("binding WORKER_METRICS_PORT {port}"))?;
+            let server = crate::startup::serve_probes(listener, state.clone())?;
             tracing::info!(port, "worker metrics listening");
             Some((server.handle(), tokio::spawn(server)))
         }

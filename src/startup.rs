@@ -20,6 +20,8 @@ pub struct Application {
     port: u16,
     server: Server,
     state: AppState,
+    /// Production's private `/metrics` listener: its port and server.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
@@ -41,16 +43,31 @@ impl Application {
             crate::routes::generations::ActiveGenerations,
         ));
         crate::realtime::start(&state);
+        let metrics = if state.settings.is_production() {
+            let address = state.settings.metrics_address();
+            let listener = TcpListener::bind(&address)
+                .with_context(|| format!("binding METRICS_HOST:METRICS_PORT {address}"))?;
+            let port = listener.local_addr()?.port();
+            Some((port, serve_probes(listener, state.clone())?))
+        } else {
+            None
+        };
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
             server,
             state,
+            metrics,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the private `/metrics` listener (production only).
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -61,9 +78,35 @@ impl Application {
         self.server.handle()
     }
 
+    /// Serves until the public server stops; the metrics listener stops with it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
+        let result = self.server.await;
+        if let Some((handle, server)) = metrics {
+            handle.stop(true).await;
+            let _ = server.await;
+        }
+        result
     }
+}
+
+/// `/health`, `/ready` and `/metrics` on a private listener, one worker, no signal handling of
+/// its own (it stops with the server it belongs to).
+pub fn serve_probes(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let data = web::Data::new(state);
+    crate::telemetry::prometheus();
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::routes::health::probes_config)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run())
 }
 
 fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
@@ -90,6 +133,11 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                         .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
                 )
                 .configure(crate::routes::config)
+                .configure(|cfg| {
+                    if !production {
+                        crate::routes::health::metrics_config(cfg);
+                    }
+                })
                 .default_service(web::to(|| async {
                     AppError::not_found("no such route").error_response_boxed()
                 }))

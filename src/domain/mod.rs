@@ -1,7 +1,9 @@
-//! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs.
+//! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs,
+//! networks and client addresses.
 
 pub mod assistant;
 pub mod credits;
+pub mod net;
 pub mod payments;
 pub mod rate;
 pub mod referral;

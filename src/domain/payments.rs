@@ -1,11 +1,6 @@
 //! Money rules with no I/O: kopeck amounts as YooKassa writes them, the НПД tax and commission
-//! split, checking a re-fetched payment against our row, the source-address check of
-//! notifications (CIDR networks, `X-Forwarded-For` with trusted hops), and plan periods.
-
-use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
-
+//! split, checking a re-fetched payment against our row, YooKassa's notification networks
+//! (checked with `domain::net`), and plan periods.
 use chrono::{DateTime, Duration, Utc};
 
 /// `12345` kopecks → `"123.45"`: YooKassa amounts are strings with two decimals.
@@ -210,106 +205,10 @@ pub fn verify(expected: Expected<'_>, fetched: &Fetched) -> Result<Verdict, Mism
     })
 }
 
-/// An IP network (`185.71.76.0/27`, `2a02:5180::/32`, or one address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for Network {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an address or network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?} has a bad prefix length"))?,
-        };
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Network {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
 /// YooKassa's published notification sources.
 pub const YOOKASSA_NETWORKS: &str = "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32";
 
-/// Parses a comma-separated list of networks.
-pub fn parse_networks(list: &str) -> Result<Vec<Network>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(Network::from_str)
-        .collect()
-}
-
-/// An IPv4 address written as IPv6 (`::ffff:1.2.3.4`) is the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// The address a request came from. With `trusted_hops = 0` it is the TCP peer and any
-/// `X-Forwarded-For` is ignored. Behind `n` proxies of ours, each appending the address it saw,
-/// it is the `n`-th entry from the right: entries further left were written by the client and
-/// prove nothing. Too few entries, or an unreadable one, give `None` (refuse).
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    forwarded_for: &[&str],
-    trusted_hops: usize,
-) -> Option<IpAddr> {
-    if trusted_hops == 0 {
-        return peer.map(canonical);
-    }
-    let entries: Vec<&str> = forwarded_for
-        .iter()
-        .flat_map(|h| h.split(','))
-        .map(str::trim)
-        .collect();
-    let entry = entries
-        .len()
-        .checked_sub(trusted_hops)
-        .map(|i| entries[i])?;
-    entry.parse::<IpAddr>().ok().map(canonical)
-}
+pub use super::net::{Network, parse_networks};
 
 /// The end of a plan bought at `now`: the same plan still running is extended from its end,
 /// anything else starts now.
@@ -478,50 +377,6 @@ mod tests {
                 "{email:?} {phone:?}"
             );
         }
-    }
-
-    #[test]
-    fn networks_match_addresses() {
-        let nets = parse_networks(YOOKASSA_NETWORKS).unwrap();
-        let inside = |ip: &str| nets.iter().any(|n| n.contains(ip.parse().unwrap()));
-        assert!(inside("185.71.76.0"));
-        assert!(inside("185.71.76.31"));
-        assert!(!inside("185.71.76.32"));
-        assert!(inside("77.75.156.11"));
-        assert!(!inside("77.75.156.12"));
-        assert!(inside("77.75.154.200"));
-        assert!(inside("2a02:5180:0:1509::1"));
-        assert!(!inside("2a02:5181::1"));
-        assert!(inside("::ffff:185.71.77.5"));
-        assert!(!inside("127.0.0.1"));
-        let any: Network = "0.0.0.0/0".parse().unwrap();
-        assert!(any.contains("8.8.8.8".parse().unwrap()));
-        for bad in ["185.71.76.0/33", "nope", "1.2.3.4/x", "::/129"] {
-            assert!(bad.parse::<Network>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn only_trusted_hops_of_forwarded_for_are_believed() {
-        let peer = Some("10.0.0.2".parse().unwrap());
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        // No trusted proxy: the header is ignored.
-        assert_eq!(client_ip(peer, &["185.71.76.1"], 0), ip("10.0.0.2"));
-        // One proxy: its entry (the right-most) counts; a forged entry to its left does not.
-        assert_eq!(
-            client_ip(peer, &["185.71.76.1, 203.0.113.9"], 1),
-            ip("203.0.113.9")
-        );
-        assert_eq!(client_ip(peer, &["185.71.76.1"], 1), ip("185.71.76.1"));
-        // Two proxies, the header split over two lines.
-        assert_eq!(
-            client_ip(peer, &["1.1.1.1, 185.71.76.1", "10.0.0.7"], 2),
-            ip("185.71.76.1")
-        );
-        // Fewer entries than hops, or garbage: refused.
-        assert_eq!(client_ip(peer, &[], 1), None);
-        assert_eq!(client_ip(peer, &["185.71.76.1"], 2), None);
-        assert_eq!(client_ip(peer, &["unknown"], 1), None);
     }
 
     #[test]

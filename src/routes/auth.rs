@@ -72,7 +72,7 @@ pub async fn login(
             }
         }
     };
-    let ip = limit_key(&req, state.settings.trusted_proxy_hops);
+    let ip = limit_key(&req, &state.settings.trusted_proxies);
     let limits = &state.settings.limits;
     // One round trip: refused while the address has too many failures, else counted.
     ratelimit::run(
@@ -100,10 +100,10 @@ pub async fn login(
     }))
 }
 
-/// The address limits are keyed by: the client as our proxies saw it (`TRUSTED_PROXY_HOPS`),
-/// else the connecting peer (a request that did not come through them).
-fn limit_key(req: &HttpRequest, trusted_hops: usize) -> String {
-    super::client_ip(req, trusted_hops)
+/// The address limits are keyed by: the client as our proxies saw it (`TRUSTED_PROXIES`), the
+/// connecting peer itself when it is not one of them, else (an unreadable header) the peer.
+fn limit_key(req: &HttpRequest, trusted: &[crate::domain::net::Network]) -> String {
+    super::client_ip(req, trusted)
         .or_else(|| req.peer_addr().map(|a| a.ip()))
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }

@@ -101,20 +101,26 @@ pub struct DevInitData {
 }
 
 /// Development only: signs initData for a test user with the development bot token, as Telegram
-/// does for a Mini App, so that the demo page can log in outside Telegram. 404 in production,
-/// with a real bot's token (a deployment that forgot `APP_ENV=production` must not sign logins
-/// for anyone, admins included), and when initData is checked with Telegram's public key.
+/// does for a Mini App, so that the demo page can log in outside Telegram. 404 in production and
+/// beside any real credential (a real bot's token, Telegram's public key, a YooKassa, kie.ai or
+/// OpenRouter key): a deployment that forgot `APP_ENV=production` must not sign logins for anyone,
+/// admins included.
 #[utoipa::path(post, path = "/dev/init-data", tag = "dev",
     request_body = DevInitDataRequest,
     responses((status = 200, body = DevInitData),
               (status = 400, description = "`invalid_json`: not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "production, a real bot token, or no bot token to sign with", body = Problem, content_type = "application/problem+json"),
+              (status = 404, description = "production, or a real credential (bot token, Telegram's key, a provider's key) is configured", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
 pub async fn sign_init_data(
     state: web::Data<AppState>,
     body: web::Json<DevInitDataRequest>,
 ) -> AppResult<HttpResponse> {
     outside_production(&state)?;
+    if !state.settings.real_credentials().is_empty() {
+        return Err(AppError::not_found(
+            "a real credential is configured: log in from Telegram",
+        ));
+    }
     let InitDataKey::BotToken(token) = &state.settings.init_data_key else {
         return Err(AppError::not_found(
             "initData is checked with Telegram's public key: nothing here can sign it",

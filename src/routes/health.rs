@@ -11,10 +11,22 @@ use utoipa::ToSchema;
 use crate::error::Problem;
 use crate::state::AppState;
 
+/// `/health` and `/ready`.
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/health").route(web::get().to(health)))
-        .service(web::resource("/ready").route(web::get().to(ready)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+        .service(web::resource("/ready").route(web::get().to(ready)));
+}
+
+/// `/metrics`: on the public port outside production only; in production it is served by the
+/// metrics listener (`METRICS_PORT`) alone, never to the internet.
+pub fn metrics_config(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+/// Everything a private probe listener serves (the API's `METRICS_PORT`, the worker's
+/// `WORKER_METRICS_PORT`): `/health`, `/ready` and `/metrics`.
+pub fn probes_config(cfg: &mut web::ServiceConfig) {
+    cfg.configure(config).configure(metrics_config);
 }
 
 #[derive(Serialize, ToSchema)]
@@ -25,9 +37,10 @@ pub struct HealthDto {
 
 #[derive(Serialize, ToSchema)]
 pub struct ReadyDto {
+    /// `ready`, or `degraded` while Redis is unavailable.
     #[schema(example = "ready")]
     pub status: &'static str,
-    /// `ok` or what failed, per dependency.
+    /// `ok` or what failed, per dependency (`unavailable: …`, for Redis `degraded: …`).
     pub postgres: String,
     pub redis: String,
 }
@@ -38,21 +51,28 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthDto { status: "ok" })
 }
 
-/// PostgreSQL and Redis answer. 503 (problem+json with the same fields) when one does not.
+/// PostgreSQL answers: 503 (problem+json with the same fields) when it does not. Redis is
+/// reported but never makes a process unready: without it the API still serves everything that
+/// needs only PostgreSQL (abuse limits fail open, live events are not delivered),
+/// and a Redis outage must not make the load balancer pull every replica at once. Then
+/// `status` and `redis` say `degraded`.
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, body = ReadyDto), (status = 503, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, description = "ready, or degraded (Redis unavailable)", body = ReadyDto),
+              (status = 503, description = "`not_ready`: PostgreSQL unavailable", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = tokio::join!(check_postgres(&state), check_redis(&state));
-    let show = |r: &anyhow::Result<()>| match r {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("unavailable: {e}"),
-    };
     let dto = ReadyDto {
-        status: "ready",
-        postgres: show(&postgres),
-        redis: show(&redis),
+        status: if redis.is_ok() { "ready" } else { "degraded" },
+        postgres: match &postgres {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("unavailable: {e}"),
+        },
+        redis: match &redis {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => format!("degraded: {e}"),
+        },
     };
-    if postgres.is_ok() && redis.is_ok() {
+    if postgres.is_ok() {
         return HttpResponse::Ok().json(dto);
     }
     let mut problem = Problem::new(

@@ -75,15 +75,18 @@ pub fn page(
     Ok((limit, before))
 }
 
-/// The address a request came from, as far as our `trusted_hops` proxies vouch for it
-/// (`domain::payments::client_ip`); `None` when they do not.
-pub fn client_ip(req: &HttpRequest, trusted_hops: usize) -> Option<std::net::IpAddr> {
+/// The address a request came from, as far as our proxies (`TRUSTED_PROXIES`) vouch for it
+/// (`domain::net::client_ip`); `None` when it cannot be told.
+pub fn client_ip(
+    req: &HttpRequest,
+    trusted: &[crate::domain::net::Network],
+) -> Option<std::net::IpAddr> {
     let forwarded: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .collect();
-    crate::domain::payments::client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted_hops)
+    crate::domain::net::client_ip(req.peer_addr().map(|a| a.ip()), &forwarded, trusted)
 }
 
 /// [`idempotency_key`] where it is called `client_request_id`: 422 `invalid_client_request_id`

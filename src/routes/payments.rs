@@ -304,7 +304,7 @@ pub async fn webhook(
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let p = &state.settings.payments;
-    let source = super::client_ip(&req, state.settings.trusted_proxy_hops);
+    let source = super::client_ip(&req, &state.settings.trusted_proxies);
     let allowed = source.is_some_and(|ip| p.allowed_networks.iter().any(|n| n.contains(ip)));
     if !allowed {
         tracing::warn!(source = ?source, "payment notification from outside the allowed networks");

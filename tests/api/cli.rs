@@ -529,3 +529,47 @@ async fn healthcheck_exits_zero_only_when_the_server_is_ready() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("no answer"));
 }
+
+/// `atelier serve` with exactly `env` (no `.env`, nothing inherited), expected to stop at once:
+/// one still running after 20 s has started (it is killed, and `None` is returned).
+fn serve_refused(env: &[(&str, &str)]) -> Option<Output> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_atelier"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("ENV_FILE", "")
+        .env("PORT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run the atelier binary");
+    for _ in 0..200 {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_real_bot_token_without_secrets_stops_the_start_naming_each_one() {
+    // APP_ENV unset (development), as on a staging box where it was forgotten.
+    let out = serve_refused(&[("TELEGRAM_BOT_TOKEN", BOT_TOKEN)])
+        .expect("the server started with the public development secrets");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {stderr}");
+    for var in ["JWT_SECRET", "MEDIA_URL_SECRET"] {
+        assert!(stderr.contains(var), "{var} not named: {stderr}");
+    }
+    assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
+    // The token itself is never echoed.
+    assert!(
+        !stderr.contains(BOT_TOKEN.split(':').nth(1).unwrap()),
+        "{stderr}"
+    );
+}

@@ -4,20 +4,7 @@
 use atelier::config::DEV_BOT_TOKEN;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
-
-/// What production requires, so that the app starts with APP_ENV=production.
-const PRODUCTION: &[(&str, &str)] = &[
-    ("APP_ENV", "production"),
-    (
-        "MEDIA_URL_SECRET",
-        "production-media-secret-production-media",
-    ),
-    ("KIE_API_KEY", "kie-key"),
-    ("YOOKASSA_SHOP_ID", "123456"),
-    ("YOOKASSA_SECRET_KEY", "test_secret"),
-    ("OPENROUTER_API_KEY", "sk-or-v1-test"),
-];
+use crate::helpers::{PRODUCTION, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 async fn sign(app: &TestApp, body: &Value) -> reqwest::Response {
     app.post_json("/dev/init-data", body, None).await
@@ -202,6 +189,18 @@ async fn the_dev_signer_is_off_when_initdata_is_checked_with_telegrams_key() {
     let app = spawn_app_with(&[
         ("TELEGRAM_BOT_ID", "7000000001"),
         ("TELEGRAM_PUBLIC_KEY", "test"),
+    ])
+    .await;
+    let res = sign(&app, &json!({"user_id": 42, "first_name": "Anna"})).await;
+    assert_problem(res, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn the_dev_signer_is_off_beside_any_real_credential() {
+    // The development bot token, but a real provider's key: logins signed here would spend it.
+    let app = spawn_app_with(&[
+        ("TELEGRAM_BOT_TOKEN", DEV_BOT_TOKEN),
+        ("OPENROUTER_API_KEY", "sk-or-v1-real-looking"),
     ])
     .await;
     let res = sign(&app, &json!({"user_id": 42, "first_name": "Anna"})).await;

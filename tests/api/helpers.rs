@@ -15,6 +15,8 @@ use tokio::sync::OnceCell;
 
 pub const BOT_TOKEN: &str = "7000000001:AAtest-bot-token-for-atelier-tests";
 pub const JWT_SECRET: &str = "test-jwt-secret-test-jwt-secret-test-jwt-secret";
+/// BOT_TOKEN is a real-looking bot's: beside it the app has to have secrets of its own.
+pub const MEDIA_URL_SECRET: &str = "test-media-link-secret-test-media-link-secret";
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var_os("TEST_LOG").is_some() {
@@ -125,6 +127,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The private `/metrics` listener (production only).
+    pub metrics_address: Option<String>,
     pub database_url: String,
     pub storage_dir: String,
     db_name: String,
@@ -134,6 +138,16 @@ pub struct TestApp {
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
+
+/// What production requires beside the test defaults, so that an app starts with
+/// `APP_ENV=production` (the providers' keys point nowhere: tests using them add fakes).
+pub const PRODUCTION: &[(&str, &str)] = &[
+    ("APP_ENV", "production"),
+    ("KIE_API_KEY", "kie-key"),
+    ("YOOKASSA_SHOP_ID", "123456"),
+    ("YOOKASSA_SECRET_KEY", "test_secret"),
+    ("OPENROUTER_API_KEY", "sk-or-v1-test"),
+];
 
 /// Starts the server with the test defaults overridden by `overrides`.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
@@ -153,8 +167,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("APP_ENV", "test"),
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
+        ("METRICS_PORT", "0"),
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
         ("JWT_SECRET", JWT_SECRET),
+        ("MEDIA_URL_SECRET", MEDIA_URL_SECRET),
         ("DATABASE_POOL_SIZE", "8"),
     ]
     .into_iter()
@@ -171,6 +187,9 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let settings = Settings::from_lookup(|k| env.get(k).cloned()).expect("test settings");
     let app = Application::build(settings).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let state = app.state().clone();
     let handle = app.server_handle();
     tokio::spawn(app.run_until_stopped());
@@ -181,6 +200,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
             .build()
             .unwrap(),
         state,
+        metrics_address,
         database_url,
         storage_dir,
         db_name,

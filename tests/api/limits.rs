@@ -78,8 +78,9 @@ async fn failed_logins_lock_the_address_out_for_a_while() {
 
 #[tokio::test]
 async fn behind_our_proxy_each_client_has_its_own_login_limits() {
+    // The tests connect from 127.0.0.1: here it is our proxy.
     let app = spawn_app_with(&[
-        ("TRUSTED_PROXY_HOPS", "1"),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
         ("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "2/1m"),
     ])
     .await;
@@ -108,6 +109,34 @@ async fn behind_our_proxy_each_client_has_its_own_login_limits() {
     assert_eq!(res.status(), 200);
     // So does a request that did not come through the proxy: it is keyed by its own peer.
     assert_eq!(login_status(&app, &init_data(9)).await.status(), 200);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_a_peer_that_is_not_our_proxy_is_ignored() {
+    // Our proxies are elsewhere: 127.0.0.1, where the tests connect from, is a client.
+    let app = spawn_app_with(&[
+        ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ("RATE_LIMIT_LOGIN_FAILURES_PER_IP", "2/1m"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    let login = |forwarded: String, init_data: String| {
+        client
+            .post(app.url("/api/v1/auth/telegram"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({ "init_data": init_data }))
+            .send()
+    };
+    let forged = init_data(8).replace("hash=", "hash=00");
+    for n in 1..=2 {
+        let res = login(format!("203.0.113.{n}"), forged.clone())
+            .await
+            .unwrap();
+        assert_problem(res, 401, "invalid_init_data").await;
+    }
+    // A new address in the header every time does not buy new attempts.
+    let res = login("203.0.113.3".into(), init_data(8)).await.unwrap();
+    assert_problem(res, 429, "rate_limited").await;
 }
 
 fn jpeg() -> Vec<u8> {
@@ -188,7 +217,13 @@ async fn without_redis_limits_fail_open_and_say_so() {
         metrics.contains(r#"rate_limit_unavailable_total{limit="login"}"#),
         "{metrics}"
     );
-    assert_problem(app.get("/ready", None).await, 503, "not_ready").await;
+    // Ready but degraded: every replica is in the same state, none may be pulled for it.
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "degraded"
+    );
     // Nothing durable depends on Redis: uploads and generations go on (events are lost, the
     // generation's state is in PostgreSQL).
     let (token, _) = app.login(9).await;

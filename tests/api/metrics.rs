@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::generations::{grant, upload_editing};
-use crate::helpers::{BOT_TOKEN, spawn_app_with};
+use crate::helpers::{BOT_TOKEN, JWT_SECRET, MEDIA_URL_SECRET, spawn_app_with};
 
 #[tokio::test]
 async fn payments_and_ledger_totals_are_exported() {
@@ -70,6 +70,8 @@ async fn the_standalone_worker_serves_its_health_and_metrics() {
         .env("REDIS_URL", redis)
         .env("REDIS_KEY_PREFIX", &app.state.settings.redis_key_prefix)
         .env("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("MEDIA_URL_SECRET", MEDIA_URL_SECRET)
         .env("STORAGE_DIR", &app.storage_dir)
         .env("WORKER_METRICS_PORT", port.to_string())
         .env("RUST_LOG", "warn")

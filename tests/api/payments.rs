@@ -217,8 +217,9 @@ async fn a_pack_is_paid_through_yookassa_and_credited_once() {
 
 #[tokio::test]
 async fn a_forged_notification_from_outside_the_networks_is_refused() {
-    // Default networks (YooKassa's): the local sender is outside, and without trusted proxy
-    // hops a forged X-Forwarded-For naming a YooKassa address is not believed.
+    // Default networks (YooKassa's): the local sender is outside, and as it is none of our
+    // proxies (TRUSTED_PROXIES is empty) a forged X-Forwarded-For naming a YooKassa address is
+    // not believed.
     let (app, yk) = yk_app(&[("YOOKASSA_ALLOWED_NETWORKS", "")]).await;
     let (token, _) = app.login(1).await;
     let (_, yk_id) = buy(&app, &token, "pack_10").await;
@@ -234,29 +235,38 @@ async fn a_forged_notification_from_outside_the_networks_is_refused() {
 }
 
 #[tokio::test]
-async fn behind_a_proxy_only_the_trusted_hop_of_forwarded_for_counts() {
+async fn behind_our_proxies_the_first_address_not_theirs_is_the_source() {
+    // The tests connect from 127.0.0.1: here it is one of our proxies, as is 10.0.0.0/8.
     let (app, yk) = yk_app(&[
         ("YOOKASSA_ALLOWED_NETWORKS", ""),
-        ("TRUSTED_PROXY_HOPS", "1"),
+        ("TRUSTED_PROXIES", "127.0.0.1/32, 10.0.0.0/8"),
     ])
     .await;
     let (token, _) = app.login(1).await;
     let (_, yk_id) = buy(&app, &token, "pack_10").await;
     yk.succeed(&yk_id);
     let body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
-    // The client wrote a YooKassa address; our proxy appended the real one.
-    for forged in ["185.71.76.5, 203.0.113.9", "", "not-an-address"] {
+    // The client wrote a YooKassa address; our proxies appended the real one (and their own).
+    for forged in [
+        "185.71.76.5, 203.0.113.9",
+        "185.71.76.5, 203.0.113.9, 10.0.0.3",
+        "",
+        "not-an-address",
+        "185.71.76.5, not-an-address",
+    ] {
         let res = yk
             .notify(&webhook(&app), &body, Source::Forwarded(forged.into()))
             .await;
         assert_problem(res, 403, "forbidden_source").await;
     }
     assert_eq!(credits(&app, &token).await, 0);
+    // Two proxies of ours (the edge at 10.0.0.3, then the local one): however many there are,
+    // the address the edge saw counts.
     let res = yk
         .notify(
             &webhook(&app),
             &body,
-            Source::Forwarded("10.1.1.1, 185.71.76.5".into()),
+            Source::Forwarded("10.1.1.1, 185.71.76.5, 10.0.0.3".into()),
         )
         .await;
     assert_eq!(res.status(), 200);
@@ -837,7 +847,7 @@ async fn the_ledger_lists_entries_with_readable_reasons_page_by_page() {
 #[tokio::test]
 async fn the_income_register_reconciles_to_the_kopeck() {
     const KEY: &str = "admin-key-for-tests-0123456789";
-    let (app, yk) = yk_app(&[("ADMIN_API_KEY", KEY), ("TRUSTED_PROXY_HOPS", "0")]).await;
+    let (app, yk) = yk_app(&[("ADMIN_API_KEY", KEY)]).await;
     let (token, _) = app.login(1).await;
     let mut paid = Vec::new();
     for product in ["pack_10", "pack_30", "plan_pro", "pack_100"] {

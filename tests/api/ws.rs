@@ -628,3 +628,104 @@ async fn the_hub_resubscribes_after_redis_drops_and_resends_the_snapshot() {
         .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "generation.running");
 }
+
+/// A Redis server of this test's own, on a free port, that can be stopped and started again
+/// (the shared one must not be).
+struct LocalRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl LocalRedis {
+    /// Picks a free port; nothing listens there until [`LocalRedis::start`].
+    fn on_a_free_port() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self { port, child: None }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (installed with Redis) must be on PATH");
+        self.child = Some(child);
+        tokio::time::timeout(WAIT, async {
+            while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("redis-server did not listen in time");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Up to the subscriber's longest pause (5 s plus jitter) and a connection attempt.
+const RECONNECT_WAIT: Duration = Duration::from_secs(20);
+
+async fn wait_subscription(app: &TestApp, live: bool) {
+    let mut subscribed = app.state.hub.subscribed();
+    tokio::time::timeout(RECONNECT_WAIT, subscribed.wait_for(|s| *s == live))
+        .await
+        .unwrap_or_else(|_| panic!("the hub's subscription did not become {live} in time"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_api_serves_without_redis_and_the_hub_subscribes_once_it_is_back() {
+    let mut redis = LocalRedis::on_a_free_port();
+    let app = spawn_app_with(&[("REDIS_URL", redis.url().as_str())]).await;
+    // Redis is not there: ready but degraded; logins (limits fail open) and sockets work.
+    let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let (token, _) = app.login(5092).await;
+    let user_id = app.user_id(5092).await;
+    let mut ws = connect_query(&app, &token).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert!(!*app.state.hub.subscribed().borrow());
+
+    redis.start().await;
+    wait_subscription(&app, true).await;
+    // Events may have been missed: the socket gets the current state, then live events.
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    realtime::publish(&app.state, user_id, &event("generation.running", 1))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "generation.running");
+    let ready: Value = app.get("/ready", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+
+    // Redis restarts: the hub notices, keeps trying, and is back once Redis is.
+    redis.stop();
+    wait_subscription(&app, false).await;
+    redis.start().await;
+    wait_subscription(&app, true).await;
+    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    realtime::publish(&app.state, user_id, &event("generation.running", 2))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "generation.running");
+}
