@@ -1,5 +1,6 @@
 //! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs.
 
+pub mod address;
 pub mod assistant;
 pub mod credits;
 pub mod payments;
