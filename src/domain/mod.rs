@@ -3,6 +3,7 @@
 pub mod address;
 pub mod assistant;
 pub mod credits;
+pub mod idempotency;
 pub mod payments;
 pub mod rate;
 pub mod referral;
