@@ -175,6 +175,8 @@ pub struct LimitSettings {
     pub login_failures_per_ip: Option<Limit>,
     pub chat_per_user: Option<Limit>,
     pub uploads_per_user: Option<Limit>,
+    /// New payments (YooKassa and Stars together) per user.
+    pub payments_per_user: Option<Limit>,
 }
 
 /// Who earns a referral bonus when.
@@ -462,6 +464,12 @@ impl Settings {
                 .parse(
                     "RATE_LIMIT_UPLOADS_PER_USER",
                     LimitSpec(Some(Limit::new(60, 3600))),
+                )?
+                .0,
+            payments_per_user: env
+                .parse(
+                    "RATE_LIMIT_PAYMENTS_PER_USER",
+                    LimitSpec(Some(Limit::new(10, 3600))),
                 )?
                 .0,
         };

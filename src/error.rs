@@ -182,6 +182,15 @@ impl Problem {
     }
 }
 
+impl From<crate::domain::idempotency::KeyReused> for AppError {
+    fn from(e: crate::domain::idempotency::KeyReused) -> Self {
+        Self::unprocessable(
+            "idempotency_key_reused",
+            format!("{e}; send a new key for a new request"),
+        )
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -85,12 +85,13 @@ pub async fn create_payment(
         create_request: Some(body),
         ..row
     };
-    let inserted = match payments::insert(&mut conn, &row).await {
+    let inserted = match insert_pending(state, &mut conn, &row).await {
         Ok(p) => p,
         // The same client key, concurrently: answer with the payment that won.
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-            if info.constraint_name() == Some("payments_client_key_key") =>
-        {
+        Err(AppError::Database(DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            info,
+        ))) if info.constraint_name() == Some("payments_client_key_key") => {
             let key = client_key.unwrap_or_default();
             let existing = payments::find_by_client_key(&mut conn, user.id, key)
                 .await?
@@ -104,6 +105,38 @@ pub async fn create_payment(
     drop(conn);
     metrics::counter!("payments_created_total", "provider" => state.payments.name()).increment(1);
     Ok((send_create(state, inserted).await?, true))
+}
+
+/// Pending payments a user may have opened in the last [`PENDING_WINDOW_HOURS`]: a flood of
+/// abandoned checkouts stays small, and so does the reconciliation sweep's work.
+pub const MAX_PENDING_PER_USER: i64 = 5;
+pub const PENDING_WINDOW_HOURS: i64 = 24;
+
+/// Inserts a new pending payment, within the user's limits: `RATE_LIMIT_PAYMENTS_PER_USER`
+/// (429 `rate_limited`), and at most [`MAX_PENDING_PER_USER`] pending at once (429
+/// `too_many_pending_payments`), counted under the user's row lock.
+pub async fn insert_pending(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    row: &Payment,
+) -> AppResult<Payment> {
+    let limit = state.settings.limits.payments_per_user;
+    crate::ratelimit::hit(state, "payments", &row.user_id.to_string(), limit).await?;
+    conn.transaction(async |conn| {
+        users::lock(conn, row.user_id).await?;
+        let since = Utc::now() - Duration::hours(PENDING_WINDOW_HOURS);
+        if payments::pending_since(conn, row.user_id, since).await? >= MAX_PENDING_PER_USER {
+            return Err(AppError::Client {
+                status: actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                code: "too_many_pending_payments",
+                detail: format!(
+                    "{MAX_PENDING_PER_USER} payments are waiting to be paid: finish one, or try again later"
+                ),
+            });
+        }
+        Ok(payments::insert(conn, row).await?)
+    })
+    .await
 }
 
 /// The row of a new pending payment of `product`.
@@ -548,8 +581,8 @@ pub async fn reconcile(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<u
         i64::try_from(state.settings.payments.reconcile_after_secs).unwrap_or(i64::MAX / 2),
     );
     let mut conn = state.db.get().await?;
-    let due = payments::due_for_reconciliation(&mut conn, state.payments.name(), now - after, 100)
-        .await?;
+    let due =
+        payments::due_for_reconciliation(&mut conn, state.payments.name(), now, after, 100).await?;
     drop(conn);
     let mut changed = 0;
     for payment in due {

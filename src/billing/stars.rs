@@ -57,11 +57,8 @@ pub async fn create_invoice(
         AppError::unprocessable("not_sold_for_stars", "this product has no price in Stars")
     })?;
     let id = Uuid::new_v4();
-    let payment = payments::insert(
-        &mut conn,
-        &super::new_payment(id, user.id, PROVIDER, &product, stars, CURRENCY),
-    )
-    .await?;
+    let row = super::new_payment(id, user.id, PROVIDER, &product, stars, CURRENCY);
+    let payment = super::insert_pending(state, &mut conn, &row).await?;
     drop(conn);
     let title: String = product.title.chars().take(32).collect();
     let description: String = format!("{} — Atelier", product.title)

@@ -24,3 +24,25 @@ pub async fn record(
         .execute(conn)
         .await
 }
+
+/// The details of the `action` on `user_id` recorded with this idempotency key, if any.
+pub async fn details_for_key(
+    conn: &mut AsyncPgConnection,
+    action: &str,
+    user_id: i64,
+    idempotency_key: &str,
+) -> QueryResult<Option<serde_json::Value>> {
+    use diesel::sql_types::{Bool, Text};
+    admin_audit::table
+        .filter(admin_audit::action.eq(action))
+        .filter(admin_audit::user_id.eq(user_id))
+        .filter(
+            diesel::dsl::sql::<Bool>("details ->> 'idempotency_key' = ")
+                .bind::<Text, _>(idempotency_key),
+        )
+        .order(admin_audit::id)
+        .select(admin_audit::details)
+        .first(conn)
+        .await
+        .optional()
+}

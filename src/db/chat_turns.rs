@@ -33,6 +33,8 @@ pub struct ChatTurn {
     pub error_code: Option<String>,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// See [`crate::domain::idempotency`].
+    pub request_fingerprint: Option<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> QueryResult<ChatTurn> {

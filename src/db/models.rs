@@ -114,6 +114,8 @@ pub struct Generation {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// See [`crate::domain::idempotency`].
+    pub request_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

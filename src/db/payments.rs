@@ -220,22 +220,46 @@ pub async fn note_check(
         .await
 }
 
-/// Pending payments created before `older_than` and not looked at since then, oldest look first.
+/// How many of the user's payments created since `since` are still pending.
+pub async fn pending_since(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    since: DateTime<Utc>,
+) -> QueryResult<i64> {
+    payments::table
+        .filter(payments::user_id.eq(user_id))
+        .filter(payments::status.eq("pending"))
+        .filter(payments::created_at.ge(since))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Pending payments due for a check, never-checked ones first, then those waiting longest. A
+/// payment is due `after` its creation, then each time it has waited as long again as it had
+/// been pending when last checked (after, 2×, 4×, …): abandoned checkouts, however many, are
+/// looked at ever more rarely and cannot crowd the `limit` out of fresh payments.
 pub async fn due_for_reconciliation(
     conn: &mut AsyncPgConnection,
     provider: &str,
-    older_than: DateTime<Utc>,
+    now: DateTime<Utc>,
+    after: chrono::Duration,
     limit: i64,
 ) -> QueryResult<Vec<Payment>> {
+    use diesel::sql_types::{Bool, Interval, Timestamptz};
+    let interval = diesel::pg::data_types::PgInterval::from_microseconds(
+        after.num_microseconds().unwrap_or(i64::MAX),
+    );
+    let due = diesel::dsl::sql::<Bool>("(checked_at IS NULL OR checked_at <= ")
+        .bind::<Timestamptz, _>(now)
+        .sql(" - GREATEST(")
+        .bind::<Interval, _>(interval)
+        .sql(", checked_at - created_at))");
     payments::table
         .filter(payments::status.eq("pending"))
         .filter(payments::provider.eq(provider))
-        .filter(payments::created_at.lt(older_than))
-        .filter(
-            payments::checked_at
-                .is_null()
-                .or(payments::checked_at.lt(older_than)),
-        )
+        .filter(payments::created_at.le(now - after))
+        .filter(due)
         .order((
             payments::checked_at.asc().nulls_first(),
             payments::created_at,

@@ -130,6 +130,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        request_fingerprint -> Nullable<Text>,
     }
 }
 
@@ -213,6 +214,7 @@ diesel::table! {
         error_code -> Nullable<Text>,
         created_at -> Timestamptz,
         finished_at -> Nullable<Timestamptz>,
+        request_fingerprint -> Nullable<Text>,
     }
 }
 

@@ -1,9 +1,11 @@
 //! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs,
 //! networks and client addresses.
 
+pub mod address;
 pub mod assistant;
 pub mod credits;
 pub mod net;
+pub mod idempotency;
 pub mod payments;
 pub mod rate;
 pub mod referral;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use diesel::OptionalExtension as _;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 use super::queue::{self, EnqueueOptions, Job};
 use super::runner::{JobHandler, Outcome};
 use crate::db::models::Generation;
-use crate::db::{generations, ledger, uploads};
+use crate::db::{generations, ledger, uploads, users};
 use crate::media::image_pipeline::{self, Limits};
 use crate::media::watermark;
 use crate::providers::{
@@ -145,10 +146,11 @@ impl JobHandler for GenerationJob {
 impl GenerationJob {
     async fn step(&self, state: &AppState, job: &Job) -> anyhow::Result<Outcome> {
         let payload: Payload = job.decode_payload()?;
-        let mut conn = state.db.get().await?;
-        let Some((g, started_now)) =
-            generations::begin_step(&mut conn, payload.generation_id).await?
-        else {
+        // A connection is taken for each short database step and given back before any
+        // provider call: a slow provider must not hold the pool (or starve lease renewals).
+        let begun =
+            generations::begin_step(&mut *state.db.get().await?, payload.generation_id).await?;
+        let Some((g, started_now)) = begun else {
             // Finished, or canceled (and refunded) before this step: nothing to do, and no paid
             // task is started for it.
             return Ok(Outcome::Done);
@@ -170,7 +172,7 @@ impl GenerationJob {
         }
         let task = match g.provider_task_id.clone() {
             Some(task) => task,
-            None => match self.start_task(state, &mut conn, &g).await? {
+            None => match self.start_task(state, &g).await? {
                 Started::Task(task) => task,
                 Started::Not(outcome) => return Ok(outcome),
                 Started::PollLater(after) => return Ok(Outcome::Reschedule(after)),
@@ -186,7 +188,7 @@ impl GenerationJob {
                 let url = result_urls
                     .first()
                     .context("a successful task without a result")?;
-                self.finish(state, &mut conn, &g, url).await
+                self.finish(state, &g, url).await
             }
             TaskState::Fail {
                 fail_code,
@@ -198,7 +200,7 @@ impl GenerationJob {
             _ => {
                 let progress = i16::from(info.progress.unwrap_or(0).min(99));
                 if progress > g.progress {
-                    generations::set_progress(&mut conn, g.id, progress).await?;
+                    generations::set_progress(&mut *state.db.get().await?, g.id, progress).await?;
                     let mut data = serde_json::Map::new();
                     data.insert("progress".into(), progress.into());
                     crate::realtime::generations::notify(state, &g, "generation.progress", data);
@@ -209,12 +211,7 @@ impl GenerationJob {
     }
 
     /// Creates the provider task and stores its id before anything else happens.
-    async fn start_task(
-        &self,
-        state: &AppState,
-        conn: &mut AsyncPgConnection,
-        g: &Generation,
-    ) -> anyhow::Result<Started> {
+    async fn start_task(&self, state: &AppState, g: &Generation) -> anyhow::Result<Started> {
         let settings = &state.settings.generation;
         // `begin_step` counted this attempt.
         if g.attempts > settings.kie_max_create_attempts {
@@ -224,11 +221,12 @@ impl GenerationJob {
             ))));
         }
         let mut image_urls = Vec::new();
+        let mut conn = state.db.get().await?;
         for id in [g.person_upload_id, g.item_upload_id, g.source_upload_id]
             .into_iter()
             .flatten()
         {
-            let upload = uploads::find_owned(conn, g.user_id, id)
+            let upload = uploads::find_owned(&mut conn, g.user_id, id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("upload {id} is gone"));
             match upload {
@@ -247,9 +245,10 @@ impl GenerationJob {
                 state.settings.public_base_url
             )),
         };
+        drop(conn);
         match self.provider.create(&req).await {
             Ok(task) => {
-                generations::set_task(conn, g.id, task.as_str()).await?;
+                store_task(state, g.id, task.as_str()).await?;
                 tracing::info!(generation = %g.id, task = %task, "provider task started");
                 Ok(match self.provider.first_poll_after() {
                     Duration::ZERO => Started::Task(task.into_inner()),
@@ -262,13 +261,7 @@ impl GenerationJob {
 
     /// Fetches the result (hostile bytes like any upload), watermarks it for the free tier,
     /// stores it and marks the generation succeeded.
-    async fn finish(
-        &self,
-        state: &AppState,
-        conn: &mut AsyncPgConnection,
-        g: &Generation,
-        url: &str,
-    ) -> anyhow::Result<Outcome> {
+    async fn finish(&self, state: &AppState, g: &Generation, url: &str) -> anyhow::Result<Outcome> {
         let bytes = match self
             .provider
             .fetch_result(url, state.settings.generation.result_max_bytes)
@@ -305,21 +298,49 @@ impl GenerationJob {
         let key = format!("r/{}.{}", g.id, kind.extension());
         state.storage.put(&key, bytes).await?;
         let (width, height) = (i32::try_from(width)?, i32::try_from(height)?);
-        let done = if state.settings.telegram_bot_token.is_some() {
-            conn.transaction(async |conn| {
-                let done = generations::mark_succeeded(conn, g.id, &key, width, height).await?;
-                if done.is_some() {
+        let deliver = state.settings.telegram_bot_token.is_some();
+        let mut conn = state.db.get().await?;
+        let stored = conn
+            .transaction(async |conn| {
+                // In the order erasure locks (the user, then their generations): an erasure
+                // either ran before (the owner is gone) or waits and deletes this result.
+                let owner = users::lock(conn, g.user_id).await.optional()?;
+                if owner.is_none_or(|u| u.erased_at.is_some()) {
+                    return diesel::QueryResult::Ok(Stored::Orphaned);
+                }
+                let Some(done) =
+                    generations::mark_succeeded(conn, g.id, &key, width, height).await?
+                else {
+                    return Ok(match generations::find(conn, g.id).await? {
+                        // A step before this one stored the same result.
+                        Some(row) if row.result_key.as_deref() == Some(key.as_str()) => {
+                            Stored::Already
+                        }
+                        // Gone, or failed or canceled meanwhile: nothing refers to the file.
+                        _ => Stored::Orphaned,
+                    });
+                };
+                if deliver {
                     let payload = super::delivery::Payload {
                         generation_id: g.id,
                     };
                     let opts = EnqueueOptions::default().max_attempts(3);
                     queue::enqueue(conn, super::delivery::KIND, &payload, opts).await?;
                 }
-                diesel::QueryResult::Ok(done)
+                Ok(Stored::Succeeded(done))
             })
-            .await?
-        } else {
-            generations::mark_succeeded(conn, g.id, &key, width, height).await?
+            .await?;
+        drop(conn);
+        let done = match stored {
+            Stored::Succeeded(done) => Some(done),
+            Stored::Already => None,
+            Stored::Orphaned => {
+                // The account was erased (or the generation ended) while the result was on its
+                // way: the file must not outlive it.
+                state.storage.delete(&key).await?;
+                tracing::info!(generation = %g.id, "result discarded: its generation is gone");
+                None
+            }
         };
         if let Some(done) = done {
             let mut data = serde_json::Map::new();
@@ -327,6 +348,40 @@ impl GenerationJob {
             crate::realtime::generations::notify(state, &done, "generation.succeeded", data);
         }
         Ok(Outcome::Done)
+    }
+}
+
+/// What became of a fetched result.
+enum Stored {
+    Succeeded(Generation),
+    /// An earlier step stored it already.
+    Already,
+    /// Its owner erased the account, or the generation ended otherwise: the file goes.
+    Orphaned,
+}
+
+/// Stores a new provider task's id on its generation: retried a few times on a busy pool, as
+/// losing it would mean paying for a second task.
+async fn store_task(state: &AppState, id: Uuid, task: &str) -> anyhow::Result<()> {
+    let mut tries = 0;
+    loop {
+        let stored = match state.db.get().await {
+            Ok(mut conn) => generations::set_task(&mut conn, id, task)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        match stored {
+            Ok(_) => return Ok(()),
+            Err(e) if tries >= 3 => {
+                tracing::error!(generation = %id, task, error = %format!("{e:#}"), "could not store a started provider task");
+                return Err(e);
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+        }
     }
 }
 

@@ -526,35 +526,9 @@ fn is_public_host(host: &str) -> bool {
     }
 }
 
-/// Not loopback, private (RFC 1918, fc00::/7), link-local, shared (100.64/10), unspecified,
-/// broadcast, multicast or documentation space; an IPv4 address written as IPv6 counts as IPv4.
+/// Globally reachable unicast only: see [`crate::domain::address`].
 fn is_public_ip(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)))
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_ip(IpAddr::V4(v4)),
-            None => {
-                let first = v6.segments()[0];
-                !(v6.is_loopback()
-                    || v6.is_unspecified()
-                    || v6.is_multicast()
-                    || (first & 0xfe00) == 0xfc00
-                    || (first & 0xffc0) == 0xfe80)
-            }
-        },
-    }
+    crate::domain::address::is_public_ip(ip)
 }
 
 /// Resolves names to their public addresses only, at connect time, so that no connection for a

@@ -25,6 +25,7 @@ use crate::db::models::{Upload, User};
 use crate::db::{ledger, uploads};
 use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
 use crate::domain::credits::PaidWith;
+use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
 use crate::error::{AppError, AppResult, Problem};
 use crate::providers::openrouter::{AssistantError, AssistantRequest, Delta, FailureKind};
@@ -150,7 +151,7 @@ pub struct ResetRequest {
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "the session or the upload is not the user's", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded)", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem, content_type = "application/problem+json"),
               (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem, content_type = "application/problem+json")))]
@@ -172,7 +173,12 @@ pub async fn chat(
     })?;
     let limit = state.settings.limits.chat_per_user;
     crate::ratelimit::hit(&state, "chat", &user.id.to_string(), limit).await?;
-    let turn = match open_turn(&state, &user, &body, key, message).await? {
+    let fingerprint = idempotency::fingerprint(&serde_json::json!({
+        "session_id": body.session_id,
+        "upload_id": body.upload_id,
+        "message": message,
+    }));
+    let turn = match open_turn(&state, &user, &body, key, message, fingerprint).await? {
         Opened::Answered(reply) => return Ok(HttpResponse::Ok().json(reply)),
         Opened::New(turn) => turn,
     };
@@ -240,6 +246,7 @@ async fn open_turn(
     body: &ChatRequest,
     key: Option<String>,
     message: String,
+    fingerprint: String,
 ) -> AppResult<Opened> {
     let mut conn = state.db.get().await?;
     let keyed = key.is_some();
@@ -359,6 +366,7 @@ async fn open_turn(
                     error_code: None,
                     created_at: now,
                     finished_at: None,
+                    request_fingerprint: Some(fingerprint.clone()),
                 },
             )
             .await?;
@@ -394,15 +402,20 @@ async fn open_turn(
     };
     match opened {
         Ok(turn) => Ok(Opened::New(Box::new(turn))),
-        Err(earlier) => replay(&mut conn, &earlier).await.map(Opened::Answered),
+        Err(earlier) => replay(&mut conn, &earlier, &fingerprint)
+            .await
+            .map(Opened::Answered),
     }
 }
 
-/// The answer to a key seen before: the stored reply, or the same refusal.
+/// The answer to a key seen before: the stored reply, or the same refusal; for the same
+/// request only.
 async fn replay(
     conn: &mut diesel_async::AsyncPgConnection,
     turn: &ChatTurn,
+    fingerprint: &str,
 ) -> AppResult<ChatReply> {
+    idempotency::check(turn.request_fingerprint.as_deref(), fingerprint)?;
     match turn.status.as_str() {
         "pending" => Err(AppError::conflict(
             "turn_in_progress",

@@ -14,6 +14,7 @@ use crate::auth::extractor::AuthUser;
 use crate::db::models::{Generation, User};
 use crate::db::{chat_sessions, generations, ledger, uploads, users};
 use crate::domain::credits::PaidWith;
+use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
 use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, Problem};
@@ -93,6 +94,8 @@ struct NewGeneration {
     /// An edit from the assistant's chat: its photo when `inputs` is empty, its variant when
     /// an index is given.
     chat: Option<(Uuid, Option<usize>)>,
+    /// Of the parsed request: a key reused with another request is refused.
+    fingerprint: String,
 }
 
 fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
@@ -112,7 +115,7 @@ fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<Str
               (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "unknown zone, expired or wrong upload", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json")))]
 pub async fn fitting_generate(
     req: HttpRequest,
@@ -132,6 +135,12 @@ pub async fn fitting_generate(
         ],
         price: state.settings.generation.fitting_price_credits,
         chat: None,
+        fingerprint: idempotency::fingerprint(&serde_json::json!({
+            "kind": "fitting",
+            "person_upload_id": body.person_upload_id,
+            "item_upload_id": body.item_upload_id,
+            "zone": body.zone.as_str(),
+        })),
     };
     start(&state, &user, new, crid).await
 }
@@ -145,7 +154,7 @@ pub async fn fitting_generate(
               (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
               (status = 402, body = Problem, content_type = "application/problem+json"),
               (status = 404, description = "the upload or the session is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`", body = Problem, content_type = "application/problem+json"),
+              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
               (status = 429, body = Problem, content_type = "application/problem+json")))]
 pub async fn editing_generate(
     req: HttpRequest,
@@ -189,6 +198,13 @@ pub async fn editing_generate(
             "send `upload_id` (or the `session_id` whose photo to edit)",
         ));
     }
+    let fingerprint = idempotency::fingerprint(&serde_json::json!({
+        "kind": "editing",
+        "upload_id": body.upload_id,
+        "prompt": (!prompt.is_empty()).then_some(&prompt),
+        "session_id": body.session_id,
+        "variant_index": chat.and_then(|(_, variant)| variant),
+    }));
     let new = NewGeneration {
         kind: "editing",
         zone: None,
@@ -200,6 +216,7 @@ pub async fn editing_generate(
             .collect(),
         price: state.settings.generation.editing_price_credits,
         chat,
+        fingerprint,
     };
     start(&state, &user, new, crid).await
 }
@@ -315,6 +332,7 @@ async fn start(
                     updated_at: now,
                     started_at: None,
                     finished_at: None,
+                    request_fingerprint: Some(new.fingerprint.clone()),
                 },
             )
             .await?;
@@ -348,6 +366,10 @@ async fn start(
         }
         other => other?,
     };
+    if !created {
+        // The first request's generation, only for the same request.
+        idempotency::check(g.request_fingerprint.as_deref(), &new.fingerprint)?;
+    }
     if created {
         let position = generations::queue_position(&mut conn, &g)
             .await

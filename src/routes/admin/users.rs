@@ -12,7 +12,7 @@ use crate::auth::extractor::AdminUser;
 use crate::db::models::{Generation, User};
 use crate::db::{admin_audit, generations, ledger, payments, users};
 use crate::domain::credits::Reason;
-use crate::domain::text;
+use crate::domain::{idempotency, text};
 use crate::error::{AppError, AppResult, Problem};
 use crate::realtime;
 use crate::realtime::generations::{GenerationDto, notify_failed};
@@ -101,7 +101,8 @@ pub struct CreditsResult {
 }
 
 /// Grants or takes credits through the ledger. `Idempotency-Key` is required: a repeated
-/// request with the same key changes nothing and answers with the first entry.
+/// request with the same key changes nothing and answers with the first entry; the same key
+/// with another amount or reason is refused.
 #[utoipa::path(post, path = "/admin/users/{telegram_id}/credits", tag = "admin",
     params(("telegram_id" = i64, Path), ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "1–128 printable ASCII characters"), ("X-Admin-API-Key" = Option<String>, Header)),
     request_body = CreditsRequest,
@@ -111,7 +112,7 @@ pub struct CreditsResult {
               (status = 402, description = "`insufficient_credits` for a debit", body = Problem, content_type = "application/problem+json"),
               (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_amount`, `invalid_reason`", body = Problem, content_type = "application/problem+json")))]
+              (status = 422, description = "`invalid_amount`, `invalid_reason`, `idempotency_key_reused`: the key came first with another amount or reason", body = Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
 pub async fn credits(
     req: HttpRequest,
@@ -139,6 +140,7 @@ pub async fn credits(
             "the amount must be 1 to 1 000 000 000 credits, either way",
         ));
     }
+    let fingerprint = credits_fingerprint(&json!(amount), &json!(reason));
     let actor = admin.to_string();
     let mut conn = state.db.get().await?;
     let (applied, balance) = conn
@@ -157,7 +159,14 @@ pub async fn credits(
                         available: 0,
                     })?
             };
-            if !applied.replayed {
+            if applied.replayed {
+                // The first move, only for the same move.
+                let first = admin_audit::details_for_key(conn, "credits", user.id, &key).await?;
+                if let Some(first) = first {
+                    let stored = credits_fingerprint(&first["amount"], &first["reason"]);
+                    idempotency::check(Some(&stored), &fingerprint)?;
+                }
+            } else {
                 let details = json!({"amount": amount, "reason": reason, "idempotency_key": key});
                 admin_audit::record(conn, &actor, "credits", user.id, details).await?;
             }
@@ -171,6 +180,11 @@ pub async fn credits(
         entry: LedgerEntryDto::from(applied.entry),
         balance_credits: balance,
     }))
+}
+
+/// A credit move's request, as its audit row keeps it (the user is in the ledger key).
+fn credits_fingerprint(amount: &serde_json::Value, reason: &serde_json::Value) -> String {
+    idempotency::fingerprint(&json!({"amount": amount, "reason": reason}))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -136,6 +136,9 @@ struct Inner {
     mirror_status: AtomicBool,
     unknown_as_404: AtomicBool,
     images_gone: AtomicBool,
+    /// While set, result images are answered only as permits are added to `released`.
+    hold_results: AtomicBool,
+    released: tokio::sync::Semaphore,
     png: Vec<u8>,
 }
 
@@ -160,6 +163,8 @@ impl FakeKie {
             mirror_status: AtomicBool::new(false),
             unknown_as_404: AtomicBool::new(false),
             images_gone: AtomicBool::new(false),
+            hold_results: AtomicBool::new(false),
+            released: tokio::sync::Semaphore::new(0),
             png: png(96, 128),
         });
         let data = web::Data::from(inner.clone());
@@ -225,6 +230,19 @@ impl FakeKie {
     }
 
     /// Result URLs answer 404, as after their ~24 h expiry.
+    /// Result downloads wait (their request is recorded at once) until [`Self::release_results`].
+    pub fn hold_results(&self) {
+        self.inner.hold_results.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets every held result download, and those to come, through.
+    pub fn release_results(&self) {
+        self.inner.hold_results.store(false, Ordering::SeqCst);
+        self.inner
+            .released
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
     pub fn images_gone(&self, on: bool) {
         self.inner.images_gone.store(on, Ordering::SeqCst);
     }
@@ -389,6 +407,11 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
                 .streaming(futures_util::stream::iter(chunks))
         }
         ("GET", p) if p.starts_with("/results/") && p.ends_with(".png") => {
+            if inner.hold_results.load(Ordering::SeqCst) {
+                if let Ok(permit) = inner.released.acquire().await {
+                    permit.forget();
+                }
+            }
             if inner.images_gone.load(Ordering::SeqCst) {
                 HttpResponse::NotFound().body("Not Found")
             } else {
