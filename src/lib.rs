@@ -10,6 +10,7 @@ pub mod error;
 pub mod jobs;
 pub mod media;
 pub mod openapi;
+pub mod privacy;
 pub mod providers;
 pub mod ratelimit;
 pub mod realtime;
