@@ -325,6 +325,8 @@ pub struct MediaSettings {
     pub image_workers: usize,
     pub fitting_upload_ttl_secs: u64,
     pub editing_upload_ttl_secs: u64,
+    /// Finished generations (row and result image) are erased this many days after creation.
+    pub result_retention_days: u32,
     pub sweep_interval_secs: u64,
 }
 
@@ -399,6 +401,7 @@ impl Settings {
             image_workers: env.parse("IMAGE_WORKERS", cores)?,
             fitting_upload_ttl_secs: env.parse("FITTING_UPLOAD_TTL_SECS", 86_400)?,
             editing_upload_ttl_secs: env.parse("EDITING_UPLOAD_TTL_SECS", 30 * 86_400)?,
+            result_retention_days: env.parse("RESULT_RETENTION_DAYS", 30)?,
             sweep_interval_secs: env.parse("SWEEP_INTERVAL_SECS", 300)?,
         };
 
@@ -704,6 +707,9 @@ impl Settings {
                 "IMAGE_STORE_MAX_SIDE",
                 "image sides must satisfy 0 < IMAGE_MIN_SIDE <= IMAGE_STORE_MAX_SIDE, IMAGE_MAX_SIDE",
             );
+        }
+        if m.result_retention_days == 0 {
+            return bad("RESULT_RETENTION_DAYS", "must be at least 1");
         }
         if m.url_ttl_secs == 0 || m.sweep_interval_secs == 0 {
             return bad(

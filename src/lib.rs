@@ -11,6 +11,7 @@ pub mod error_reporting;
 pub mod jobs;
 pub mod media;
 pub mod openapi;
+pub mod privacy;
 pub mod providers;
 pub mod ratelimit;
 pub mod realtime;

@@ -1,5 +1,7 @@
 //! `AuthUser`: the signed-in user of a request, from `Authorization: Bearer <jwt>` or
 //! `Authorization: tma <initData>`. Blocked users are refused here, once for every route.
+//! `AuthUserEvenBlocked`: the same sign-in, blocked users included; only for the rights a block
+//! does not take away (erasure and export of one's data).
 //! `AdminUser`: an operator of `/admin`, by `X-Admin-API-Key` or an admin's access token.
 
 use std::future::Future;
@@ -21,6 +23,12 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub User);
+
+/// The signed-in user even when blocked: erasure (`DELETE /api/v1/me`) and export
+/// (`GET /api/v1/me/export`) are rights a block does not take away. Every other route takes
+/// [`AuthUser`].
+#[derive(Debug, Clone)]
+pub struct AuthUserEvenBlocked(pub User);
 
 pub enum Credentials {
     Bearer(String),
@@ -63,6 +71,22 @@ impl FromRequest for AuthUser {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = AuthUserEvenBlocked::from_request(req, payload);
+        Box::pin(async move {
+            let AuthUserEvenBlocked(user) = user.await?;
+            if user.is_blocked {
+                return Err(AppError::user_blocked());
+            }
+            Ok(AuthUser(user))
+        })
+    }
+}
+
+impl FromRequest for AuthUserEvenBlocked {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let creds = credentials(req);
@@ -88,13 +112,10 @@ impl FromRequest for AuthUser {
                 }
                 Credentials::InitData(raw) => {
                     let data = super::validate_init_data(&state, &raw)?;
-                    super::login(&state, &data).await?
+                    super::login_even_blocked(&state, &data).await?
                 }
             };
-            if user.is_blocked {
-                return Err(AppError::user_blocked());
-            }
-            Ok(AuthUser(user))
+            Ok(AuthUserEvenBlocked(user))
         })
     }
 }

@@ -70,8 +70,19 @@ pub fn validate_init_data(state: &AppState, raw: &str) -> AppResult<InitData> {
 }
 
 /// Logs a user in with validated initData: upserts the user (refreshing the profile and
-/// `last_seen_at`), links a referrer for a new user, and grants the signup bonus once.
+/// `last_seen_at`), links a referrer for a new user, and grants the signup bonus once. A blocked
+/// user is refused (`user_blocked`).
 pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
+    let user = login_even_blocked(state, data).await?;
+    if user.is_blocked {
+        return Err(AppError::user_blocked());
+    }
+    Ok(user)
+}
+
+/// [`login`] that also lets a blocked user in: for the rights a block does not take away
+/// (erasure and export, `extractor::AuthUserEvenBlocked`).
+pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<User> {
     let tg = data
         .user
         .as_ref()
@@ -156,8 +167,5 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
             other => break other?,
         }
     };
-    if user.is_blocked {
-        return Err(AppError::user_blocked());
-    }
     Ok(user)
 }

@@ -1,6 +1,6 @@
-//! Chat sessions of the editing assistant: the history in one JSONB array (appended to, never
-//! rewritten by hand), the session's photo, token and cost totals, and the retention sweep's
-//! batches. Reads of the history return only what is asked for (the last N messages).
+//! Chat sessions of the editing assistant: the history in one JSONB array (appended to, and
+//! trimmed only by the retention sweep's per-message cut-off), the session's photo, token and
+//! cost totals, and the retention sweep's batches. Reads of the history return only what is asked for (the last N messages).
 
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
@@ -436,4 +436,30 @@ pub async fn uploads_in_use(
         .distinct()
         .load(conn)
         .await
+}
+
+/// Removes the messages written at or before `cutoff` from up to `limit` sessions, also from
+/// sessions still in use (retention is per message); rows another sweeper holds are skipped.
+/// `updated_at` stays: trimming is not activity. Returns how many sessions were trimmed.
+pub async fn trim_messages_before(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "WITH due AS (SELECT id FROM chat_sessions s \
+                       WHERE s.created_at <= $1 \
+                         AND EXISTS (SELECT 1 FROM jsonb_array_elements(s.messages) AS m(e) \
+                                      WHERE (e->>'timestamp')::timestamptz <= $1) \
+                       ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE chat_sessions c \
+            SET messages = COALESCE((SELECT jsonb_agg(e ORDER BY i) \
+                                       FROM jsonb_array_elements(c.messages) WITH ORDINALITY AS m(e, i) \
+                                      WHERE (e->>'timestamp')::timestamptz > $1), '[]'::jsonb) \
+           FROM due WHERE c.id = due.id",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
 }

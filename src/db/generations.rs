@@ -41,6 +41,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// One of the user's generations, unless they deleted it.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
     user_id: i64,
@@ -49,6 +50,7 @@ pub async fn find_owned(
     generations::table
         .filter(generations::id.eq(id))
         .filter(generations::user_id.eq(user_id))
+        .filter(generations::deleted_at.is_null())
         .select(Generation::as_select())
         .first(conn)
         .await
@@ -81,7 +83,7 @@ pub async fn find_by_task(
         .optional()
 }
 
-/// The user's generations, newest first, strictly before the `(created_at, id)` cursor.
+/// The user's generations (not those they deleted), newest first, strictly before the `(created_at, id)` cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,
     user_id: i64,
@@ -90,6 +92,7 @@ pub async fn list(
 ) -> QueryResult<Vec<Generation>> {
     let mut query = generations::table
         .filter(generations::user_id.eq(user_id))
+        .filter(generations::deleted_at.is_null())
         .order((generations::created_at.desc(), generations::id.desc()))
         .limit(limit)
         .select(Generation::as_select())
@@ -280,4 +283,91 @@ pub async fn mark_finished_unsuccessfully(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// Locks one of the user's generations they have not deleted (for deleting it).
+pub async fn lock_owned(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Generation>> {
+    generations::table
+        .filter(generations::id.eq(id))
+        .filter(generations::user_id.eq(user_id))
+        .filter(generations::deleted_at.is_null())
+        .for_update()
+        .select(Generation::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The user deleted a finished generation: its result, prompt and error go, the row stays
+/// hidden (the hourly limit still counts it) until the retention sweep removes it.
+pub async fn mark_deleted(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        generations::table
+            .find(id)
+            .filter(generations::status.ne_all(ACTIVE)),
+    )
+    .set((
+        generations::deleted_at.eq(now),
+        generations::result_key.eq(None::<String>),
+        generations::result_width.eq(None::<i32>),
+        generations::result_height.eq(None::<i32>),
+        generations::prompt.eq(""),
+        generations::error_message.eq(None::<String>),
+        generations::updated_at.eq(now),
+    ))
+    .prepared()
+    .execute(conn)
+    .await
+}
+
+/// Whether a queued or running generation takes `upload_id` as an input.
+pub async fn active_using_upload(
+    conn: &mut AsyncPgConnection,
+    upload_id: Uuid,
+) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        generations::table
+            .filter(generations::status.eq_any(ACTIVE))
+            .filter(
+                generations::person_upload_id
+                    .eq(upload_id)
+                    .or(generations::item_upload_id.eq(upload_id))
+                    .or(generations::source_upload_id.eq(upload_id)),
+            ),
+    ))
+    .get_result(conn)
+    .await
+}
+
+/// Locks up to `limit` finished generations created at or before `cutoff` (the retention
+/// sweep's batch), skipping rows another sweeper holds; returns their ids and result keys.
+pub async fn lock_expired(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<(Uuid, Option<String>)>> {
+    generations::table
+        .filter(generations::status.eq_any(["succeeded", "failed", "canceled"]))
+        .filter(generations::created_at.le(cutoff))
+        .order(generations::created_at)
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select((generations::id, generations::result_key))
+        .load(conn)
+        .await
+}
+
+pub async fn delete(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::delete(generations::table.filter(generations::id.eq_any(ids)))
+        .execute(conn)
+        .await
 }

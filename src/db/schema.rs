@@ -130,6 +130,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         started_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        deleted_at -> Nullable<Timestamptz>,
         request_fingerprint -> Nullable<Text>,
     }
 }
@@ -269,5 +270,9 @@ diesel::table! {
     erased_identities (identity_hash) {
         identity_hash -> Bytea,
         erased_at -> Timestamptz,
+        blocked -> Bool,
+        free_actions_used -> Int4,
+        free_period_start -> Date,
+        recent_generations -> Array<Timestamptz>,
     }
 }

@@ -103,3 +103,20 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
         .load(conn)
         .await
 }
+
+/// Locks a live upload of this user (for erasing it at their request).
+pub async fn lock_owned(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    id: Uuid,
+) -> QueryResult<Option<Upload>> {
+    uploads::table
+        .filter(uploads::id.eq(id))
+        .filter(uploads::user_id.eq(user_id))
+        .filter(uploads::deleted_at.is_null())
+        .for_update()
+        .select(Upload::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

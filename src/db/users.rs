@@ -45,7 +45,10 @@ pub struct LoggedIn {
 /// Inserts the user or refreshes their profile and `last_seen_at`. A new user whose
 /// `referrer_code` belongs to another user gets `referred_by` set, unless `identity` (the
 /// account's `auth::identity_hash`) erased an account before; an existing user's referrer never
-/// changes. One statement.
+/// changes. A new account of an identity that erased one takes over the free actions it had
+/// used (`erased_identities.free_actions_used` for its period) and its block: erasing gives
+/// nothing new.
+/// One statement.
 pub async fn upsert_from_login(
     conn: &mut AsyncPgConnection,
     profile: &Profile,
@@ -55,10 +58,15 @@ pub async fn upsert_from_login(
 ) -> QueryResult<LoggedIn> {
     let row: UpsertRow = diesel::sql_query(
         "INSERT INTO users (telegram_id, username, first_name, last_name, language_code, is_premium, \
-                            photo_url, allows_write_to_pm, referral_code, referred_by) \
+                            photo_url, allows_write_to_pm, referral_code, referred_by, \
+                            free_actions_used, free_period_start, is_blocked) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
                  (SELECT id FROM users WHERE referral_code = $10 AND telegram_id <> $1 \
-                     AND NOT EXISTS (SELECT 1 FROM erased_identities WHERE identity_hash = $11))) \
+                     AND NOT EXISTS (SELECT 1 FROM erased_identities WHERE identity_hash = $11)), \
+                 COALESCE((SELECT free_actions_used FROM erased_identities WHERE identity_hash = $11), 0), \
+                 COALESCE((SELECT free_period_start FROM erased_identities WHERE identity_hash = $11), \
+                          date_trunc('month', now() AT TIME ZONE 'UTC')::date), \
+                 COALESCE((SELECT blocked FROM erased_identities WHERE identity_hash = $11), false)) \
          ON CONFLICT (telegram_id) DO UPDATE SET \
              username = EXCLUDED.username, first_name = EXCLUDED.first_name, \
              last_name = EXCLUDED.last_name, language_code = EXCLUDED.language_code, \

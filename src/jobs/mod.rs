@@ -38,6 +38,12 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
         if let Err(e) = sweeper::sweep_chat_sessions(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "chat session sweep failed; retrying next round");
         }
+        if let Err(e) = sweeper::sweep_results(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "result retention sweep failed; retrying next round");
+        }
+        if let Err(e) = sweeper::sweep_chat_messages(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "chat message sweep failed; retrying next round");
+        }
         if let Err(e) = sweeper::refund_abandoned_turns(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "refunding abandoned chat turns failed; retrying next round");
         }

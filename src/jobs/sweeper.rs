@@ -1,16 +1,21 @@
-//! Retention: erases expired uploads (object first, then the row is marked deleted) and idle
-//! chat sessions with their photos, and refunds chat turns a crash left pending; in batches,
-//! idempotently, and safely beside other workers (rows are claimed with SKIP LOCKED).
+//! Retention: erases expired uploads (object first, then the row is marked deleted), finished
+//! generations past `RESULT_RETENTION_DAYS` (result object first, then the row), idle chat
+//! sessions with their photos and chat messages older than 30 days, and refunds chat turns a
+//! crash left pending; in batches, idempotently, and safely beside other workers (rows are
+//! claimed with SKIP LOCKED).
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection as _;
 
 use crate::db::uploads;
-use crate::db::{chat_sessions, chat_turns, ledger};
+use crate::db::{chat_sessions, chat_turns, generations, ledger};
 use crate::domain::assistant::Usage;
 use crate::state::AppState;
 
 const BATCH: i64 = 200;
+
+/// A chat message is kept this long, even in a session still in use.
+pub const CHAT_MESSAGE_RETENTION_DAYS: i64 = 30;
 
 /// Erases every upload expired at `now`; returns how many were erased.
 pub async fn sweep_uploads(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
@@ -37,6 +42,62 @@ pub async fn sweep_uploads(state: &AppState, now: DateTime<Utc>) -> anyhow::Resu
     if total > 0 {
         tracing::info!(erased = total, "retention sweep erased expired uploads");
         metrics::counter!("retention_erased_total", "kind" => "upload").increment(total as u64);
+    }
+    Ok(total)
+}
+
+/// Erases the finished generations created `RESULT_RETENTION_DAYS` or more before `now`: the
+/// result object, then the row. Returns how many went.
+pub async fn sweep_results(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let days = i64::from(state.settings.media.result_retention_days);
+    let cutoff = now - chrono::Duration::days(days);
+    let mut total = 0;
+    loop {
+        let mut conn = state.db.get().await?;
+        let storage = state.storage.clone();
+        let erased = conn
+            .transaction(async |conn| {
+                let batch = generations::lock_expired(conn, cutoff, BATCH).await?;
+                for key in batch.iter().filter_map(|(_, key)| key.as_deref()) {
+                    storage.delete(key).await?;
+                }
+                let ids: Vec<_> = batch.iter().map(|(id, _)| *id).collect();
+                generations::delete(conn, &ids).await?;
+                anyhow::Ok(batch.len())
+            })
+            .await?;
+        total += erased;
+        if erased < BATCH as usize {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(erased = total, "retention sweep erased old generations");
+        metrics::counter!("retention_erased_total", "kind" => "generation").increment(total as u64);
+    }
+    Ok(total)
+}
+
+/// Removes the chat messages older than [`CHAT_MESSAGE_RETENTION_DAYS`], also from sessions
+/// still in use; returns how many sessions were trimmed.
+pub async fn sweep_chat_messages(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let cutoff = now - chrono::Duration::days(CHAT_MESSAGE_RETENTION_DAYS);
+    let mut total = 0;
+    loop {
+        let mut conn = state.db.get().await?;
+        let trimmed = chat_sessions::trim_messages_before(&mut conn, cutoff, BATCH).await?;
+        total += trimmed;
+        if trimmed < BATCH as usize {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            sessions = total,
+            "retention sweep removed old chat messages"
+        );
+        metrics::counter!("retention_erased_total", "kind" => "chat_messages")
+            .increment(total as u64);
     }
     Ok(total)
 }

@@ -28,7 +28,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/fitting/generate").route(web::post().to(fitting_generate)))
         .service(web::resource("/editing/generate").route(web::post().to(editing_generate)))
         .service(web::resource("/generations").route(web::get().to(list)))
-        .service(web::resource("/generations/{id}").route(web::get().to(get)))
+        .service(
+            web::resource("/generations/{id}")
+                .route(web::get().to(get))
+                .route(web::delete().to(delete)),
+        )
         .service(web::resource("/generations/{id}/cancel").route(web::post().to(cancel)))
         .service(web::resource("/callbacks/kie").route(web::post().to(kie_callback)));
 }
@@ -264,8 +268,10 @@ async fn start(
                 }
             }
             // The hourly limit first: when both apply, its wait is the longer, truthful one.
+            // It counts the generations of accounts this Telegram account erased, too.
+            let since = now - crate::privacy::hourly_window();
             let recent =
-                generations::created_since(conn, user.id, now - Duration::hours(1)).await?;
+                crate::privacy::recent_generation_times(conn, &state.settings, user, since).await?;
             if recent.len() as i64 >= g_settings.max_tasks_per_user_per_hour {
                 let oldest = recent.first().copied().unwrap_or(now);
                 let wait = (oldest + Duration::hours(1) - now).num_seconds().max(1);
@@ -510,6 +516,24 @@ pub async fn cancel(
     Ok(HttpResponse::Ok().json(GenerationEnvelope {
         generation: GenerationDto::of(&g, &state),
     }))
+}
+
+/// Deletes one of the user's finished generations: its result image, prompt and error go at
+/// once, and it no longer appears here (the hourly task limit still counts it). A queued or
+/// running generation is not deleted: `generation_active` (409); cancel it first
+/// (`POST /api/v1/generations/{id}/cancel`, queued only) or wait until it finishes.
+#[utoipa::path(delete, path = "/api/v1/generations/{id}", operation_id = "delete_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Deleted"),
+              (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`generation_active`: it is queued or running", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    crate::privacy::delete_generation(&state, user.id, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// kie.ai's task-finished callback: verified (when a key is configured), then used only as a

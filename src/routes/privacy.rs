@@ -4,7 +4,6 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection as _;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -13,8 +12,8 @@ use super::ledger::LedgerEntryDto;
 use super::me::{BalanceDto, UserDto};
 use super::payments::PaymentDto;
 use super::uploads::UploadDto;
-use crate::auth::extractor::AuthUser;
-use crate::db::{chat_sessions, generations, ledger, payments, privacy, referrals, uploads, users};
+use crate::auth::extractor::AuthUserEvenBlocked;
+use crate::db::{chat_sessions, generations, ledger, payments, referrals, uploads};
 use crate::error::AppResult;
 use crate::realtime::generations::GenerationDto;
 use crate::state::AppState;
@@ -54,73 +53,42 @@ pub struct KeptDto {
 }
 
 /// Erases the signed-in user's personal data at once: photos, generations and their images,
-/// assistant conversations, and the profile. The credit ledger stays for the tax records, anonymised; the balance stays
-/// with it. Generations still running are refunded first. The access token stops working; the
-/// next login starts a fresh account.
+/// assistant conversations, and the profile. The credit ledger stays for the tax records,
+/// anonymised; the balance stays with it; payments and their provider notifications stay with
+/// their amounts and ids, without names, contacts or card details. Generations still running
+/// are refunded first. The access token stops working; the next login starts a new account,
+/// which keeps what this one used of the month's free actions and of the hourly task limit.
+/// A blocked user can erase too.
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ErasureDto),
               (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]
 pub async fn erase(
     state: web::Data<AppState>,
-    AuthUser(user): AuthUser,
+    AuthUserEvenBlocked(user): AuthUserEvenBlocked,
 ) -> AppResult<HttpResponse> {
-    let mut conn = state.db.get().await?;
-    let storage = state.storage.clone();
-    let now = Utc::now();
-    let identity = crate::auth::identity_hash(&state.settings, user.telegram_id);
-    let erased = conn
-        .transaction(async |conn| -> anyhow::Result<ErasureDto> {
-            users::lock(conn, user.id).await?;
-            // Money first: an unfinished generation's charge comes back before it disappears.
-            for g in generations::active_for_user(conn, user.id).await? {
-                ledger::refund(conn, &g.charge_key, now.date_naive()).await?;
-            }
-            let results = privacy::delete_generations(conn, user.id).await?;
-            let chat_sessions = privacy::delete_chat_sessions(conn, user.id).await?;
-            let photos = privacy::delete_uploads(conn, user.id).await?;
-            let keys: Vec<&String> = results
-                .iter()
-                .flatten()
-                .chain(
-                    photos
-                        .iter()
-                        .filter(|(_, gone)| gone.is_none())
-                        .map(|(k, _)| k),
-                )
-                .collect();
-            // Objects before the rows commit, as the retention sweep does: a failure leaves the
-            // rows to be erased again, never an object nobody can find.
-            for key in &keys {
-                storage.delete(key).await?;
-            }
-            privacy::remember_erased_identity(conn, &identity).await?;
-            privacy::anonymise_user(conn, user.id, now).await?;
-            let payments = privacy::scrub_payments(conn, user.id).await?;
-            let ledger_entries = ledger::count(conn, user.id).await?;
-            Ok(ErasureDto {
-                erased: ErasedDto {
-                    uploads: photos.len(),
-                    generations: results.len(),
-                    chat_sessions,
-                    images: keys.len(),
-                    profile: true,
-                },
-                kept: KeptDto {
-                    ledger_entries: usize::try_from(ledger_entries).unwrap_or(0),
-                    payments,
-                    reason: "payments and credit movements are kept for tax records, without a link to you",
-                },
-            })
-        })
-        .await?;
+    let e = crate::privacy::erase(&state, &user).await?;
     tracing::info!(
-        uploads = erased.erased.uploads,
-        generations = erased.erased.generations,
+        uploads = e.uploads,
+        generations = e.generations,
+        payment_events = e.payment_events,
         "user erased their data"
     );
     metrics::counter!("privacy_erasures_total").increment(1);
-    Ok(HttpResponse::Ok().json(erased))
+    Ok(HttpResponse::Ok().json(ErasureDto {
+        erased: ErasedDto {
+            uploads: e.uploads,
+            generations: e.generations,
+            chat_sessions: e.chat_sessions,
+            images: e.images,
+            profile: true,
+        },
+        kept: KeptDto {
+            ledger_entries: e.ledger_entries,
+            payments: e.payments,
+            reason: "payments and credit movements are kept for tax records, without a link to you",
+        },
+    }))
 }
 
 /// Everything Atelier holds about a user, in one document.
@@ -147,14 +115,14 @@ pub struct ExportDto {
 }
 
 /// A copy of everything held about the signed-in user, as one JSON document (served as an
-/// attachment), with signed links to their images.
+/// attachment), with signed links to their images. A blocked user can export too.
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ExportDto),
               (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]
 pub async fn export(
     state: web::Data<AppState>,
-    AuthUser(user): AuthUser,
+    AuthUserEvenBlocked(user): AuthUserEvenBlocked,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;
     let now = Utc::now();

@@ -27,7 +27,11 @@ use crate::state::AppState;
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/fitting/upload").route(web::post().to(fitting_upload)))
         .service(web::resource("/editing/upload").route(web::post().to(editing_upload)))
-        .service(web::resource("/uploads/{id}").route(web::get().to(get_upload)));
+        .service(
+            web::resource("/uploads/{id}")
+                .route(web::get().to(get_upload))
+                .route(web::delete().to(delete_upload)),
+        );
 }
 
 /// Outside `/api/v1`: the signed media links.
@@ -463,4 +467,21 @@ async fn store(
         }
     }
     inserted
+}
+
+/// Erases one of the user's photos at once (the stored image; the record is marked deleted).
+/// Finished generations keep their results; new ones cannot use it (404). A photo a queued or
+/// running generation still reads is `upload_in_use` (409).
+#[utoipa::path(delete, path = "/api/v1/uploads/{id}", operation_id = "delete_upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Erased"),
+              (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`upload_in_use`: a queued or running generation uses it", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn delete_upload(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    id: web::Path<Uuid>,
+) -> AppResult<HttpResponse> {
+    crate::privacy::delete_upload(&state, user.id, *id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

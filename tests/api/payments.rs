@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::fakes::yookassa::{FakeYooKassa, Mode, SECRET_KEY, SHOP_ID, Source};
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 
-async fn yk_app(extra: &[(&str, &str)]) -> (TestApp, FakeYooKassa) {
+pub(crate) async fn yk_app(extra: &[(&str, &str)]) -> (TestApp, FakeYooKassa) {
     let yk = FakeYooKassa::start().await;
     let mut env = yk.env();
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
@@ -42,7 +42,7 @@ pub async fn row(app: &TestApp, id: &str) -> Payment {
 }
 
 /// Creates a payment for `product`; returns (our id, YooKassa's id).
-async fn buy(app: &TestApp, token: &str, product: &str) -> (String, String) {
+pub(crate) async fn buy(app: &TestApp, token: &str, product: &str) -> (String, String) {
     let res = create(app, token, product).await;
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
@@ -81,7 +81,7 @@ async fn assert_ledger_consistent(app: &TestApp) {
     assert_eq!(bad.n, 0, "a balance differs from its ledger");
 }
 
-fn webhook(app: &TestApp) -> String {
+pub(crate) fn webhook(app: &TestApp) -> String {
     app.url("/api/v1/payments/webhook")
 }
 

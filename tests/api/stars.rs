@@ -7,13 +7,13 @@ use crate::fakes::telegram::{BOT_TOKEN, FakeTelegram};
 use crate::helpers::{TestApp, assert_problem, spawn_app_with};
 use crate::payments::{balance, row};
 
-const SECRET: &str = "stars-webhook-secret_123";
+pub(crate) const SECRET: &str = "stars-webhook-secret_123";
 
-async fn stars_app() -> (TestApp, FakeTelegram) {
+pub(crate) async fn stars_app() -> (TestApp, FakeTelegram) {
     stars_app_with(&[]).await
 }
 
-async fn stars_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
+pub(crate) async fn stars_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
     let tg = FakeTelegram::start().await;
     let mut settings = vec![
         ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
@@ -25,7 +25,7 @@ async fn stars_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
     (app, tg)
 }
 
-async fn login(app: &TestApp, id: i64) -> String {
+pub(crate) async fn login(app: &TestApp, id: i64) -> String {
     login_with(app, id, None).await
 }
 
@@ -46,13 +46,13 @@ async fn login_with(app: &TestApp, id: i64, start_param: Option<&str>) -> String
         .to_owned()
 }
 
-fn pre_checkout(query_id: &str, from: i64, total: i64, payload: &str) -> Value {
+pub(crate) fn pre_checkout(query_id: &str, from: i64, total: i64, payload: &str) -> Value {
     json!({"update_id": 1, "pre_checkout_query": {
         "id": query_id, "from": {"id": from, "is_bot": false, "first_name": "Test"},
         "currency": "XTR", "total_amount": total, "invoice_payload": payload}})
 }
 
-fn successful(from: i64, total: i64, payload: &str, charge: &str) -> Value {
+pub(crate) fn successful(from: i64, total: i64, payload: &str, charge: &str) -> Value {
     json!({"update_id": 2, "message": {"message_id": 5, "date": 1, "chat": {"id": from, "type": "private"},
         "from": {"id": from, "is_bot": false, "first_name": "Test"},
         "successful_payment": {"currency": "XTR", "total_amount": total, "invoice_payload": payload,
@@ -66,7 +66,7 @@ fn refunded(from: i64, total: i64, payload: &str, charge: &str) -> Value {
             "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}}})
 }
 
-async fn invoice(app: &TestApp, token: &str, product: &str) -> Value {
+pub(crate) async fn invoice(app: &TestApp, token: &str, product: &str) -> Value {
     let res = app
         .post_json(
             "/api/v1/payments/stars/invoice",
