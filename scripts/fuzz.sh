@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(initdata upload_pipeline yookassa_notification kie_callback)
+((${#targets[@]})) || targets=(initdata upload_pipeline upload_framing yookassa_notification kie_callback)
 export RUSTC_BOOTSTRAP=1
 
 [[ ${FUZZ_BUILD:-1} == 0 ]] || cargo fuzz build

@@ -110,6 +110,8 @@ pub struct Settings {
     pub signup_bonus_credits: i64,
     pub cors_allowed_origins: Vec<String>,
     pub max_json_body_bytes: usize,
+    /// How long a request may take to send its body, from its headers on.
+    pub request_body_timeout_secs: u64,
     pub log_format: LogFormat,
     pub media: MediaSettings,
     pub worker: WorkerSettings,
@@ -551,6 +553,7 @@ impl Settings {
                 })
                 .unwrap_or_default(),
             max_json_body_bytes: env.parse("MAX_JSON_BODY_BYTES", 64 * 1024)?,
+            request_body_timeout_secs: env.parse("REQUEST_BODY_TIMEOUT_SECS", 60)?,
             log_format: env.parse("LOG_FORMAT", LogFormat::Text)?,
             media,
             worker,

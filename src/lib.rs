@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod error_reporting;
+pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod openapi;

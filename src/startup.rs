@@ -141,6 +141,8 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 .default_service(web::to(|| async {
                     AppError::not_found("no such route").error_response_boxed()
                 }))
+                // Every body is read under REQUEST_BODY_TIMEOUT_SECS (408 after it).
+                .wrap(from_fn(crate::http::deadline::body_deadline))
                 .wrap(cors(&origins, production))
                 // Outside CORS, so that its refusals become problem+json too.
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use actix_multipart::Multipart;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
@@ -18,6 +17,7 @@ use crate::auth::extractor::AuthUser;
 use crate::db::models::{Upload, User};
 use crate::db::uploads;
 use crate::error::{AppError, AppResult, Problem};
+use crate::http::multipart_guard::{self, Guard};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
 use crate::media::pool::PoolError;
 use crate::media::signed_url::{self, LinkError};
@@ -112,8 +112,9 @@ pub struct EditingUploadForm {
 #[utoipa::path(post, path = "/api/v1/fitting/upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     request_body(content = FittingUploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = FittingUploadDto),
-              (status = 400, description = "missing, unknown or repeated fields", body = Problem, content_type = "application/problem+json"),
-              (status = 413, description = "`file_too_large`", body = Problem, content_type = "application/problem+json"),
+              (status = 400, description = "missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart`", body = Problem, content_type = "application/problem+json"),
+              (status = 408, description = "`request_timeout`: the body was not received in time", body = Problem, content_type = "application/problem+json"),
+              (status = 413, description = "`file_too_large` (one file), `payload_too_large` (the whole request)", body = Problem, content_type = "application/problem+json"),
               (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`image_too_large`, `image_too_small`, `invalid_image`", body = Problem, content_type = "application/problem+json"),
               (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")))]
@@ -121,7 +122,7 @@ pub async fn fitting_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: Multipart,
+    body: web::Payload,
 ) -> AppResult<HttpResponse> {
     limit_uploads(&state, &user).await?;
     let mut files = read_files(&req, body, &["person", "item"], &state).await?;
@@ -160,6 +161,7 @@ pub async fn fitting_upload(
     request_body(content = EditingUploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = UploadDto),
               (status = 400, body = Problem, content_type = "application/problem+json"),
+              (status = 408, body = Problem, content_type = "application/problem+json"),
               (status = 413, body = Problem, content_type = "application/problem+json"),
               (status = 415, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -168,7 +170,7 @@ pub async fn editing_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: Multipart,
+    body: web::Payload,
 ) -> AppResult<HttpResponse> {
     limit_uploads(&state, &user).await?;
     let mut files = read_files(&req, body, &["image"], &state).await?;
@@ -255,60 +257,43 @@ fn too_large(detail: String) -> AppError {
     }
 }
 
-/// Reads the expected file fields of a multipart body, enforcing the per-file and whole-request
-/// caps while streaming: never more than the cap is buffered.
+/// Reads the expected file fields of a multipart body through the guard
+/// ([`multipart_guard`]), which bounds the raw body; the per-file cap is checked here.
 async fn read_files(
     req: &HttpRequest,
-    mut body: Multipart,
+    body: web::Payload,
     expected: &[&'static str],
     state: &AppState,
 ) -> AppResult<HashMap<&'static str, (Vec<u8>, Option<String>)>> {
-    let mut total = 0usize;
-    let result = read_fields(req, &mut body, expected, state, &mut total).await;
+    let cap = state.settings.media.upload_max_request_bytes;
+    let (mut body, guard) = multipart_guard::open(req.headers(), body, expected.len(), cap)?;
+    let result = read_fields(&mut body, &guard, expected, state).await;
     if let Err(AppError::Client {
         code: "file_too_large",
         ..
     }) = &result
     {
-        // Read (and drop) the rest of a refused body, up to the request cap, so that the client
-        // receives the 413 instead of a reset connection.
-        let cap = state.settings.media.upload_max_request_bytes;
-        while total <= cap {
-            let Ok(Some(mut field)) = body.try_next().await else {
-                break;
-            };
-            while let Ok(Some(chunk)) = field.try_next().await {
-                total += chunk.len();
-                if total > cap {
-                    break;
-                }
-            }
+        // Read (and drop) the rest of a refused body, still through the guard (so never more
+        // than the request cap), so that the client receives the 413 instead of a reset
+        // connection.
+        while let Ok(Some(mut field)) = body.try_next().await {
+            while let Ok(Some(_)) = field.try_next().await {}
         }
     }
     result
 }
 
 async fn read_fields(
-    req: &HttpRequest,
-    body: &mut Multipart,
+    body: &mut actix_multipart::Multipart,
+    guard: &Guard,
     expected: &[&'static str],
     state: &AppState,
-    total: &mut usize,
 ) -> AppResult<HashMap<&'static str, (Vec<u8>, Option<String>)>> {
     let media = &state.settings.media;
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > media.upload_max_request_bytes) {
-        return Err(too_large(format!(
-            "the request is larger than {} bytes",
-            media.upload_max_request_bytes
-        )));
-    }
-    let bad_multipart = |e: actix_multipart::MultipartError| {
-        AppError::bad_request("invalid_multipart", e.to_string())
+    // The guard's reason first: the parser only sees a failed stream.
+    let bad_multipart = |e: actix_multipart::MultipartError| match guard.refusal() {
+        Some(refusal) => AppError::from(refusal),
+        None => AppError::bad_request("invalid_multipart", e.to_string()),
     };
     let mut files = HashMap::new();
     while let Some(mut field) = body.try_next().await.map_err(bad_multipart)? {
@@ -331,17 +316,10 @@ async fn read_fields(
         let declared_type = field.content_type().map(|m| m.essence_str().to_owned());
         let mut bytes = Vec::new();
         while let Some(chunk) = field.try_next().await.map_err(bad_multipart)? {
-            *total += chunk.len();
             if bytes.len() + chunk.len() > media.upload_max_bytes {
                 return Err(too_large(format!(
                     "{slot:?} is larger than {} bytes",
                     media.upload_max_bytes
-                )));
-            }
-            if *total > media.upload_max_request_bytes {
-                return Err(too_large(format!(
-                    "the request is larger than {} bytes",
-                    media.upload_max_request_bytes
                 )));
             }
             bytes.extend_from_slice(&chunk);

@@ -28,5 +28,6 @@ mod providers;
 mod queue;
 mod referrals;
 mod stars;
+mod upload_framing;
 mod uploads;
 mod ws;

@@ -1,0 +1,6 @@
+//! Request bodies, bounded whatever their framing: a deadline for every body
+//! ([`deadline::body_deadline`]) and a byte-counting, framing-checking guard in front of the
+//! multipart parser of the upload routes ([`multipart_guard`]).
+
+pub mod deadline;
+pub mod multipart_guard;
