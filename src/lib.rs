@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod bot;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod jobs;
 pub mod media;
 pub mod openapi;
+pub mod operators;
 pub mod providers;
 pub mod ratelimit;
 pub mod realtime;
