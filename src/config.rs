@@ -99,6 +99,8 @@ pub struct Settings {
     pub telegram_bot_token: Option<SecretString>,
     /// Bot API base URL (results are delivered to the user's chat when a bot token is set).
     pub telegram_api_base_url: String,
+    /// The https URL of the Mini App page, opened by the bot's `web_app` buttons and menu button.
+    pub telegram_web_app_url: String,
     pub init_data_key: InitDataKey,
     pub init_data_max_age_secs: u64,
     pub jwt_secret: SecretString,
@@ -509,6 +511,9 @@ impl Settings {
                 message: "must start with http:// or https://".into(),
             });
         }
+        let telegram_web_app_url = env
+            .string("TELEGRAM_WEB_APP_URL")
+            .unwrap_or_else(|| format!("{public_base_url}/"));
 
         let settings = Settings {
             app_env,
@@ -532,6 +537,7 @@ impl Settings {
             telegram_api_base_url: env
                 .string("TELEGRAM_API_BASE_URL")
                 .unwrap_or_else(|| "https://api.telegram.org".into()),
+            telegram_web_app_url,
             init_data_key,
             init_data_max_age_secs: env.parse("INIT_DATA_MAX_AGE_SECS", 86_400)?,
             jwt_secret: jwt_secret.unwrap_or_else(|| SecretString::from(DEV_JWT_SECRET)),

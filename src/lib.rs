@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod billing;
+pub mod bot;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod jobs;
 pub mod media;
 pub mod openapi;
+pub mod operators;
 pub mod privacy;
 pub mod providers;
 pub mod ratelimit;

@@ -31,6 +31,9 @@ enum Command {
     /// Telegram initData tools for support and demos.
     #[command(subcommand)]
     InitData(InitDataCommand),
+    /// The Telegram bot: register the webhook, commands and menu button, or show the webhook.
+    #[command(subcommand)]
+    Bot(BotCommand),
     /// Print the OpenAPI document (YAML).
     Openapi,
     /// Exit 0 when the local server answers `GET /ready` with 200 (container health checks).
@@ -38,6 +41,16 @@ enum Command {
         #[arg(long, env = "PORT", default_value_t = 8080)]
         port: u16,
     },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum BotCommand {
+    /// setWebhook (PUBLIC_BASE_URL, TELEGRAM_WEBHOOK_SECRET), setMyCommands (ru, en, and the
+    /// operators' commands in each ADMIN_IDS chat), setChatMenuButton (web_app); then prints
+    /// getWebhookInfo.
+    Setup,
+    /// Print getWebhookInfo.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -158,6 +171,14 @@ fn run_service(command: Command) -> ExitCode {
             Command::Dev => {
                 migrate(&settings).await?;
                 atelier::run::serve(settings, true).await
+            }
+            Command::Bot(bot) => {
+                let info = match bot {
+                    BotCommand::Setup => atelier::bot::setup::setup(&settings).await?,
+                    BotCommand::Status => atelier::bot::setup::status(&settings).await?,
+                };
+                println!("{}", serde_json::to_string_pretty(&info)?);
+                Ok(())
             }
             Command::InitData(_) | Command::Openapi | Command::Healthcheck { .. } => Ok(()),
         }

@@ -132,10 +132,15 @@ impl Modify for CommonResponses {
                     .request_body
                     .as_ref()
                     .is_some_and(|b| b.content.contains_key("application/json"));
-                if json_body {
+                // The Telegram webhook acknowledges a body that is not JSON (Telegram would
+                // resend it for ever on a 4xx).
+                let acknowledges_any_body = op.operation_id.as_deref() == Some("telegram_webhook");
+                if json_body && !acknowledges_any_body {
                     add.push(("400", "`invalid_json`: the body is not JSON"));
-                    add.push(("413", "`payload_too_large`"));
                     add.push(("415", "`unsupported_media_type`: send application/json"));
+                }
+                if json_body {
+                    add.push(("413", "`payload_too_large`"));
                 }
                 let has_query = op
                     .parameters

@@ -30,6 +30,9 @@ pub struct AppState {
     pub payments: Arc<dyn crate::providers::yookassa::PaymentProvider>,
     /// The editing assistant's model (OpenRouter, or the sandbox).
     pub assistant: Arc<dyn crate::providers::openrouter::Assistant>,
+    /// The Bot API client of the webhook (Stars answers, the bot's replies), when a bot token
+    /// is set: short timeouts, as Telegram waits for the webhook's answer.
+    pub telegram: Option<crate::providers::telegram::TelegramClient>,
 }
 
 impl AppState {
@@ -52,6 +55,17 @@ impl AppState {
                 &settings.assistant,
                 &settings.public_base_url,
             )?,
+            telegram: match &settings.telegram_bot_token {
+                Some(token) => Some(
+                    crate::providers::telegram::TelegramClient::new(
+                        &settings.telegram_api_base_url,
+                        token.clone(),
+                        Duration::from_secs(4),
+                    )?
+                    .with_max_total_wait(Duration::from_secs(2)),
+                ),
+                None => None,
+            },
             jwt: Arc::new(JwtKeys::from_settings(&settings)),
             init_data: Arc::new(crate::auth::verifier_from_settings(&settings)?),
             settings: Arc::new(settings),

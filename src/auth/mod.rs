@@ -97,14 +97,22 @@ pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<
         photo_url: tg.photo_url.clone(),
         allows_write_to_pm: tg.allows_write_to_pm.unwrap_or(false),
     };
-    let referrer_code = data
-        .start_param
-        .as_deref()
-        .and_then(referral::code_from_start_param);
+    sign_in(state, &profile, data.start_param.as_deref()).await
+}
+
+/// Signs in the Telegram account `profile` describes, from the Mini App (its initData) or the
+/// bot (`/start`): upserts the user, links a referrer from `start_param` (`ref_<code>`) for a
+/// new user, and grants the signup bonus once. A blocked user is refused (`user_blocked`).
+pub async fn sign_in(
+    state: &AppState,
+    profile: &Profile,
+    start_param: Option<&str>,
+) -> AppResult<User> {
+    let referrer_code = start_param.and_then(referral::code_from_start_param);
     let bonus = state.settings.signup_bonus_credits;
     let refer_at_signup = referrer_code.is_some()
         && state.settings.payments.referral_trigger == ReferralTrigger::Signup;
-    let identity = identity_hash(&state.settings, tg.id);
+    let identity = identity_hash(&state.settings, profile.telegram_id);
     let mut conn = state.db.get().await?;
 
     // A freshly drawn referral code may collide with an existing one; draw again.
@@ -114,7 +122,7 @@ pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<
         let code = referral::new_code();
         let result = if bonus == 0 && !refer_at_signup {
             // One statement, one round trip: nothing else has to commit with it.
-            users::upsert_from_login(&mut conn, &profile, &code, referrer_code, &identity)
+            users::upsert_from_login(&mut conn, profile, &code, referrer_code, &identity)
                 .await
                 .map(|login| login.user)
                 .map_err(AppError::from)
@@ -124,7 +132,7 @@ pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<
                     users::lock_by_referral_code(conn, code).await?;
                 }
                 let login =
-                    users::upsert_from_login(conn, &profile, &code, referrer_code, &identity)
+                    users::upsert_from_login(conn, profile, &code, referrer_code, &identity)
                         .await?;
                 let user = login.user;
                 if login.erased_before && login.created {

@@ -4,8 +4,6 @@
 //! `refunded_payment` (`refundStarPayment`, or Telegram's own) takes the purchase back, once.
 //! Updates reach us through the bot's webhook, authenticated by its secret token.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use serde::Deserialize;
@@ -24,22 +22,14 @@ use crate::state::AppState;
 pub const PROVIDER: &str = "telegram_stars";
 pub const CURRENCY: &str = "XTR";
 
-/// The Bot API client for Stars: short timeouts, as a pre-checkout answer is due within 10 s.
-fn client(state: &AppState) -> AppResult<TelegramClient> {
-    let s = &state.settings;
-    let token = s
-        .telegram_bot_token
-        .clone()
-        .ok_or_else(|| AppError::Client {
-            status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            code: "stars_unavailable",
-            detail: "payments in Telegram Stars are not configured".into(),
-        })?;
-    Ok(
-        TelegramClient::new(&s.telegram_api_base_url, token, Duration::from_secs(4))
-            .map_err(|e| AppError::Internal(e.into()))?
-            .with_max_total_wait(Duration::from_secs(2)),
-    )
+/// The Bot API client for Stars (the state's: short timeouts, as a pre-checkout answer is due
+/// within 10 s).
+fn client(state: &AppState) -> AppResult<&TelegramClient> {
+    state.telegram.as_ref().ok_or_else(|| AppError::Client {
+        status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        code: "stars_unavailable",
+        detail: "payments in Telegram Stars are not configured".into(),
+    })
 }
 
 /// Creates our pending payment for the product's Stars price and its invoice link.

@@ -2,6 +2,7 @@
 //! Query functions take `&mut AsyncPgConnection`; the caller owns the transaction.
 
 pub mod admin_audit;
+pub mod bot;
 pub mod chat_sessions;
 pub mod chat_turns;
 pub mod generations;

@@ -276,3 +276,20 @@ diesel::table! {
         recent_generations -> Array<Timestamptz>,
     }
 }
+
+diesel::table! {
+    bot_updates (update_id) {
+        update_id -> Int8,
+        handled_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    bot_chats (telegram_id) {
+        telegram_id -> Int8,
+        started_at -> Timestamptz,
+        blocked_at -> Nullable<Timestamptz>,
+        start_source -> Nullable<Text>,
+        updated_at -> Timestamptz,
+    }
+}

@@ -114,3 +114,19 @@ pub async fn snapshot(
         .await?;
     Ok(row.doc)
 }
+
+/// Generations that failed since `since` (the bot's `/stats`: failures in the last hour).
+pub async fn failed_since(
+    conn: &mut AsyncPgConnection,
+    since: DateTime<Utc>,
+) -> diesel::QueryResult<i64> {
+    use diesel::{ExpressionMethods as _, QueryDsl as _};
+
+    use super::schema::generations;
+    generations::table
+        .filter(generations::status.eq("failed"))
+        .filter(generations::finished_at.ge(since))
+        .count()
+        .get_result(conn)
+        .await
+}

@@ -113,6 +113,25 @@ pub async fn find_by_telegram_id(
         .optional()
 }
 
+/// A user by Telegram username, without the `@`, ignoring case (usernames are unique in
+/// Telegram, but a rename can leave an old holder in our table: the most recently seen wins).
+pub async fn find_by_username(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(
+            diesel::dsl::sql::<Bool>("lower(username) = lower(")
+                .bind::<Text, _>(username)
+                .sql(")"),
+        )
+        .order(users::last_seen_at.desc())
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
     users::table
         .find(id)

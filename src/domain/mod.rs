@@ -4,8 +4,8 @@
 pub mod address;
 pub mod assistant;
 pub mod credits;
-pub mod net;
 pub mod idempotency;
+pub mod net;
 pub mod payments;
 pub mod rate;
 pub mod referral;

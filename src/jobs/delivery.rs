@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::queue::Job;
 use super::runner::{JobHandler, Outcome};
-use crate::db::{generations, users};
+use crate::db::{bot, generations, users};
 use crate::media::storage;
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
@@ -59,11 +59,13 @@ impl DeliveryJob {
             return Ok(Outcome::Done);
         };
         let user = users::find(&mut conn, g.user_id).await?;
+        // A user who wrote to the bot may be written to, whatever initData said; one who
+        // blocked it may not, until they come back.
+        let may_write = bot::may_write(&mut conn, user.telegram_id)
+            .await?
+            .unwrap_or(user.allows_write_to_pm);
         drop(conn);
-        let (Some(key), true) = (
-            g.result_key.as_deref(),
-            user.allows_write_to_pm && !user.is_blocked,
-        ) else {
+        let (Some(key), true) = (g.result_key.as_deref(), may_write && !user.is_blocked) else {
             return Ok(Outcome::Done);
         };
         let Some(bytes) = state.storage.get(key).await? else {
@@ -84,6 +86,8 @@ impl DeliveryJob {
             Ok(_) => Ok(Outcome::Done),
             Err(e) if e.stops_chat() => {
                 tracing::info!(generation = %g.id, "the user blocked the bot; result not delivered");
+                let mut conn = state.db.get().await?;
+                bot::set_chat_blocked(&mut conn, user.telegram_id, true).await?;
                 Ok(Outcome::Done)
             }
             Err(e) if e.is_retryable() => Ok(match e.retry_after() {

@@ -86,6 +86,8 @@ pub async fn erase(state: &AppState, user: &User) -> anyhow::Result<Erasure> {
                 .await?;
         privacy::scrub_sandbox_payments(conn, user.id).await?;
         privacy::anonymise_user(conn, user.id, now).await?;
+        // The bot's record of the chat holds the Telegram id: it goes too.
+        crate::db::bot::forget_chat(conn, user.telegram_id).await?;
         let payments = privacy::scrub_payments(conn, user.id).await?;
         let ledger_entries = ledger::count(conn, user.id).await?;
         Ok(Erasure {

@@ -436,7 +436,7 @@ impl TelegramClient {
 
     /// One JSON call, retried on flood control and server errors within the bounds (these
     /// methods are safe to repeat).
-    async fn call_json(&self, method: &str, body: &Value) -> Result<Value, TelegramError> {
+    pub async fn call_json(&self, method: &str, body: &Value) -> Result<Value, TelegramError> {
         let mut attempt = 1;
         let mut waited = Duration::ZERO;
         loop {

@@ -62,8 +62,10 @@ fn every_operation_documents_the_extractors_answers() {
                 .get("application/json")
                 .is_some()
             {
+                // The Telegram webhook acknowledges any body (see below): no 400 or 415.
+                let webhook = path == "/api/v1/telegram/webhook";
                 assert!(
-                    has("400") && has("413") && has("415"),
+                    (has("400") || webhook) && has("413") && (has("415") || webhook),
                     "{here}: {statuses:?}"
                 );
             }
@@ -152,9 +154,11 @@ async fn a_notification_without_a_string_event_is_refused() {
     assert_eq!(res.status(), 200);
 }
 
-/// The Telegram webhook's body was documented as any object, but one without `update_id` is
-/// refused (400 `invalid_update`): the document now describes the Update it reads. Then an
-/// Update with `"message": [null, null]` was acknowledged: serde read the array as a Message.
+/// The Telegram webhook's body was documented as any object; it now describes the Update it
+/// reads. A body that is not an Update (no `update_id`, `"message": [null, null]` which serde
+/// would read as a Message, ...) was refused with 400 `invalid_update`, and Telegram resends
+/// an update on any non-2xx, for ever: it is acknowledged (200) and logged now, and the
+/// document no longer promises a 400.
 #[tokio::test]
 async fn the_telegram_webhook_documents_the_update_it_reads() {
     let doc = document();
@@ -167,7 +171,7 @@ async fn the_telegram_webhook_documents_the_update_it_reads() {
         doc["components"]["schemas"]["TelegramUpdate"]["required"][0],
         "update_id"
     );
-    assert!(documented(&doc, "post", "/api/v1/telegram/webhook").contains(&"400".to_owned()));
+    assert!(!documented(&doc, "post", "/api/v1/telegram/webhook").contains(&"400".to_owned()));
     let app = spawn_app_with(&[("TELEGRAM_WEBHOOK_SECRET", "contract-secret")]).await;
     let send = |body: Value| {
         app.client
@@ -176,23 +180,17 @@ async fn the_telegram_webhook_documents_the_update_it_reads() {
             .json(&body)
             .send()
     };
-    assert_problem(
-        send(serde_json::json!({})).await.unwrap(),
-        400,
-        "invalid_update",
-    )
-    .await;
-    // serde would read these structs from arrays of their fields; Telegram sends objects.
     for body in [
+        serde_json::json!({}),
         serde_json::json!({"update_id": 1, "message": [null, null]}),
         serde_json::json!({"update_id": 1, "message": {"from": [7]}}),
         serde_json::json!({"update_id": 1, "pre_checkout_query": ["q", [7], "XTR", 1, "p"]}),
         serde_json::json!([1, null, null]),
+        serde_json::json!({"update_id": 1}),
     ] {
-        assert_problem(send(body).await.unwrap(), 400, "invalid_update").await;
+        let res = send(body.clone()).await.unwrap();
+        assert_eq!(res.status(), 200, "{body}");
     }
-    let res = send(serde_json::json!({"update_id": 1})).await.unwrap();
-    assert_eq!(res.status(), 200);
 }
 
 /// Multipart forms list their fields and nothing else (an unknown field is 400 `unknown_field`),

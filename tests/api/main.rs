@@ -8,6 +8,7 @@ mod helpers;
 mod admin;
 mod assistant;
 mod auth;
+mod bot;
 mod cli;
 mod contract_regressions;
 mod demo;

@@ -5,17 +5,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::extractor::AdminUser;
-use crate::db::models::{Generation, User};
-use crate::db::{admin_audit, generations, ledger, payments, users};
-use crate::domain::credits::Reason;
-use crate::domain::{idempotency, text};
+use crate::db::{generations, ledger, payments};
 use crate::error::{AppError, AppResult, Problem};
-use crate::realtime;
-use crate::realtime::generations::{GenerationDto, notify_failed};
+use crate::operators::{self, CreditMove};
+use crate::realtime::generations::GenerationDto;
 use crate::routes::ledger::LedgerEntryDto;
 use crate::routes::me::{BalanceDto, UserDto};
 use crate::routes::payments::PaymentDto;
@@ -38,12 +34,6 @@ pub struct AdminUserDto {
     pub payments: Vec<PaymentDto>,
 }
 
-async fn find(conn: &mut diesel_async::AsyncPgConnection, telegram_id: i64) -> AppResult<User> {
-    users::find_by_telegram_id(conn, telegram_id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no user with Telegram id {telegram_id}")))
-}
-
 /// A user's profile, balance and plan, with their recent ledger, generations and payments.
 #[utoipa::path(get, path = "/admin/users/{telegram_id}", operation_id = "admin_user", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
@@ -57,7 +47,7 @@ pub async fn get(
     telegram_id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;
-    let user = find(&mut conn, *telegram_id).await?;
+    let user = operators::find_user(&mut conn, *telegram_id).await?;
     let entries = ledger::list(&mut conn, user.id, None, RECENT).await?;
     let gens = generations::list(&mut conn, user.id, None, RECENT).await?;
     let mut paid = payments::list_for_user(&mut conn, user.id).await?;
@@ -74,9 +64,6 @@ pub async fn get(
         payments: paid.into_iter().map(PaymentDto::from).collect(),
     }))
 }
-
-/// The most credits one admin request moves either way (a typo is not a fortune).
-const MAX_ADMIN_AMOUNT: i64 = 1_000_000_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreditsRequest {
@@ -130,50 +117,15 @@ pub async fn credits(
                 "send an Idempotency-Key header (1-128 printable ASCII characters)",
             )
         })?;
-    let reason = text::clean(&body.reason, 200).ok().ok_or_else(|| {
-        AppError::unprocessable("invalid_reason", "give a reason of 1-200 characters")
-    })?;
-    let amount = body.amount;
-    if amount == 0 || !(-MAX_ADMIN_AMOUNT..=MAX_ADMIN_AMOUNT).contains(&amount) {
-        return Err(AppError::unprocessable(
-            "invalid_amount",
-            "the amount must be 1 to 1 000 000 000 credits, either way",
-        ));
-    }
-    let fingerprint = credits_fingerprint(&json!(amount), &json!(reason));
+    let change = CreditMove::new(body.amount, &body.reason)?;
     let actor = admin.to_string();
     let mut conn = state.db.get().await?;
     let (applied, balance) = conn
-        .transaction(async |conn| -> AppResult<_> {
-            let user = find(conn, *telegram_id).await?;
-            let ledger_key = format!("admin:{}:{key}", user.id);
-            let cause = ledger::Cause::new("admin", &actor, &ledger_key);
-            let applied = if amount > 0 {
-                ledger::grant(conn, user.id, amount, Reason::AdminGrant, cause).await?
-            } else {
-                ledger::debit(conn, user.id, -amount, Reason::AdminDebit, false, cause)
-                    .await?
-                    .0
-                    .ok_or_else(|| AppError::InsufficientCredits {
-                        required: -amount,
-                        available: 0,
-                    })?
-            };
-            if applied.replayed {
-                // The first move, only for the same move.
-                let first = admin_audit::details_for_key(conn, "credits", user.id, &key).await?;
-                if let Some(first) = first {
-                    let stored = credits_fingerprint(&first["amount"], &first["reason"]);
-                    idempotency::check(Some(&stored), &fingerprint)?;
-                }
-            } else {
-                let details = json!({"amount": amount, "reason": reason, "idempotency_key": key});
-                admin_audit::record(conn, &actor, "credits", user.id, details).await?;
-            }
-            let balance = ledger::balance(conn, user.id).await?;
-            Ok((applied, balance))
+        .transaction(async |conn| {
+            operators::move_credits_in(conn, &actor, *telegram_id, &change, &key).await
         })
         .await?;
+    let amount = change.amount;
     tracing::info!(amount, replayed = applied.replayed, "admin moved credits");
     Ok(HttpResponse::Ok().json(CreditsResult {
         replayed: applied.replayed,
@@ -183,10 +135,6 @@ pub async fn credits(
 }
 
 /// A credit move's request, as its audit row keeps it (the user is in the ledger key).
-fn credits_fingerprint(amount: &serde_json::Value, reason: &serde_json::Value) -> String {
-    idempotency::fingerprint(&json!({"amount": amount, "reason": reason}))
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BlockResult {
     pub telegram_id: i64,
@@ -236,44 +184,15 @@ async fn set_blocked(
 ) -> AppResult<HttpResponse> {
     let actor = admin.to_string();
     let mut conn = state.db.get().await?;
-    let (user_id, canceled) = conn
-        .transaction(async |conn| -> AppResult<(i64, Vec<Generation>)> {
-            let user = find(conn, telegram_id).await?;
-            users::lock(conn, user.id).await?;
-            users::set_blocked(conn, user.id, blocked).await?;
-            let mut canceled = Vec::new();
-            if blocked {
-                for g in generations::active_for_user(conn, user.id).await? {
-                    let locked = generations::lock(conn, g.id).await?;
-                    if let Some(g) = locked {
-                        let why = "canceled: the account was blocked";
-                        if let Some(done) =
-                            crate::jobs::generation::cancel_queued(conn, &g, why).await?
-                        {
-                            canceled.push(done);
-                        }
-                    }
-                }
-            }
-            let action = if blocked { "block" } else { "unblock" };
-            let details = json!({"canceled_generations": canceled.len()});
-            admin_audit::record(conn, &actor, action, user.id, details).await?;
-            Ok((user.id, canceled))
+    let change = conn
+        .transaction(async |conn| {
+            operators::set_blocked_in(conn, &actor, telegram_id, blocked).await
         })
         .await?;
-    for g in &canceled {
-        notify_failed(state, g, true);
-    }
-    if blocked {
-        if let Err(e) = realtime::disconnect_blocked(state, user_id).await {
-            // Their sockets then close when their access token expires.
-            tracing::warn!(error = %format!("{e:#}"), "closing a blocked user's sockets failed");
-        }
-    }
-    tracing::info!(blocked, canceled = canceled.len(), "admin changed a block");
+    operators::after_block(state, &change).await;
     Ok(HttpResponse::Ok().json(BlockResult {
         telegram_id,
         is_blocked: blocked,
-        canceled_generations: canceled.len(),
+        canceled_generations: change.canceled.len(),
     }))
 }

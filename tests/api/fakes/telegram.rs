@@ -1,6 +1,9 @@
 //! A fake Telegram Bot API: `/bot<token>/<method>` with JSON, urlencoded or multipart bodies,
 //! `sendMessage` and `sendPhoto` with the documented limits and realistic `Message` replies,
 //! and scripted failures (429 `retry_after`, 403 blocked, 400 chat not found, 5xx, migration).
+//! For the bot: `reply_markup` is recorded with each call (as the JSON text it was sent as),
+//! `answerCallbackQuery`, `editMessageText`, `setWebhook`, `getWebhookInfo`, `setMyCommands`
+//! and `setChatMenuButton`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Cursor;
@@ -81,6 +84,8 @@ struct Inner {
     blocked: Mutex<HashSet<i64>>,
     migrated: Mutex<HashMap<i64, i64>>,
     next_message_id: AtomicI64,
+    /// `setWebhook`'s parameters, as `getWebhookInfo` reports them.
+    webhook: Mutex<Option<HashMap<String, String>>>,
 }
 
 pub struct FakeTelegram {
@@ -134,6 +139,19 @@ impl FakeTelegram {
     /// Every later send to `from` answers 400 with `migrate_to_chat_id = to`.
     pub fn migrate_chat(&self, from: i64, to: i64) {
         self.inner.migrated.lock().unwrap().insert(from, to);
+    }
+
+    /// Sends to `chat_id` are delivered again.
+    pub fn unblock_chat(&self, chat_id: i64) {
+        self.inner.blocked.lock().unwrap().remove(&chat_id);
+    }
+
+    /// The calls of one method, in order.
+    pub fn calls_to(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method.eq_ignore_ascii_case(method))
+            .collect()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -205,6 +223,12 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
         "getme",
         "createinvoicelink",
         "answerprecheckoutquery",
+        "answercallbackquery",
+        "editmessagetext",
+        "setwebhook",
+        "getwebhookinfo",
+        "setmycommands",
+        "setchatmenubutton",
     ];
     if !known.contains(&method.to_ascii_lowercase().as_str()) {
         return reply_err(404, "Not Found", None);
@@ -241,6 +265,25 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
         "createinvoicelink" => create_invoice_link(&call),
         "answerprecheckoutquery" => answer_pre_checkout_query(&inner, &call),
         "sendmessage" => send(&inner, &call, false),
+        "answercallbackquery" => match call.params.get("callback_query_id") {
+            Some(id) if !id.is_empty() => reply_ok(json!(true)),
+            _ => reply_err(400, "Bad Request: QUERY_ID_INVALID", None),
+        },
+        "editmessagetext" => edit_message_text(&inner, &call),
+        "setwebhook" => set_webhook(&inner, &call),
+        "getwebhookinfo" => webhook_info(&inner),
+        "setmycommands" => set_my_commands(&call),
+        "setchatmenubutton" => {
+            let button: Value = call
+                .params
+                .get("menu_button")
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or(Value::Null);
+            if button["type"] == "web_app" && !button["web_app"]["url"].is_string() {
+                return reply_err(400, "Bad Request: web app URL is required", None);
+            }
+            reply_ok(json!(true))
+        }
         _ => send(&inner, &call, true),
     }
 }
@@ -507,5 +550,90 @@ fn answer_pre_checkout_query(inner: &Inner, call: &Call) -> HttpResponse {
             after,
         },
     );
+    reply_ok(json!(true))
+}
+
+/// Parses a parameter sent as JSON (`reply_markup`, `commands`, ...).
+pub fn json_param(call: &Call, name: &str) -> Value {
+    call.params
+        .get(name)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn edit_message_text(inner: &Inner, call: &Call) -> HttpResponse {
+    let (Some(chat_id), Some(message_id)) = (
+        call.chat_id(),
+        call.params
+            .get("message_id")
+            .and_then(|m| m.parse::<i64>().ok()),
+    ) else {
+        return reply_err(400, "Bad Request: message to edit not found", None);
+    };
+    if inner.blocked.lock().unwrap().contains(&chat_id) {
+        return reply_err(403, "Forbidden: bot was blocked by the user", None);
+    }
+    let text = call.params.get("text").cloned().unwrap_or_default();
+    if text.is_empty() {
+        return reply_err(400, "Bad Request: message text is empty", None);
+    }
+    reply_ok(json!({
+        "message_id": message_id,
+        "date": chrono::Utc::now().timestamp(),
+        "edit_date": chrono::Utc::now().timestamp(),
+        "from": bot_user(),
+        "chat": {"id": chat_id, "type": "private", "first_name": "Anna"},
+        "text": text,
+    }))
+}
+
+fn set_webhook(inner: &Inner, call: &Call) -> HttpResponse {
+    let url = call.params.get("url").cloned().unwrap_or_default();
+    if !url.is_empty() && !url.starts_with("https://") && !url.starts_with("http://") {
+        return reply_err(400, "Bad Request: bad webhook: invalid URL", None);
+    }
+    *inner.webhook.lock().unwrap() = Some(call.params.clone()).filter(|_| !url.is_empty());
+    reply_ok(json!(true))
+}
+
+fn webhook_info(inner: &Inner) -> HttpResponse {
+    let webhook = inner.webhook.lock().unwrap().clone();
+    let Some(params) = webhook else {
+        return reply_ok(
+            json!({"url": "", "has_custom_certificate": false, "pending_update_count": 0}),
+        );
+    };
+    let allowed: Value = params
+        .get("allowed_updates")
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or(Value::Null);
+    reply_ok(json!({
+        "url": params.get("url"),
+        "has_custom_certificate": false,
+        "pending_update_count": 0,
+        "max_connections": 40,
+        "allowed_updates": allowed,
+    }))
+}
+
+/// At most 100 commands of 1-32 lowercase letters, digits and underscores, with descriptions of
+/// 1-256 characters.
+fn set_my_commands(call: &Call) -> HttpResponse {
+    let commands = json_param(call, "commands");
+    let valid = commands.as_array().is_some_and(|list| {
+        list.len() <= 100
+            && list.iter().all(|c| {
+                let name = c["command"].as_str().unwrap_or("");
+                let description = c["description"].as_str().map_or(0, |d| d.chars().count());
+                (1..=32).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    && (1..=256).contains(&description)
+            })
+    });
+    if !valid {
+        return reply_err(400, "Bad Request: BOT_COMMAND_INVALID", None);
+    }
     reply_ok(json!(true))
 }

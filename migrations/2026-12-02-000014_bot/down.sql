@@ -1,0 +1,2 @@
+DROP TABLE bot_chats;
+DROP TABLE bot_updates;
