@@ -110,7 +110,8 @@ export interface paths {
         put?: never;
         /**
          * Grants or takes credits through the ledger. `Idempotency-Key` is required: a repeated
-         *     request with the same key changes nothing and answers with the first entry.
+         *     request with the same key changes nothing and answers with the first entry; the same key
+         *     with another amount or reason is refused.
          */
         post: operations["credits"];
         delete?: never;
@@ -349,7 +350,13 @@ export interface paths {
         get: operations["get_generation"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Deletes one of the user's finished generations: its result image, prompt and error go at
+         *     once, and it no longer appears here (the hourly task limit still counts it). A queued or
+         *     running generation is not deleted: `generation_active` (409); cancel it first
+         *     (`POST /api/v1/generations/{id}/cancel`, queued only) or wait until it finishes.
+         */
+        delete: operations["delete_generation"];
         options?: never;
         head?: never;
         patch?: never;
@@ -402,9 +409,12 @@ export interface paths {
         post?: never;
         /**
          * Erases the signed-in user's personal data at once: photos, generations and their images,
-         *     assistant conversations, and the profile. The credit ledger stays for the tax records, anonymised; the balance stays
-         *     with it. Generations still running are refunded first. The access token stops working; the
-         *     next login starts a fresh account.
+         *     assistant conversations, and the profile. The credit ledger stays for the tax records,
+         *     anonymised; the balance stays with it; payments and their provider notifications stay with
+         *     their amounts and ids, without names, contacts or card details. Generations still running
+         *     are refunded first. The access token stops working; the next login starts a new account,
+         *     which keeps what this one used of the month's free actions and of the hourly task limit.
+         *     A blocked user can erase too.
          */
         delete: operations["erase"];
         options?: never;
@@ -421,7 +431,7 @@ export interface paths {
         };
         /**
          * A copy of everything held about the signed-in user, as one JSON document (served as an
-         *     attachment), with signed links to their images.
+         *     attachment), with signed links to their images. A blocked user can export too.
          */
         get: operations["export"];
         put?: never;
@@ -555,6 +565,9 @@ export interface paths {
          * Telegram's updates for the bot, checked by `X-Telegram-Bot-Api-Secret-Token`. A
          *     `pre_checkout_query` is answered at once (Telegram allows 10 s); a `successful_payment`
          *     grants the purchase once per `telegram_payment_charge_id`, a `refunded_payment` takes it back.
+         *     Messages (commands), button presses and `my_chat_member` changes go to the bot, each acted
+         *     on once per `update_id`. An update that cannot be read is acknowledged (200) and logged:
+         *     Telegram would otherwise send it again and again.
          */
         post: operations["telegram_webhook"];
         delete?: never;
@@ -574,7 +587,12 @@ export interface paths {
         get: operations["get_upload"];
         put?: never;
         post?: never;
-        delete?: never;
+        /**
+         * Erases one of the user's photos at once (the stored image; the record is marked deleted).
+         *     Finished generations keep their results; new ones cannot use it (404). A photo a queued or
+         *     running generation still reads is `upload_in_use` (409).
+         */
+        delete: operations["delete_upload"];
         options?: never;
         head?: never;
         patch?: never;
@@ -611,9 +629,10 @@ export interface paths {
         put?: never;
         /**
          * Development only: signs initData for a test user with the development bot token, as Telegram
-         *     does for a Mini App, so that the demo page can log in outside Telegram. 404 in production,
-         *     with a real bot's token (a deployment that forgot `APP_ENV=production` must not sign logins
-         *     for anyone, admins included), and when initData is checked with Telegram's public key.
+         *     does for a Mini App, so that the demo page can log in outside Telegram. 404 in production and
+         *     beside any real credential (a real bot's token, Telegram's public key, a YooKassa, kie.ai or
+         *     OpenRouter key): a deployment that forgot `APP_ENV=production` must not sign logins for anyone,
+         *     admins included.
          */
         post: operations["sign_init_data"];
         delete?: never;
@@ -646,7 +665,13 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** PostgreSQL and Redis answer. 503 (problem+json with the same fields) when one does not. */
+        /**
+         * PostgreSQL answers: 503 (problem+json with the same fields) when it does not. Redis is
+         *     reported but never makes a process unready: without it the API still serves everything that
+         *     needs only PostgreSQL (abuse limits fail open, live events are not delivered),
+         *     and a Redis outage must not make the load balancer pull every replica at once. Then
+         *     `status` and `redis` say `degraded`.
+         */
         get: operations["ready"];
         put?: never;
         post?: never;
@@ -710,6 +735,7 @@ export interface components {
             /** Format: date-time */
             subscription_until?: string | null;
         };
+        /** @description A credit move's request, as its audit row keeps it (the user is in the ledger key). */
         BlockResult: {
             /** @description Generations that had not started, canceled and refunded by a block. */
             canceled_generations: number;
@@ -1236,10 +1262,13 @@ export interface components {
             oldest_waiting_secs: components["schemas"]["KindAge"][];
         };
         ReadyDto: {
-            /** @description `ok` or what failed, per dependency. */
+            /** @description `ok` or what failed, per dependency (`unavailable: …`, for Redis `degraded: …`). */
             postgres: string;
             redis: string;
-            /** @example ready */
+            /**
+             * @description `ready`, or `degraded` while Redis is unavailable.
+             * @example ready
+             */
             status: string;
         };
         ReferralsDto: {
@@ -1889,7 +1918,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `invalid_amount`, `invalid_reason` */
+            /** @description `invalid_amount`, `invalid_reason`, `idempotency_key_reused`: the key came first with another amount or reason */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2193,7 +2222,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded) */
+            /** @description `empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2317,7 +2346,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo` */
+            /** @description `invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2610,6 +2639,14 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2741,7 +2778,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unknown zone, expired or wrong upload */
+            /** @description unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -2791,7 +2828,7 @@ export interface operations {
                     "application/json": components["schemas"]["FittingUploadDto"];
                 };
             };
-            /** @description missing, unknown or repeated fields */
+            /** @description missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2818,7 +2855,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `file_too_large` */
+            /** @description `request_timeout`: the body was not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `file_too_large` (one file), `payload_too_large` (the whole request) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2962,6 +3008,70 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_generation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `user_blocked` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `generation_active`: it is queued or running */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3345,6 +3455,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description the provider did not answer; repeat with the same Idempotency-Key */
             503: {
                 headers: {
@@ -3460,6 +3579,15 @@ export interface operations {
             };
             /** @description `not_sold_for_stars` */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid) */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3663,21 +3791,12 @@ export interface operations {
             };
         };
         responses: {
-            /** @description handled or ignored */
+            /** @description handled, or ignored (including a body that is not an Update, which is logged) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
-            };
-            /** @description `invalid_json`, `invalid_update`: not an Update */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
             };
             /** @description `invalid_secret_token` */
             401: {
@@ -3699,15 +3818,6 @@ export interface operations {
             };
             /** @description `payload_too_large` */
             413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `unsupported_media_type`: send application/json */
-            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3765,6 +3875,70 @@ export interface operations {
                 };
             };
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_upload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `user_blocked` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `upload_in_use`: a queued or running generation uses it */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3874,7 +4048,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description production, a real bot token, or no bot token to sign with */
+            /** @description production, or a real credential (bot token, Telegram's key, a provider's key) is configured */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3949,6 +4123,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description ready, or degraded (Redis unavailable) */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3957,6 +4132,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReadyDto"];
                 };
             };
+            /** @description `not_ready`: PostgreSQL unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;
