@@ -229,6 +229,8 @@ pub struct PaymentSettings {
     pub commission_bps: u32,
     /// Payments still pending this long are re-fetched by the worker.
     pub reconcile_after_secs: u64,
+    /// Unpaid payments a user may have opened in the last 24 h (429 `too_many_pending_payments`).
+    pub max_pending_per_user: i64,
     /// The Mini App's deep link (`https://t.me/<bot>/<app>`); referral links add `startapp`.
     pub mini_app_url: String,
     pub referral_bonus_credits: i64,
@@ -911,6 +913,7 @@ fn payment_settings(env: &Env<'_>, production: bool) -> Result<PaymentSettings, 
         tax_bps: env.parse("NPD_TAX_RATE_BPS", 400)?,
         commission_bps: env.parse("PAYMENT_COMMISSION_RATE_BPS", 280)?,
         reconcile_after_secs: env.parse("PAYMENT_RECONCILE_AFTER_SECS", 600)?,
+        max_pending_per_user: env.parse("PAYMENTS_MAX_PENDING_PER_USER", 5)?,
         mini_app_url,
         referral_bonus_credits: env.parse("REFERRAL_BONUS_CREDITS", 10)?,
         referral_trigger: env.parse("REFERRAL_BONUS_TRIGGER", ReferralTrigger::Signup)?,

@@ -107,13 +107,12 @@ pub async fn create_payment(
     Ok((send_create(state, inserted).await?, true))
 }
 
-/// Pending payments a user may have opened in the last [`PENDING_WINDOW_HOURS`]: a flood of
-/// abandoned checkouts stays small, and so does the reconciliation sweep's work.
-pub const MAX_PENDING_PER_USER: i64 = 5;
+/// The window of `PAYMENTS_MAX_PENDING_PER_USER`: a flood of abandoned checkouts stays small,
+/// and so does the reconciliation sweep's work.
 pub const PENDING_WINDOW_HOURS: i64 = 24;
 
 /// Inserts a new pending payment, within the user's limits: `RATE_LIMIT_PAYMENTS_PER_USER`
-/// (429 `rate_limited`), and at most [`MAX_PENDING_PER_USER`] pending at once (429
+/// (429 `rate_limited`), and at most `PAYMENTS_MAX_PENDING_PER_USER` pending at once (429
 /// `too_many_pending_payments`), counted under the user's row lock.
 pub async fn insert_pending(
     state: &AppState,
@@ -125,12 +124,13 @@ pub async fn insert_pending(
     conn.transaction(async |conn| {
         users::lock(conn, row.user_id).await?;
         let since = Utc::now() - Duration::hours(PENDING_WINDOW_HOURS);
-        if payments::pending_since(conn, row.user_id, since).await? >= MAX_PENDING_PER_USER {
+        let most = state.settings.payments.max_pending_per_user;
+        if payments::pending_since(conn, row.user_id, since).await? >= most {
             return Err(AppError::Client {
                 status: actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 code: "too_many_pending_payments",
                 detail: format!(
-                    "{MAX_PENDING_PER_USER} payments are waiting to be paid: finish one, or try again later"
+                    "{most} payments are waiting to be paid: finish one, or try again later"
                 ),
             });
         }

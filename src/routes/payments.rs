@@ -132,7 +132,7 @@ pub struct PaymentCreated {
               (status = 404, description = "no such active product", body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "`idempotency_conflict`: the key was used for another product", body = Problem, content_type = "application/problem+json"),
               (status = 422, description = "`invalid_receipt_contact`, or `payment_rejected` by the provider", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid)", body = Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (PAYMENTS_MAX_PENDING_PER_USER, default 5, opened in the last 24 h are unpaid)", body = Problem, content_type = "application/problem+json"),
               (status = 503, description = "the provider did not answer; repeat with the same Idempotency-Key", body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     req: HttpRequest,
