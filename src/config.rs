@@ -780,10 +780,10 @@ impl Settings {
         if ws.max_frame_bytes < 1024 {
             return bad("WS_MAX_FRAME_BYTES", "must be at least 1024");
         }
-        if let Some(key) = &self.admin_api_key {
-            if key.expose_secret().len() < 16 {
-                return bad("ADMIN_API_KEY", "must be at least 16 bytes");
-            }
+        if let Some(key) = &self.admin_api_key
+            && key.expose_secret().len() < 16
+        {
+            return bad("ADMIN_API_KEY", "must be at least 16 bytes");
         }
         let a = &self.assistant;
         if a.price_credits < 1 {
@@ -807,10 +807,10 @@ impl Settings {
         if a.session_ttl_secs < 3600 {
             return bad("CHAT_SESSION_TTL_SECS", "must be at least 3600");
         }
-        if let Some(prev) = &self.jwt_previous_secret {
-            if prev.expose_secret().len() < 32 {
-                return bad("JWT_PREVIOUS_SECRET", "must be at least 32 bytes");
-            }
+        if let Some(prev) = &self.jwt_previous_secret
+            && prev.expose_secret().len() < 32
+        {
+            return bad("JWT_PREVIOUS_SECRET", "must be at least 32 bytes");
         }
         Ok(())
     }

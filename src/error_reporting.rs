@@ -241,7 +241,7 @@ impl TransportFactory for HttpTransportFactory {
 }
 
 enum Command {
-    Send(Envelope),
+    Send(Box<Envelope>),
     Flush(mpsc::SyncSender<()>),
 }
 
@@ -310,7 +310,11 @@ fn post_envelopes(url: &str, auth: &str, commands: &mpsc::Receiver<Command>) {
 
 impl Transport for HttpTransport {
     fn send_envelope(&self, envelope: Envelope) {
-        if self.queue.try_send(Command::Send(envelope)).is_err() {
+        if self
+            .queue
+            .try_send(Command::Send(Box::new(envelope)))
+            .is_err()
+        {
             metrics::counter!("error_reports_total", "outcome" => "dropped").increment(1);
         }
     }

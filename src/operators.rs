@@ -139,11 +139,11 @@ pub async fn after_block(state: &AppState, change: &BlockChange) {
     for g in &change.canceled {
         notify_failed(state, g, true);
     }
-    if change.blocked {
-        if let Err(e) = realtime::disconnect_blocked(state, change.user_id).await {
-            // Their sockets then close when their access token expires.
-            tracing::warn!(error = %format!("{e:#}"), "closing a blocked user's sockets failed");
-        }
+    if change.blocked
+        && let Err(e) = realtime::disconnect_blocked(state, change.user_id).await
+    {
+        // Their sockets then close when their access token expires.
+        tracing::warn!(error = %format!("{e:#}"), "closing a blocked user's sockets failed");
     }
     tracing::info!(
         blocked = change.blocked,

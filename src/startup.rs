@@ -255,11 +255,11 @@ async fn request_id_header(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req.extensions().get::<RequestId>().copied();
     let mut res = next.call(req).await?;
-    if let Some(id) = id {
-        if let Ok(value) = header::HeaderValue::from_str(&id.to_string()) {
-            res.headers_mut()
-                .insert(header::HeaderName::from_static("x-request-id"), value);
-        }
+    if let Some(id) = id
+        && let Ok(value) = header::HeaderValue::from_str(&id.to_string())
+    {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
 }

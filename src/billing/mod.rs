@@ -55,11 +55,11 @@ pub async fn create_payment(
     client_key: Option<&str>,
 ) -> AppResult<(Payment, bool)> {
     let mut conn = state.db.get().await?;
-    if let Some(key) = client_key {
-        if let Some(existing) = payments::find_by_client_key(&mut conn, user.id, key).await? {
-            drop(conn);
-            return Ok((replay(state, existing, product_id).await?, false));
-        }
+    if let Some(key) = client_key
+        && let Some(existing) = payments::find_by_client_key(&mut conn, user.id, key).await?
+    {
+        drop(conn);
+        return Ok((replay(state, existing, product_id).await?, false));
     }
     let product = products::find_active(&mut conn, product_id)
         .await?
@@ -99,7 +99,7 @@ pub async fn create_payment(
             drop(conn);
             return Ok((replay(state, existing, product_id).await?, false));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     // No connection is held while the provider is called.
     drop(conn);
@@ -495,11 +495,11 @@ pub async fn apply_refund(
     referrals::take_back(conn, payment.id).await?;
     if let (Some(plan), Some(days)) = (&payment.plan, payment.period_days) {
         let user = users::lock(conn, payment.user_id).await?;
-        if let (Some(current), Some(until)) = (&user.subscription_plan, user.subscription_until) {
-            if current == plan {
-                let until = plan_until_after_refund(until, days, now);
-                users::set_subscription(conn, user.id, Some(plan), Some(until)).await?;
-            }
+        if let (Some(current), Some(until)) = (&user.subscription_plan, user.subscription_until)
+            && current == plan
+        {
+            let until = plan_until_after_refund(until, days, now);
+            users::set_subscription(conn, user.id, Some(plan), Some(until)).await?;
         }
     }
     payments::mark_refunded(conn, payment.id, shortfall, now).await?;

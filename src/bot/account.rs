@@ -45,10 +45,7 @@ pub async fn clear(state: &AppState, update_id: i64, user: &User) -> AppResult<O
         // Objects before the rows commit: a failure leaves rows to erase again, never an
         // object nobody can find.
         for key in keys {
-            storage
-                .delete(key)
-                .await
-                .map_err(|e| AppError::Internal(e.into()))?;
+            storage.delete(key).await.map_err(AppError::Internal)?;
         }
         Ok(Some(Cleared {
             photos: photos.len() + results.iter().flatten().count(),

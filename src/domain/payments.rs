@@ -182,13 +182,13 @@ pub fn verify(expected: Expected<'_>, fetched: &Fetched) -> Result<Verdict, Mism
             found: fetched.our_payment_id.clone(),
         });
     }
-    if let Some(recorded) = expected.provider_payment_id {
-        if recorded != fetched.id {
-            return Err(Mismatch::ProviderId {
-                expected: recorded.to_owned(),
-                found: fetched.id.clone(),
-            });
-        }
+    if let Some(recorded) = expected.provider_payment_id
+        && recorded != fetched.id
+    {
+        return Err(Mismatch::ProviderId {
+            expected: recorded.to_owned(),
+            found: fetched.id.clone(),
+        });
     }
     if fetched.amount_minor != expected.amount_minor || fetched.currency != expected.currency {
         return Err(Mismatch::Amount {

@@ -327,12 +327,12 @@ impl GenerationJob {
                     let opts = EnqueueOptions::default().max_attempts(3);
                     queue::enqueue(conn, super::delivery::KIND, &payload, opts).await?;
                 }
-                Ok(Stored::Succeeded(done))
+                Ok(Stored::Succeeded(Box::new(done)))
             })
             .await?;
         drop(conn);
         let done = match stored {
-            Stored::Succeeded(done) => Some(done),
+            Stored::Succeeded(done) => Some(*done),
             Stored::Already => None,
             Stored::Orphaned => {
                 // The account was erased (or the generation ended) while the result was on its
@@ -353,7 +353,7 @@ impl GenerationJob {
 
 /// What became of a fetched result.
 enum Stored {
-    Succeeded(Generation),
+    Succeeded(Box<Generation>),
     /// An earlier step stored it already.
     Already,
     /// Its owner erased the account, or the generation ended otherwise: the file goes.

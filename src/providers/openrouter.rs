@@ -421,11 +421,11 @@ async fn read_stream(
             let Some(data) = line.trim_end().strip_prefix("data:") else {
                 continue;
             };
-            if let Some(piece) = assembled.absorb(data.trim()) {
-                if let Some(text) = preview.push(&piece) {
-                    // A reader that went away only ends the preview, never the turn.
-                    let _ = sink.send(Delta { attempt, text });
-                }
+            if let Some(piece) = assembled.absorb(data.trim())
+                && let Some(text) = preview.push(&piece)
+            {
+                // A reader that went away only ends the preview, never the turn.
+                let _ = sink.send(Delta { attempt, text });
             }
         }
     }

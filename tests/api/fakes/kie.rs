@@ -407,10 +407,10 @@ async fn handle(req: HttpRequest, body: Bytes, inner: web::Data<Inner>) -> HttpR
                 .streaming(futures_util::stream::iter(chunks))
         }
         ("GET", p) if p.starts_with("/results/") && p.ends_with(".png") => {
-            if inner.hold_results.load(Ordering::SeqCst) {
-                if let Ok(permit) = inner.released.acquire().await {
-                    permit.forget();
-                }
+            if inner.hold_results.load(Ordering::SeqCst)
+                && let Ok(permit) = inner.released.acquire().await
+            {
+                permit.forget();
             }
             if inner.images_gone.load(Ordering::SeqCst) {
                 HttpResponse::NotFound().body("Not Found")

@@ -268,10 +268,10 @@ fn invalid(body: &Value) -> Option<String> {
             other => return Some(format!("bad content {other}")),
         }
     }
-    if let Some(t) = body["temperature"].as_f64() {
-        if !(0.0..=2.0).contains(&t) {
-            return Some("temperature out of range".into());
-        }
+    if let Some(t) = body["temperature"].as_f64()
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Some("temperature out of range".into());
     }
     None
 }

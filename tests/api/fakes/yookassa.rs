@@ -303,10 +303,10 @@ fn validate(body: &Value) -> Result<(), (&'static str, &'static str)> {
     {
         return Err(("Description is too long", "description"));
     }
-    if let Some(meta) = body["metadata"].as_object() {
-        if meta.len() > 16 || meta.values().any(|v| !v.is_string()) {
-            return Err(("Metadata must be a flat map of strings", "metadata"));
-        }
+    if let Some(meta) = body["metadata"].as_object()
+        && (meta.len() > 16 || meta.values().any(|v| !v.is_string()))
+    {
+        return Err(("Metadata must be a flat map of strings", "metadata"));
     }
     let receipt = &body["receipt"];
     let customer = &receipt["customer"];
