@@ -38,33 +38,9 @@ if [[ -z ${CLIENT_TS_WITH_SERVICES:-} ]]; then
 fi
 
 # Phase 2 (under scripts/with-services.sh: DATABASE_URL and REDIS_URL answer).
-db=atelier_client_ts_$$
-admin_url=${DATABASE_URL%/*}/postgres
-export PGOPTIONS="-c client_min_messages=warning"
-psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base=http://127.0.0.1:$port
-server=''
-cleanup() {
-  local rc=$?
-  [[ -z $server ]] || { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  exit "$rc"
-}
-trap cleanup EXIT
-
-# The sandbox providers: no key of a real provider is passed on.
-env -u KIE_API_KEY -u YOOKASSA_SHOP_ID -u YOOKASSA_SECRET_KEY -u TELEGRAM_BOT_TOKEN \
-  -u TELEGRAM_BOT_ID -u TELEGRAM_PUBLIC_KEY -u PUBLIC_BASE_URL -u OPENROUTER_API_KEY \
-  ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT="$port" \
-  DATABASE_URL="${DATABASE_URL%/*}/$db" REDIS_KEY_PREFIX="client-ts:$$:" \
-  STORAGE_DIR="$out/media" SANDBOX_GENERATION_MS=500 RUST_LOG=info \
-  "${CARGO_TARGET_DIR:-target}/debug/atelier" dev >"$out/server.log" 2>&1 &
-server=$!
-for _ in $(seq 1 240); do
-  curl -fsS "$base/ready" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { tail -n 30 "$out/server.log" >&2; echo "client-ts: the server exited" >&2; exit 1; }
-  sleep 0.5
-done
+mkdir -p "$out"
+# shellcheck source=scripts/scratch-dev.sh
+. scripts/scratch-dev.sh
+start_scratch_dev client-ts "$out" 500
 echo "client-ts: atelier dev at $base; server.log in $out/"
 (cd "$client" && BASE_URL=$base PHOTOS="$PWD/../../docs/samples" node --test dist/test/)

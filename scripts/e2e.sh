@@ -48,40 +48,9 @@ for photo in "person 900 1200" "item 800 800" "edit 1200 900"; do
   target/debug/examples/gen_photo "$out/photos/$name.jpg" "$w" "$h" >/dev/null
 done
 
-db=atelier_e2e_$$
-admin_url=${DATABASE_URL%/*}/postgres
-export PGOPTIONS="-c client_min_messages=warning"
-psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base=http://127.0.0.1:$port
-
-server=''
-cleanup() {
-  local rc=$?
-  if [[ -n $server ]]; then
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-  fi
-  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  exit "$rc"
-}
-trap cleanup EXIT
-
-# The sandbox generation, assistant and payment providers: no key of a real provider is passed on.
-env -u KIE_API_KEY -u YOOKASSA_SHOP_ID -u YOOKASSA_SECRET_KEY -u TELEGRAM_BOT_TOKEN \
-  -u TELEGRAM_BOT_ID -u TELEGRAM_PUBLIC_KEY -u PUBLIC_BASE_URL -u OPENROUTER_API_KEY \
-  ENV_FILE= APP_ENV=development HOST=127.0.0.1 PORT="$port" \
-  DATABASE_URL="${DATABASE_URL%/*}/$db" REDIS_KEY_PREFIX="e2e:$$:" \
-  STORAGE_DIR="$out/media" SANDBOX_GENERATION_MS=1000 RUST_LOG=info \
-  target/debug/atelier dev >"$out/server.log" 2>&1 &
-server=$!
-
-for _ in $(seq 1 120); do
-  curl -fsS "$base/ready" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { tail -n 30 "$out/server.log" >&2; echo "e2e: the server exited" >&2; exit 1; }
-  sleep 0.5
-done
-curl -fsS "$base/ready" >/dev/null || { tail -n 30 "$out/server.log" >&2; echo "e2e: $base/ready never answered" >&2; exit 1; }
+# shellcheck source=scripts/scratch-dev.sh
+. scripts/scratch-dev.sh
+start_scratch_dev e2e "$out" 1000
 
 echo "e2e: atelier dev at $base; screenshots and server.log in $out/"
 BASE_URL=$base CHROMIUM=$CHROMIUM PHOTOS="$out/photos" OUT="$out" node e2e/flow.mjs
