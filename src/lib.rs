@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod error_reporting;
+pub mod generations;
 pub mod http;
 pub mod jobs;
 pub mod media;
