@@ -1,6 +1,7 @@
 //! Atelier: the backend of a Telegram Mini App for AI virtual try-on and photo editing,
 //! paid with credits. `main.rs` only parses the command line and calls into this library.
 
+pub mod accounts;
 pub mod assistant;
 pub mod auth;
 pub mod billing;

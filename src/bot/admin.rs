@@ -9,12 +9,12 @@ use serde_json::Value;
 
 use super::Chat;
 use super::texts::{self, Lang};
+use crate::accounts::Balance;
 use crate::db::models::User;
 use crate::db::{bot as bot_db, stats, users};
 use crate::error::{AppError, AppResult};
 use crate::jobs::queue;
 use crate::operators::{self, CreditMove};
-use crate::routes::me::BalanceDto;
 
 pub const COMMANDS: [&str; 5] = ["stats", "addtokens", "userinfo", "block", "unblock"];
 
@@ -166,7 +166,7 @@ async fn userinfo(chat: &Chat<'_>, who: &str) -> AppResult<String> {
 }
 
 fn describe(chat: &Chat<'_>, user: &User, source: Option<&str>) -> String {
-    let b = BalanceDto::of(user, chat.state.settings.free_actions_per_month, Utc::now());
+    let b = Balance::of(user, chat.state.settings.free_actions_per_month, Utc::now());
     let name = [Some(user.first_name.as_str()), user.last_name.as_deref()]
         .into_iter()
         .flatten()

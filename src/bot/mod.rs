@@ -17,13 +17,13 @@ use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use serde_json::{Value, json};
 
+use crate::accounts::Balance;
 use crate::billing::stars;
 use crate::db::models::User;
 use crate::db::users::{self, Profile};
 use crate::db::{bot as bot_db, products};
 use crate::error::{AppError, AppResult};
 use crate::providers::telegram::TelegramClient;
-use crate::routes::me::BalanceDto;
 use crate::state::AppState;
 use texts::Lang;
 use update::{CallbackQuery, Message, Update};
@@ -286,7 +286,7 @@ async fn start(
     }
     match user {
         Ok(user) if !user.is_blocked => {
-            let b = BalanceDto::of(&user, state.settings.free_actions_per_month, Utc::now());
+            let b = Balance::of(&user, state.settings.free_actions_per_month, Utc::now());
             let text = texts::welcome(chat.lang, b.free_actions_left);
             chat.send(&text, Some(chat.open_app())).await;
         }
@@ -304,7 +304,7 @@ async fn balance(chat: &Chat<'_>, user: Option<&User>) {
             .await;
         return;
     };
-    let b = BalanceDto::of(user, chat.state.settings.free_actions_per_month, Utc::now());
+    let b = Balance::of(user, chat.state.settings.free_actions_per_month, Utc::now());
     let view = texts::BalanceView {
         credits: b.balance_credits,
         free_left: b.free_actions_left,

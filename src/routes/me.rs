@@ -1,13 +1,13 @@
 //! The signed-in user's profile and balance.
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::accounts::Balance;
 use crate::auth::extractor::AuthUser;
 use crate::db::models::User;
-use crate::domain::credits::Allowance;
 use crate::error::AppResult;
 use crate::state::AppState;
 
@@ -70,21 +70,20 @@ pub struct BalanceDto {
 
 impl BalanceDto {
     pub fn of(user: &User, free_limit: i32, now: DateTime<Utc>) -> Self {
-        let allowance = Allowance::on(
-            now.date_naive(),
-            user.free_actions_used,
-            user.free_period_start,
-            free_limit,
-        );
-        let active = user.subscription_until.is_some_and(|until| until > now);
+        Self::from(Balance::of(user, free_limit, now))
+    }
+}
+
+impl From<Balance> for BalanceDto {
+    fn from(b: Balance) -> Self {
         Self {
-            balance_credits: user.balance_credits,
-            subscription_plan: user.subscription_plan.clone().filter(|_| active),
-            subscription_until: user.subscription_until.filter(|_| active),
-            free_actions_limit: free_limit,
-            free_actions_used: allowance.used.min(free_limit),
-            free_actions_left: allowance.left(),
-            free_actions_reset_at: allowance.resets_on.and_time(NaiveTime::MIN).and_utc(),
+            balance_credits: b.balance_credits,
+            subscription_plan: b.subscription_plan,
+            subscription_until: b.subscription_until,
+            free_actions_limit: b.free_actions_limit,
+            free_actions_used: b.free_actions_used,
+            free_actions_left: b.free_actions_left,
+            free_actions_reset_at: b.free_actions_reset_at,
         }
     }
 }
