@@ -2,5 +2,9 @@
 //! initData, the balance view, and the export of everything held about a user.
 
 pub mod balance;
+mod login;
+mod sign_up;
 
 pub use balance::Balance;
+pub use login::{LoggedIn, login, user_for_init_data};
+pub use sign_up::sign_in;

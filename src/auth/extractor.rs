@@ -15,9 +15,8 @@ use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::jwt::TokenError;
+use super::Blocked;
 use crate::db::models::User;
-use crate::db::users;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -71,15 +70,9 @@ impl FromRequest for AuthUser {
     type Error = AppError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let user = AuthUserEvenBlocked::from_request(req, payload);
-        Box::pin(async move {
-            let AuthUserEvenBlocked(user) = user.await?;
-            if user.is_blocked {
-                return Err(AppError::user_blocked());
-            }
-            Ok(AuthUser(user))
-        })
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let user = signed_in(req, Blocked::Refused);
+        Box::pin(async move { Ok(AuthUser(user.await?)) })
     }
 }
 
@@ -88,35 +81,29 @@ impl FromRequest for AuthUserEvenBlocked {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let creds = credentials(req);
-        Box::pin(async move {
-            let state = state
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
-            let user = match creds? {
-                Credentials::Bearer(token) => {
-                    let telegram_id = state.jwt.verify(&token).map_err(|e| match e {
-                        TokenError::Expired => {
-                            AppError::unauthorized("token_expired", "the access token has expired")
-                        }
-                        TokenError::Invalid => {
-                            AppError::unauthorized("invalid_token", "the access token is invalid")
-                        }
-                    })?;
-                    let mut conn = state.db.get().await?;
-                    users::find_by_telegram_id(&mut conn, telegram_id)
-                        .await?
-                        .ok_or_else(|| {
-                            AppError::unauthorized("invalid_token", "the account no longer exists")
-                        })?
-                }
-                Credentials::InitData(raw) => {
-                    let data = super::validate_init_data(&state, &raw)?;
-                    super::login_even_blocked(&state, &data).await?
-                }
-            };
-            Ok(AuthUserEvenBlocked(user))
-        })
+        let user = signed_in(req, Blocked::Admitted);
+        Box::pin(async move { Ok(AuthUserEvenBlocked(user.await?)) })
+    }
+}
+
+/// The user of a request's credentials: an access token, or initData (which signs in).
+fn signed_in(
+    req: &HttpRequest,
+    blocked: Blocked,
+) -> impl Future<Output = Result<User, AppError>> + 'static {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let creds = credentials(req);
+    async move {
+        let state = state
+            .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+        match creds? {
+            Credentials::Bearer(token) => {
+                Ok(super::user_for_token(&state, &token, blocked).await?.user)
+            }
+            Credentials::InitData(raw) => {
+                crate::accounts::user_for_init_data(&state, &raw, blocked).await
+            }
+        }
     }
 }
 

@@ -1,22 +1,20 @@
-//! Authentication: Telegram initData (HMAC or Ed25519), our JWTs, and the request extractors.
+//! Authentication: Telegram initData (HMAC or Ed25519), our JWTs, the one path from an access
+//! token to its user, and the request extractors. Signing up lives in `accounts`.
 
 pub mod extractor;
 pub mod initdata;
 pub mod jwt;
 
 use chrono::Utc;
-use diesel_async::AsyncConnection as _;
 use secrecy::ExposeSecret;
 
-use crate::config::{InitDataKey, ReferralTrigger, Settings};
-use crate::db::ledger::{self, Cause};
+use crate::config::{InitDataKey, Settings};
 use crate::db::models::User;
-use crate::db::users::{self, Profile};
-use crate::domain::credits::Reason;
-use crate::domain::referral;
+use crate::db::users;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use initdata::{InitData, InitDataError, Options, Verifier};
+use jwt::TokenError;
 
 /// Builds the initData verifier the settings describe.
 pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
@@ -69,111 +67,60 @@ pub fn validate_init_data(state: &AppState, raw: &str) -> AppResult<InitData> {
     )?)
 }
 
-/// Logs a user in with validated initData: upserts the user (refreshing the profile and
-/// `last_seen_at`), links a referrer for a new user, and grants the signup bonus once. A blocked
-/// user is refused (`user_blocked`).
-pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
-    let user = login_even_blocked(state, data).await?;
-    if user.is_blocked {
-        return Err(AppError::user_blocked());
-    }
-    Ok(user)
-}
-
-/// [`login`] that also lets a blocked user in: for the rights a block does not take away
+/// Whether a blocked user may be signed in: only for the rights a block does not take away
 /// (erasure and export, `extractor::AuthUserEvenBlocked`).
-pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<User> {
-    let tg = data
-        .user
-        .as_ref()
-        .ok_or_else(|| AppError::unauthorized("invalid_init_data", "initData carries no user"))?;
-    let profile = Profile {
-        telegram_id: tg.id,
-        username: tg.username.clone(),
-        first_name: tg.first_name.clone(),
-        last_name: tg.last_name.clone(),
-        language_code: tg.language_code.clone(),
-        is_premium: tg.is_premium.unwrap_or(false),
-        photo_url: tg.photo_url.clone(),
-        allows_write_to_pm: tg.allows_write_to_pm.unwrap_or(false),
-    };
-    sign_in(state, &profile, data.start_param.as_deref()).await
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    Refused,
+    Admitted,
 }
 
-/// Signs in the Telegram account `profile` describes, from the Mini App (its initData) or the
-/// bot (`/start`): upserts the user, links a referrer from `start_param` (`ref_<code>`) for a
-/// new user, and grants the signup bonus once. A blocked user is refused (`user_blocked`).
-pub async fn sign_in(
-    state: &AppState,
-    profile: &Profile,
-    start_param: Option<&str>,
-) -> AppResult<User> {
-    let referrer_code = start_param.and_then(referral::code_from_start_param);
-    let bonus = state.settings.signup_bonus_credits;
-    let refer_at_signup = referrer_code.is_some()
-        && state.settings.payments.referral_trigger == ReferralTrigger::Signup;
-    let identity = identity_hash(&state.settings, profile.telegram_id);
-    let mut conn = state.db.get().await?;
-
-    // A freshly drawn referral code may collide with an existing one; draw again.
-    let mut attempts = 0;
-    let user = loop {
-        attempts += 1;
-        let code = referral::new_code();
-        let result = if bonus == 0 && !refer_at_signup {
-            // One statement, one round trip: nothing else has to commit with it.
-            users::upsert_from_login(&mut conn, profile, &code, referrer_code, &identity)
-                .await
-                .map(|login| login.user)
-                .map_err(AppError::from)
-        } else {
-            conn.transaction(async |conn| {
-                if let Some(code) = referrer_code.filter(|_| refer_at_signup) {
-                    users::lock_by_referral_code(conn, code).await?;
-                }
-                let login =
-                    users::upsert_from_login(conn, profile, &code, referrer_code, &identity)
-                        .await?;
-                let user = login.user;
-                if login.erased_before && login.created {
-                    tracing::info!(
-                        user_id = user.id,
-                        "an erased account signed up again: no signup or referral bonus"
-                    );
-                }
-                if login.created && !login.erased_before {
-                    if bonus > 0 {
-                        let key = format!("signup_bonus:{}", user.id);
-                        let id = user.id.to_string();
-                        let cause = Cause::new("user", &id, &key);
-                        ledger::grant(conn, user.id, bonus, Reason::SignupBonus, cause).await?;
-                    }
-                    if let Some(referrer) = user.referred_by.filter(|_| refer_at_signup) {
-                        crate::billing::referrals::award(
-                            conn,
-                            &state.settings,
-                            referrer,
-                            user.id,
-                            None,
-                            Utc::now(),
-                        )
-                        .await?;
-                    }
-                    return Ok::<_, AppError>(users::find(conn, user.id).await?);
-                }
-                Ok(user)
-            })
-            .await
-        };
-        match result {
-            Err(AppError::Database(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                info,
-            ))) if attempts < 5 && info.constraint_name() == Some("users_referral_code_key") => {
-                continue;
-            }
-            other => break other?,
+impl Blocked {
+    /// `user`, unless they are blocked and blocked users are refused (`user_blocked`).
+    pub fn check(self, user: User) -> AppResult<User> {
+        if self == Self::Refused && user.is_blocked {
+            return Err(AppError::user_blocked());
         }
-    };
-    Ok(user)
+        Ok(user)
+    }
+}
+
+/// The user of an access token, and when the token expires (Unix seconds).
+#[derive(Debug)]
+pub struct TokenUser {
+    pub user: User,
+    pub expires_at: i64,
+}
+
+/// The user an access token stands for, as every transport decides it (the `AuthUser`
+/// extractors and the WebSocket): an empty token is `missing_credentials`, an expired one
+/// `token_expired`, a bad one or one of an account that no longer exists `invalid_token`, and a
+/// blocked user `user_blocked` unless `blocked` admits them.
+pub async fn user_for_token(
+    state: &AppState,
+    token: &str,
+    blocked: Blocked,
+) -> AppResult<TokenUser> {
+    if token.is_empty() {
+        return Err(AppError::unauthorized(
+            "missing_credentials",
+            "the access token is empty",
+        ));
+    }
+    let (telegram_id, expires_at) = state.jwt.verify_until(token).map_err(|e| match e {
+        TokenError::Expired => {
+            AppError::unauthorized("token_expired", "the access token has expired")
+        }
+        TokenError::Invalid => {
+            AppError::unauthorized("invalid_token", "the access token is invalid")
+        }
+    })?;
+    let mut conn = state.db.get().await?;
+    let user = users::find_by_telegram_id(&mut conn, telegram_id)
+        .await?
+        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+    Ok(TokenUser {
+        user: blocked.check(user)?,
+        expires_at,
+    })
 }

@@ -276,7 +276,7 @@ async fn start(
                 allows_write_to_pm: true,
             };
             let start_param = Some(payload).filter(|p| !p.is_empty());
-            crate::auth::sign_in(state, &profile, start_param).await
+            crate::accounts::sign_in(state, &profile, start_param).await
         }
     };
     let referral = crate::domain::referral::code_from_start_param(payload).is_some();

@@ -26,9 +26,8 @@ use tracing::Instrument as _;
 
 use super::hub::{Outbound, Refused, Registration};
 use super::{Event, types};
-use crate::auth::jwt::TokenError;
+use crate::auth::Blocked;
 use crate::db::models::User;
-use crate::db::users;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -157,32 +156,12 @@ fn credentials(req: &HttpRequest) -> Result<(String, Option<String>), AppError> 
     ))
 }
 
-/// The user of an access token, as the `AuthUser` extractor decides it, and when the token
-/// expires (the session ends then).
+/// The user of an access token ([`crate::auth::user_for_token`], as for every route), and when
+/// the token expires (the session ends then).
 async fn authenticate(state: &AppState, token: &str) -> Result<(User, Instant), AppError> {
-    if token.is_empty() {
-        return Err(AppError::unauthorized(
-            "missing_credentials",
-            "the access token is empty",
-        ));
-    }
-    let (telegram_id, exp) = state.jwt.verify_until(token).map_err(|e| match e {
-        TokenError::Expired => {
-            AppError::unauthorized("token_expired", "the access token has expired")
-        }
-        TokenError::Invalid => {
-            AppError::unauthorized("invalid_token", "the access token is invalid")
-        }
-    })?;
-    let mut conn = state.db.get().await?;
-    let user = users::find_by_telegram_id(&mut conn, telegram_id)
-        .await?
-        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
-    if user.is_blocked {
-        return Err(AppError::user_blocked());
-    }
-    let left = u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(0);
-    Ok((user, Instant::now() + Duration::from_secs(left)))
+    let signed_in = crate::auth::user_for_token(state, token, Blocked::Refused).await?;
+    let left = u64::try_from(signed_in.expires_at - chrono::Utc::now().timestamp()).unwrap_or(0);
+    Ok((signed_in.user, Instant::now() + Duration::from_secs(left)))
 }
 
 fn close(code: CloseCode, description: &str) -> Option<CloseReason> {

@@ -1,14 +1,13 @@
 //! Login with Telegram initData → our JWT.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::me::UserDto;
+use crate::accounts;
 use crate::auth::extractor::{Credentials, credentials};
 use crate::error::{AppError, AppResult};
-use crate::ratelimit::{self, Window};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -48,56 +47,40 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
+    let raw = init_data(&req, &body)?;
+    let ip = limit_key(&req, &state.settings.trusted_proxies);
+    let login = accounts::login(&state, &raw, &ip).await?;
+    Ok(HttpResponse::Ok().json(LoginResponse {
+        access_token: login.access_token,
+        token_type: "Bearer",
+        expires_in: login.expires_in,
+        user: UserDto::from(&login.user),
+    }))
+}
+
+/// The raw initData of a login: the body's `init_data`, else `Authorization: tma`.
+fn init_data(req: &HttpRequest, body: &[u8]) -> AppResult<String> {
     // The document allows `null` for the body, and JSON `null` means "no body" here too.
     let parsed: Option<LoginRequest> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             AppError::bad_request(
                 "invalid_json",
                 format!("the body is not a login request: {e}"),
             )
         })?
     };
-    let raw = if let Some(parsed) = parsed {
-        parsed.init_data
-    } else {
-        match credentials(&req)? {
-            Credentials::InitData(raw) => raw,
-            Credentials::Bearer(_) => {
-                return Err(AppError::bad_request(
-                    "missing_init_data",
-                    "send init_data in the body or Authorization: tma",
-                ));
-            }
-        }
-    };
-    let ip = limit_key(&req, &state.settings.trusted_proxies);
-    let limits = &state.settings.limits;
-    // One round trip: refused while the address has too many failures, else counted.
-    ratelimit::run(
-        &state,
-        &[
-            Window::check("login_failures", &ip, limits.login_failures_per_ip),
-            Window::hit("login", &ip, limits.login_per_ip),
-        ],
-    )
-    .await?;
-    let data = match crate::auth::validate_init_data(&state, &raw) {
-        Ok(data) => data,
-        Err(e) => {
-            ratelimit::record(&state, "login_failures", &ip, limits.login_failures_per_ip).await;
-            return Err(e);
-        }
-    };
-    let user = crate::auth::login(&state, &data).await?;
-    let access_token = state.jwt.issue(user.telegram_id, Utc::now().timestamp())?;
-    Ok(HttpResponse::Ok().json(LoginResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: state.jwt.ttl_secs,
-        user: UserDto::from(&user),
-    }))
+    if let Some(parsed) = parsed {
+        return Ok(parsed.init_data);
+    }
+    match credentials(req)? {
+        Credentials::InitData(raw) => Ok(raw),
+        Credentials::Bearer(_) => Err(AppError::bad_request(
+            "missing_init_data",
+            "send init_data in the body or Authorization: tma",
+        )),
+    }
 }
 
 /// The address limits are keyed by: the client as our proxies saw it (`TRUSTED_PROXIES`), the
