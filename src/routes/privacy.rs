@@ -6,14 +6,15 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
-use super::editing::{SessionDto, session_dto};
+use super::editing::{MessageDto, SessionDto};
 use super::ledger::LedgerEntryDto;
 use super::me::{BalanceDto, UserDto};
 use super::payments::PaymentDto;
 use super::uploads::UploadDto;
+use crate::accounts::{self, export::SessionHistory};
 use crate::auth::extractor::AuthUserEvenBlocked;
-use crate::db::{chat_sessions, generations, ledger, payments, referrals, uploads};
 use crate::error::AppResult;
 use crate::realtime::generations::GenerationDto;
 use crate::state::AppState;
@@ -124,35 +125,29 @@ pub async fn export(
     state: web::Data<AppState>,
     AuthUserEvenBlocked(user): AuthUserEvenBlocked,
 ) -> AppResult<HttpResponse> {
-    let mut conn = state.db.get().await?;
-    let now = Utc::now();
-    let photos = uploads::list_for_user(&mut conn, user.id).await?;
-    let gens = generations::list(&mut conn, user.id, None, i64::MAX).await?;
-    let entries = ledger::list(&mut conn, user.id, None, i64::MAX).await?;
-    let paid = payments::list_for_user(&mut conn, user.id).await?;
-    let (invited, earned) = referrals::stats(&mut conn, user.id).await?;
-    let mut sessions = Vec::new();
-    for summary in chat_sessions::list(&mut conn, user.id, None, i64::MAX).await? {
-        if let Some(session) =
-            chat_sessions::find_owned(&mut conn, user.id, summary.session_id).await?
-        {
-            sessions.push(session_dto(&state, &mut conn, &session).await?);
-        }
-    }
+    let e = accounts::export(&state, &user).await?;
     let doc = ExportDto {
-        exported_at: now,
+        exported_at: e.exported_at,
         user: UserDto::from(&user),
-        balance: BalanceDto::of(&user, state.settings.free_actions_per_month, now),
+        balance: BalanceDto::from(e.balance),
         referral_code: user.referral_code.clone(),
         registered_at: user.created_at,
         last_seen_at: user.last_seen_at,
-        uploads: photos.iter().map(|u| UploadDto::of(u, &state)).collect(),
-        generations: gens.iter().map(|g| GenerationDto::of(g, &state)).collect(),
-        ledger: entries.into_iter().map(LedgerEntryDto::from).collect(),
-        payments: paid.into_iter().map(PaymentDto::from).collect(),
-        chat_sessions: sessions,
-        referrals_invited: invited,
-        referral_credits_earned: earned,
+        uploads: e.uploads.iter().map(|u| UploadDto::of(u, &state)).collect(),
+        generations: e
+            .generations
+            .iter()
+            .map(|g| GenerationDto::of(g, &state))
+            .collect(),
+        ledger: e.ledger.into_iter().map(LedgerEntryDto::from).collect(),
+        payments: e.payments.into_iter().map(PaymentDto::from).collect(),
+        chat_sessions: e
+            .chat_sessions
+            .into_iter()
+            .map(|h| session_dto(h, &state))
+            .collect(),
+        referrals_invited: e.referrals_invited,
+        referral_credits_earned: e.referral_credits_earned,
     };
     Ok(HttpResponse::Ok()
         .insert_header((
@@ -160,4 +155,33 @@ pub async fn export(
             "attachment; filename=\"atelier-export.json\"",
         ))
         .json(doc))
+}
+
+/// A conversation as `GET /api/v1/editing/sessions/{id}` shows it, with signed photo links.
+fn session_dto(h: SessionHistory, state: &AppState) -> SessionDto {
+    let url = |id: Option<Uuid>| {
+        id.and_then(|id| h.photos.get(&id))
+            .map(|u| state.media_url(&u.storage_key))
+    };
+    SessionDto {
+        session_id: h.session.session_id,
+        upload_id: h.session.upload_id,
+        image_url: url(h.session.upload_id),
+        messages: h
+            .messages
+            .into_iter()
+            .map(|m| MessageDto {
+                role: m.role,
+                image_url: url(m.upload_id),
+                content: m.content,
+                variants: m.variants,
+                timestamp: m.timestamp,
+                usage: m.usage.map(Into::into),
+            })
+            .collect(),
+        prompt_tokens: h.session.prompt_tokens,
+        completion_tokens: h.session.completion_tokens,
+        created_at: h.session.created_at,
+        updated_at: h.session.updated_at,
+    }
 }
