@@ -4,6 +4,7 @@
 //! The webhook, the sandbox page and the worker all go through [`confirm_payment`].
 
 pub mod charged;
+pub mod income;
 pub mod referrals;
 pub mod stars;
 
