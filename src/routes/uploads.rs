@@ -5,8 +5,7 @@ use std::collections::HashMap;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
-use diesel_async::AsyncConnection as _;
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt as _;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -15,14 +14,12 @@ use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Upload, User};
-use crate::db::uploads;
 use crate::error::{AppError, AppResult, Problem};
 use crate::http::multipart_guard::{self, Guard};
-use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
-use crate::media::pool::PoolError;
 use crate::media::signed_url::{self, LinkError};
 use crate::media::storage;
 use crate::state::AppState;
+use crate::uploads::{self, PhotoFile};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/fitting/upload").route(web::post().to(fitting_upload)))
@@ -132,23 +129,7 @@ pub async fn fitting_upload(
             "both `person` and `item` files are required",
         ));
     };
-    let (person, item) = tokio::try_join!(
-        process("person", person, &state),
-        process("item", item, &state)
-    )?;
-    let ttl = state.settings.media.fitting_upload_ttl_secs;
-    let mut stored = store(
-        &state,
-        user.id,
-        vec![(person, "fitting_person", ttl), (item, "fitting_item", ttl)],
-    )
-    .await?
-    .into_iter();
-    let (Some(person), Some(item)) = (stored.next(), stored.next()) else {
-        return Err(AppError::Internal(anyhow::anyhow!(
-            "two uploads were stored, fewer came back"
-        )));
-    };
+    let (person, item) = uploads::upload_fitting(&state, user.id, person, item).await?;
     Ok(HttpResponse::Created().json(FittingUploadDto {
         person: UploadDto::of(&person, &state),
         item: UploadDto::of(&item, &state),
@@ -177,13 +158,8 @@ pub async fn editing_upload(
     let image = files
         .remove("image")
         .ok_or_else(|| AppError::bad_request("missing_field", "the `image` file is required"))?;
-    let image = process("image", image, &state).await?;
-    let ttl = state.settings.media.editing_upload_ttl_secs;
-    let stored = store(&state, user.id, vec![(image, "editing_source", ttl)]).await?;
-    let upload = stored
-        .first()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no upload came back")))?;
-    Ok(HttpResponse::Created().json(UploadDto::of(upload, &state)))
+    let upload = uploads::upload_editing(&state, user.id, image).await?;
+    Ok(HttpResponse::Created().json(UploadDto::of(&upload, &state)))
 }
 
 /// Counts an upload request against the user's hourly limit before its body is read.
@@ -201,10 +177,7 @@ pub async fn get_upload(
     AuthUser(user): AuthUser,
     id: web::Path<Uuid>,
 ) -> AppResult<HttpResponse> {
-    let mut conn = state.db.get().await?;
-    let upload = uploads::find_owned(&mut conn, user.id, *id)
-        .await?
-        .ok_or_else(|| AppError::not_found("no such upload"))?;
+    let upload = uploads::get(&state, user.id, *id).await?;
     Ok(HttpResponse::Ok().json(UploadDto::of(&upload, &state)))
 }
 
@@ -264,7 +237,7 @@ async fn read_files(
     body: web::Payload,
     expected: &[&'static str],
     state: &AppState,
-) -> AppResult<HashMap<&'static str, (Vec<u8>, Option<String>)>> {
+) -> AppResult<HashMap<&'static str, PhotoFile>> {
     let cap = state.settings.media.upload_max_request_bytes;
     let (mut body, guard) = multipart_guard::open(req.headers(), body, expected.len(), cap)?;
     let result = read_fields(&mut body, &guard, expected, state).await;
@@ -288,15 +261,9 @@ async fn read_fields(
     guard: &Guard,
     expected: &[&'static str],
     state: &AppState,
-) -> AppResult<HashMap<&'static str, (Vec<u8>, Option<String>)>> {
-    let media = &state.settings.media;
-    // The guard's reason first: the parser only sees a failed stream.
-    let bad_multipart = |e: actix_multipart::MultipartError| match guard.refusal() {
-        Some(refusal) => AppError::from(refusal),
-        None => AppError::bad_request("invalid_multipart", e.to_string()),
-    };
+) -> AppResult<HashMap<&'static str, PhotoFile>> {
     let mut files = HashMap::new();
-    while let Some(mut field) = body.try_next().await.map_err(bad_multipart)? {
+    while let Some(field) = body.try_next().await.map_err(|e| bad_multipart(guard, e))? {
         let name = field.name().unwrap_or_default().to_owned();
         let Some(&slot) = expected.iter().find(|e| **e == name) else {
             return Err(AppError::bad_request(
@@ -313,138 +280,50 @@ async fn read_fields(
                 format!("field {slot:?} was sent more than once"),
             ));
         }
-        let declared_type = field.content_type().map(|m| m.essence_str().to_owned());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.try_next().await.map_err(bad_multipart)? {
-            if bytes.len() + chunk.len() > media.upload_max_bytes {
-                return Err(too_large(format!(
-                    "{slot:?} is larger than {} bytes",
-                    media.upload_max_bytes
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.is_empty() {
-            return Err(AppError::bad_request(
-                "empty_file",
-                format!("{slot:?} is empty"),
-            ));
-        }
-        files.insert(slot, (bytes, declared_type));
+        let max = state.settings.media.upload_max_bytes;
+        files.insert(slot, read_file(field, slot, guard, max).await?);
     }
     Ok(files)
 }
 
-/// Validates and normalises one photo off the async executor, at most `IMAGE_WORKERS` at once.
-async fn process(
-    field: &'static str,
-    (bytes, declared): (Vec<u8>, Option<String>),
-    state: &AppState,
-) -> AppResult<Normalized> {
-    let m = &state.settings.media;
-    let limits = Limits {
-        max_pixels: m.image_max_pixels,
-        max_side: m.image_max_side,
-        min_side: m.image_min_side,
-        store_max_side: m.image_store_max_side,
-        ..Limits::default()
-    };
-    let normalized = state
-        .images
-        .run(move || image_pipeline::normalize(&bytes, &limits))
+/// The guard's reason first: the parser only sees a failed stream.
+fn bad_multipart(guard: &Guard, e: actix_multipart::MultipartError) -> AppError {
+    match guard.refusal() {
+        Some(refusal) => AppError::from(refusal),
+        None => AppError::bad_request("invalid_multipart", e.to_string()),
+    }
+}
+
+/// Reads one file field of at most `max` bytes; an empty one is refused.
+async fn read_file(
+    mut field: actix_multipart::Field,
+    slot: &'static str,
+    guard: &Guard,
+    max: usize,
+) -> AppResult<PhotoFile> {
+    let declared_type = field.content_type().map(|m| m.essence_str().to_owned());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .try_next()
         .await
-        .map_err(|e| {
-            // A decoder panic on hostile bytes is the file's fault, not ours; it is still logged.
-            tracing::error!(field, error = %e, "image task failed");
-            match e {
-                PoolError::Panicked => AppError::unprocessable(
-                    "invalid_image",
-                    format!("{field:?} could not be decoded"),
-                ),
-                PoolError::Stopped => AppError::Internal(anyhow::anyhow!("image task failed: {e}")),
-            }
-        })?
-        .map_err(|e| media_error(field, e))?;
-    if let Some(declared) = declared.filter(|d| d != normalized.source.mime()) {
-        tracing::info!(
-            field,
-            declared,
-            detected = normalized.source.mime(),
-            "content type differs from the bytes"
-        );
-    }
-    Ok(normalized)
-}
-
-fn media_error(field: &str, e: MediaError) -> AppError {
-    let status = match e {
-        MediaError::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    let detail = match &e {
-        MediaError::Unsupported { detected } => format!(
-            "{field:?} is {}; accepted: image/jpeg, image/png, image/webp",
-            detected.as_deref().unwrap_or("not a recognised image")
-        ),
-        other => format!("{field:?}: {other}"),
-    };
-    AppError::Client {
-        status,
-        code: e.code(),
-        detail,
-    }
-}
-
-/// Stores the objects, then inserts their rows in one transaction; objects of a failed insert
-/// are removed again.
-async fn store(
-    state: &AppState,
-    user_id: i64,
-    photos: Vec<(Normalized, &str, u64)>,
-) -> AppResult<Vec<Upload>> {
-    let now = Utc::now();
-    let mut rows = Vec::with_capacity(photos.len());
-    for (photo, purpose, ttl) in photos {
-        let id = Uuid::new_v4();
-        let ext = if photo.mime == "image/png" {
-            "png"
-        } else {
-            "jpg"
-        };
-        let key = format!("u/{id}.{ext}");
-        let bytes = i64::try_from(photo.bytes.len()).map_err(anyhow::Error::from)?;
-        state.storage.put(&key, photo.bytes).await?;
-        rows.push(Upload {
-            id,
-            user_id,
-            purpose: purpose.to_owned(),
-            storage_key: key,
-            mime: photo.mime.to_owned(),
-            width: i32::try_from(photo.width).map_err(anyhow::Error::from)?,
-            height: i32::try_from(photo.height).map_err(anyhow::Error::from)?,
-            bytes,
-            sha256: photo.sha256,
-            created_at: now,
-            expires_at: now + Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX / 4)),
-            deleted_at: None,
-        });
-    }
-    let mut conn = state.db.get().await?;
-    let inserted = conn
-        .transaction(async |conn| {
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                out.push(uploads::insert(conn, row).await?);
-            }
-            Ok::<_, AppError>(out)
-        })
-        .await;
-    if inserted.is_err() {
-        for row in &rows {
-            let _ = state.storage.delete(&row.storage_key).await;
+        .map_err(|e| bad_multipart(guard, e))?
+    {
+        if bytes.len() + chunk.len() > max {
+            return Err(too_large(format!("{slot:?} is larger than {max} bytes")));
         }
+        bytes.extend_from_slice(&chunk);
     }
-    inserted
+    if bytes.is_empty() {
+        return Err(AppError::bad_request(
+            "empty_file",
+            format!("{slot:?} is empty"),
+        ));
+    }
+    Ok(PhotoFile {
+        field: slot,
+        bytes,
+        declared_type,
+    })
 }
 
 /// Erases one of the user's photos at once (the stored image; the record is marked deleted).
