@@ -159,15 +159,10 @@ fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
             "first_name must be 1 to 64 characters without control characters",
         ));
     }
-    let word = |s: &str, min: usize, max: usize, extra: char| {
-        (min..=max).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || char::from(b) == extra)
-    };
     if req
         .username
         .as_deref()
-        .is_some_and(|u| !word(u, 5, 32, '_'))
+        .is_some_and(|u| !is_word(u, 5, 32, '_'))
     {
         return Err(invalid(
             "username must be 5 to 32 letters, digits or underscores",
@@ -176,7 +171,7 @@ fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
     if req
         .start_param
         .as_deref()
-        .is_some_and(|sp| !word(sp, 1, 64, '-'))
+        .is_some_and(|sp| !is_word(sp, 1, 64, '-'))
     {
         return Err(invalid(
             "start_param must be 1 to 64 letters, digits, '_' or '-'",
@@ -188,4 +183,11 @@ fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
         user["username"] = username.as_str().into();
     }
     Ok(user.to_string())
+}
+
+/// `min` to `max` ASCII letters, digits, underscores or `extra`.
+fn is_word(s: &str, min: usize, max: usize, extra: char) -> bool {
+    (min..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || char::from(b) == extra)
 }
