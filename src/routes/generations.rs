@@ -9,15 +9,17 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use validator::Validate;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Generation, User};
 use crate::db::{chat_sessions, generations, ledger, uploads, users};
 use crate::domain::credits::PaidWith;
 use crate::domain::idempotency;
-use crate::domain::text::{self, TextError};
+use crate::domain::text;
 use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, Problem};
+use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
 use crate::jobs::generation::{KIND, Payload};
 use crate::jobs::queue::{self, EnqueueOptions};
 use crate::realtime;
@@ -37,7 +39,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/callbacks/kie").route(web::post().to(kie_callback)));
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct FittingRequest {
     pub person_upload_id: Uuid,
@@ -47,13 +49,17 @@ pub struct FittingRequest {
     /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
     /// generation and never charges twice. 1–128 printable ASCII characters.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    #[validate(
+        length(min = 1, max = 128, code = "invalid_client_request_id", message = "1–128 printable ASCII characters"),
+        regex(path = *patterns::PRINTABLE_ASCII_RE, code = "invalid_client_request_id", message = "1–128 printable ASCII characters")
+    )]
     pub client_request_id: Option<String>,
 }
 
 /// Either `prompt` (with `upload_id`, or a `session_id` whose photo is edited), or
 /// `session_id` + `variant_index`: one of the three prompts the assistant proposed last in that
 /// session, run on the session's photo.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct EditingRequest {
     /// The photo to edit; with `session_id` it defaults to the session's photo.
@@ -64,14 +70,25 @@ pub struct EditingRequest {
         min_length = 1,
         pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
     )]
+    #[validate(regex(path = *patterns::VISIBLE_RE, code = "empty_prompt", message = "the prompt is empty"))]
     pub prompt: Option<String>,
     /// The assistant's chat session the edit comes from (`POST /api/v1/editing/chat`).
     pub session_id: Option<Uuid>,
     /// 0–2: which of the session's latest proposed variants to run (needs `session_id`).
     #[schema(minimum = 0, maximum = 2)]
+    #[validate(range(
+        min = 0,
+        max = 2,
+        code = "invalid_variant_index",
+        message = "variant_index is 0, 1 or 2"
+    ))]
     pub variant_index: Option<i64>,
     /// As in a fitting request.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    #[validate(
+        length(min = 1, max = 128, code = "invalid_client_request_id", message = "1–128 printable ASCII characters"),
+        regex(path = *patterns::PRINTABLE_ASCII_RE, code = "invalid_client_request_id", message = "1–128 printable ASCII characters")
+    )]
     pub client_request_id: Option<String>,
 }
 
@@ -125,7 +142,7 @@ pub async fn fitting_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<FittingRequest>,
+    body: ValidatedJson<FittingRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
     let crid = required_request_id(&req, body.client_request_id)?;
@@ -164,29 +181,22 @@ pub async fn editing_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<EditingRequest>,
+    body: ValidatedJson<EditingRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
     let crid = required_request_id(&req, body.client_request_id)?;
     let max = state.settings.generation.edit_prompt_max_chars;
     let (prompt, chat) = match (body.prompt, body.session_id, body.variant_index) {
         (Some(prompt), session, None) => {
-            let prompt = text::clean(&prompt, max).map_err(|e| match e {
-                TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
-                TextError::TooLong { max } => {
-                    AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
-                }
+            // Something visible is there (the DTO's rule): only the configured cap is left.
+            let prompt = text::clean(&prompt, max).map_err(|_| {
+                AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
             })?;
             (prompt, session.map(|s| (s, None)))
         }
         (None, Some(session), Some(index)) => {
-            let index = usize::try_from(index)
-                .ok()
-                .filter(|i| *i < crate::domain::assistant::VARIANTS)
-                .ok_or_else(|| {
-                    AppError::unprocessable("invalid_variant_index", "variant_index is 0, 1 or 2")
-                })?;
-            // Filled in from the session inside the transaction.
+            // 0–2 by the DTO's rule. Filled in from the session inside the transaction.
+            let index = usize::try_from(index).unwrap_or_default();
             (String::new(), Some((session, Some(index))))
         }
         _ => {
@@ -454,11 +464,23 @@ pub async fn get(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// From the previous page's `next_cursor`.
+    #[param(
+        pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    #[validate(regex(path = *patterns::CURSOR_RE, code = "invalid_cursor", message = "the cursor is not one of ours"))]
     cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    #[validate(range(
+        min = 1,
+        max = 100,
+        code = "invalid_query",
+        message = "limit must be 1–100"
+    ))]
     limit: Option<i64>,
 }
 
@@ -469,7 +491,7 @@ pub struct ListQuery {
 pub async fn list(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    query: web::Query<ListQuery>,
+    query: ValidatedQuery<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let (limit, before) = super::page(query.limit, query.cursor.as_deref())?;
     let mut conn = state.db.get().await?;
