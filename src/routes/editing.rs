@@ -157,7 +157,7 @@ pub struct ResetRequest {
 /// Sends a message to the assistant, which answers with a reply and three edit prompts.
 /// Costs CHAT_PRICE_CREDITS (a free monthly action first), refunded when the assistant fails.
 #[utoipa::path(post, path = "/api/v1/editing/chat", tag = "editing", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = ChatRequest,
     responses((status = 200, body = ChatReply),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),

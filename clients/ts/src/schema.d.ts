@@ -2130,7 +2130,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description alternative to client_request_id */
+                /** @description alternative to client_request_id: 1–128 printable ASCII characters */
                 "Idempotency-Key"?: string | null;
             };
             path?: never;
