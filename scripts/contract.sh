@@ -110,14 +110,17 @@ status=0
 # Erasing the account would sign the test user out of everything after it: it runs last, alone.
 run all --exclude-operation-id erase --exclude-operation-id fitting_upload --exclude-operation-id editing_upload \
   --exclude-operation-id telegram_webhook || status=$?
+# The runs of one operation have no stateful phase: its links lead to operations left out, which
+# Schemathesis reports as an error.
+single=(--phases examples,coverage,fuzzing)
 # The bot's webhook acknowledges (200) and ignores whatever is not a readable Update, by design:
 # Telegram resends an update on any other status, so a malformed one would loop. Refusing
 # "negative data" is therefore not expected of it; everything else is checked.
-run webhook --include-operation-id telegram_webhook --exclude-checks negative_data_rejection || status=$?
+run webhook "${single[@]}" --include-operation-id telegram_webhook --exclude-checks negative_data_rejection || status=$?
 # Multipart negative cases: see contract.toml (a false positive of Schemathesis 4.32.5).
-run uploads --include-operation-id fitting_upload --include-operation-id editing_upload \
+run uploads "${single[@]}" --include-operation-id fitting_upload --include-operation-id editing_upload \
   --exclude-checks negative_data_rejection || status=$?
-run erase --include-operation-id erase || status=$?
+run erase "${single[@]}" --include-operation-id erase || status=$?
 # A panic in a handler drops the connection rather than answering 500: look for it in the log.
 if grep -B2 -A8 'panicked' "$out/server.log" >&2; then
   echo "the server panicked (above; whole log: $out/server.log)" >&2
