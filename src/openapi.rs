@@ -55,7 +55,7 @@ use crate::routes;
         routes::demo::sign_init_data,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&SecuritySchemes, &CommonResponses),
+    modifiers(&SecuritySchemes, &CommonResponses, &Links),
     tags(
         (name = "auth", description = "Login with Telegram initData"),
         (name = "me", description = "The signed-in user"),
@@ -168,6 +168,247 @@ impl Modify for CommonResponses {
     }
 }
 
+/// How one answer leads to the next request (OpenAPI links): an upload to the generations and
+/// chats that use it, a generation to reading and cancelling it, a chat turn to its session, a
+/// payment to its status. Clients and stateful contract runs follow them.
+struct Links;
+
+/// (from operation, status, link name, to operation, parameters, request body)
+type LinkSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static [(&'static str, &'static str)]>,
+);
+
+const LINKS: &[LinkSpec] = &[
+    (
+        "editing_upload",
+        "201",
+        "GetUpload",
+        "get_upload",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "editing_upload",
+        "201",
+        "DeleteUpload",
+        "delete_upload",
+        &[("id", "$response.body#/id")],
+        None,
+    ),
+    (
+        "editing_upload",
+        "201",
+        "Edit",
+        "editing_generate",
+        &[],
+        Some(&[("upload_id", "$response.body#/id")]),
+    ),
+    (
+        "editing_upload",
+        "201",
+        "Chat",
+        "chat",
+        &[],
+        Some(&[("upload_id", "$response.body#/id")]),
+    ),
+    (
+        "fitting_upload",
+        "201",
+        "GetPerson",
+        "get_upload",
+        &[("id", "$response.body#/person/id")],
+        None,
+    ),
+    (
+        "fitting_upload",
+        "201",
+        "GetItem",
+        "get_upload",
+        &[("id", "$response.body#/item/id")],
+        None,
+    ),
+    (
+        "fitting_upload",
+        "201",
+        "TryOn",
+        "fitting_generate",
+        &[],
+        Some(&[
+            ("person_upload_id", "$response.body#/person/id"),
+            ("item_upload_id", "$response.body#/item/id"),
+        ]),
+    ),
+    (
+        "fitting_generate",
+        "202",
+        "GetGeneration",
+        "get_generation",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "fitting_generate",
+        "202",
+        "Cancel",
+        "cancel",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "fitting_generate",
+        "202",
+        "DeleteGeneration",
+        "delete_generation",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "editing_generate",
+        "202",
+        "GetGeneration",
+        "get_generation",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "editing_generate",
+        "202",
+        "Cancel",
+        "cancel",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "editing_generate",
+        "202",
+        "DeleteGeneration",
+        "delete_generation",
+        &[("id", "$response.body#/generation/id")],
+        None,
+    ),
+    (
+        "chat",
+        "200",
+        "GetSession",
+        "get_session",
+        &[("session_id", "$response.body#/session_id")],
+        None,
+    ),
+    (
+        "chat",
+        "200",
+        "Continue",
+        "chat",
+        &[],
+        Some(&[("session_id", "$response.body#/session_id")]),
+    ),
+    (
+        "chat",
+        "200",
+        "Reset",
+        "reset",
+        &[],
+        Some(&[("session_id", "$response.body#/session_id")]),
+    ),
+    (
+        "chat",
+        "200",
+        "RunVariant",
+        "editing_generate",
+        &[],
+        Some(&[("session_id", "$response.body#/session_id")]),
+    ),
+    (
+        "create",
+        "201",
+        "GetPayment",
+        "get_payment",
+        &[("id", "$response.body#/payment_id")],
+        None,
+    ),
+    (
+        "create",
+        "200",
+        "GetPayment",
+        "get_payment",
+        &[("id", "$response.body#/payment_id")],
+        None,
+    ),
+    (
+        "stars_invoice",
+        "201",
+        "GetPayment",
+        "get_payment",
+        &[("id", "$response.body#/payment_id")],
+        None,
+    ),
+];
+
+impl Modify for Links {
+    /// utoipa 5.5 writes a `Link` with snake_case keys (`operation_id`), which no tool reads:
+    /// the links are written out here as JSON under `components.links`, and each answer refers
+    /// to its own.
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use serde_json::{Map, Value, json};
+        use utoipa::openapi::{Ref, RefOr};
+        let mut components = Map::new();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let Some(id) = op.operation_id.clone() else {
+                    continue;
+                };
+                for (from, status, name, to, parameters, body) in LINKS {
+                    let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
+                        continue;
+                    };
+                    if *from != id {
+                        continue;
+                    }
+                    let key = format!("{from}_{status}_{name}");
+                    let mut link = json!({ "operationId": to });
+                    if !parameters.is_empty() {
+                        let parameters: Map<String, Value> = parameters
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                            .collect();
+                        link["parameters"] = parameters.into();
+                    }
+                    if let Some(fields) = body {
+                        let fields: Map<String, Value> = fields
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                            .collect();
+                        link["requestBody"] = fields.into();
+                    }
+                    components.insert(key.clone(), link);
+                    response.links.insert(
+                        (*name).to_owned(),
+                        RefOr::Ref(Ref::new(format!("#/components/links/{key}"))),
+                    );
+                }
+            }
+        }
+        let extensions = openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .extensions
+            .get_or_insert_with(Default::default);
+        extensions.insert("links".to_owned(), components.into());
+    }
+}
+
 fn problem(description: &str) -> utoipa::openapi::Response {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     ResponseBuilder::new()
@@ -184,4 +425,37 @@ fn problem(description: &str) -> utoipa::openapi::Response {
 /// The document as YAML, as committed in `openapi.yaml`.
 pub fn yaml() -> anyhow::Result<String> {
     Ok(ApiDoc::openapi().to_yaml()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every declared link starts at a documented answer and ends at an operation that exists.
+    #[test]
+    fn links_join_documented_operations() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let operations: Vec<&serde_json::Value> = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .collect();
+        let by_id = |id: &str| {
+            operations
+                .iter()
+                .find(|op| op["operationId"] == id)
+                .unwrap_or_else(|| panic!("no operation {id}"))
+        };
+        for (from, status, name, to, _, _) in LINKS {
+            let reference = &by_id(from)["responses"][*status]["links"][*name]["$ref"];
+            let key = reference
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/links/"))
+                .unwrap_or_else(|| panic!("{from} {status} {name}: {reference}"));
+            let link = &document["components"]["links"][key];
+            assert_eq!(link["operationId"], *to, "{from} {status} {name}");
+            by_id(to);
+        }
+    }
 }

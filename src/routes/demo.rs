@@ -7,10 +7,12 @@ use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use validator::Validate;
 
 use crate::auth::initdata;
 use crate::config::{DEV_BOT_TOKEN, InitDataKey};
 use crate::error::{AppError, AppResult, Problem};
+use crate::http::validated::{ValidatedJson, patterns};
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/demo/index.html");
@@ -77,20 +79,45 @@ async fn style_css(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     asset(&state, "text/css; charset=utf-8", STYLE_CSS)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct DevInitDataRequest {
     /// The test user's Telegram id (1 to 2^53 − 1, as Telegram's ids fit in a double).
     #[schema(example = 42, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    #[validate(range(
+        min = 1,
+        max = 9_007_199_254_740_991_i64,
+        code = "invalid_field",
+        message = "user_id must be between 1 and 2^53 - 1"
+    ))]
     pub user_id: i64,
     /// 1–64 characters, no control characters.
-    #[schema(example = "Anna", min_length = 1, max_length = 64)]
+    #[schema(
+        example = "Anna",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    #[validate(
+        length(
+            min = 1,
+            max = 64,
+            code = "invalid_field",
+            message = "first_name must be 1 to 64 characters without control characters"
+        ),
+        non_control_character(
+            code = "invalid_field",
+            message = "first_name must be 1 to 64 characters without control characters"
+        )
+    )]
     pub first_name: String,
     /// 5–32 letters, digits and underscores.
     #[schema(example = "anna_test", pattern = "^[A-Za-z0-9_]{5,32}$")]
+    #[validate(regex(path = *patterns::USERNAME_RE, code = "invalid_field", message = "username must be 5 to 32 letters, digits or underscores"))]
     pub username: Option<String>,
     /// As a `startapp` link carries it, e.g. `ref_<code>` (1–64 letters, digits, `_`, `-`).
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    #[validate(regex(path = *patterns::START_PARAM_RE, code = "invalid_field", message = "start_param must be 1 to 64 letters, digits, '_' or '-'"))]
     pub start_param: Option<String>,
 }
 
@@ -113,7 +140,7 @@ pub struct DevInitData {
               (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
 pub async fn sign_init_data(
     state: web::Data<AppState>,
-    body: web::Json<DevInitDataRequest>,
+    body: ValidatedJson<DevInitDataRequest>,
 ) -> AppResult<HttpResponse> {
     outside_production(&state)?;
     if !state.settings.real_credentials().is_empty() {
@@ -131,7 +158,7 @@ pub async fn sign_init_data(
             "only the development bot token signs here; log in from Telegram",
         ));
     }
-    let user = test_user(&body)?;
+    let user = test_user(&body);
     let auth_date = chrono::Utc::now().timestamp().to_string();
     let query_id = format!("AA{}", body.user_id);
     let mut pairs = vec![
@@ -147,42 +174,14 @@ pub async fn sign_init_data(
     }))
 }
 
-/// The `user` field of the initData, after checking every field of the request.
-fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
-    let invalid = |detail: &str| AppError::unprocessable("invalid_field", detail.to_owned());
-    if !(1..=(1_i64 << 53) - 1).contains(&req.user_id) {
-        return Err(invalid("user_id must be between 1 and 2^53 - 1"));
-    }
-    let name_chars = req.first_name.chars().count();
-    if name_chars == 0 || name_chars > 64 || req.first_name.chars().any(char::is_control) {
-        return Err(invalid(
-            "first_name must be 1 to 64 characters without control characters",
-        ));
-    }
-    if req
-        .username
-        .as_deref()
-        .is_some_and(|u| !is_word(u, 5, 32, '_'))
-    {
-        return Err(invalid(
-            "username must be 5 to 32 letters, digits or underscores",
-        ));
-    }
-    if req
-        .start_param
-        .as_deref()
-        .is_some_and(|sp| !is_word(sp, 1, 64, '-'))
-    {
-        return Err(invalid(
-            "start_param must be 1 to 64 letters, digits, '_' or '-'",
-        ));
-    }
+/// The `user` field of the initData (the request's rules have checked every field).
+fn test_user(req: &DevInitDataRequest) -> String {
     let mut user = serde_json::json!({"id": req.user_id, "first_name": req.first_name,
         "language_code": "en", "allows_write_to_pm": true});
     if let Some(username) = &req.username {
         user["username"] = username.as_str().into();
     }
-    Ok(user.to_string())
+    user.to_string()
 }
 
 /// `min` to `max` ASCII letters, digits, underscores or `extra`.

@@ -9,14 +9,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use validator::Validate;
 
 use crate::assistant::{self, NewTurn};
 use crate::auth::extractor::AuthUser;
 use crate::db::chat_sessions::{self, ChatSession};
 use crate::db::uploads;
 use crate::domain::assistant::{Role, Usage};
-use crate::domain::text::{self, TextError};
+use crate::domain::text;
 use crate::error::{AppError, AppResult, Problem};
+use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -26,7 +28,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/editing/reset").route(web::post().to(reset)));
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// Continues this session; without it a new session starts.
@@ -35,10 +37,20 @@ pub struct ChatRequest {
     /// session's photo from this message on.
     pub upload_id: Option<Uuid>,
     /// What the user wants, in any language (control characters are removed; at most
-    /// CHAT_MESSAGE_MAX_CHARS characters).
+    /// CHAT_MESSAGE_MAX_CHARS characters). Something visible must remain.
+    #[schema(
+        min_length = 1,
+        pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
+    )]
+    #[validate(regex(path = *patterns::VISIBLE_RE, code = "empty_message", message = "the message is empty"))]
     pub message: String,
     /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
-    /// answer and never charges twice.
+    /// answer and never charges twice. 1–128 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    #[validate(
+        length(min = 1, max = 128, code = "invalid_client_request_id", message = "1–128 printable ASCII characters"),
+        regex(path = *patterns::PRINTABLE_ASCII_RE, code = "invalid_client_request_id", message = "1–128 printable ASCII characters")
+    )]
     pub client_request_id: Option<String>,
 }
 
@@ -131,7 +143,7 @@ pub struct SessionPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     pub session_id: Uuid,
@@ -140,7 +152,7 @@ pub struct ResetRequest {
 /// Sends a message to the assistant, which answers with a reply and three edit prompts.
 /// Costs CHAT_PRICE_CREDITS (a free monthly action first), refunded when the assistant fails.
 #[utoipa::path(post, path = "/api/v1/editing/chat", tag = "editing", security(("bearer" = []), ("tma" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = ChatRequest,
     responses((status = 200, body = ChatReply),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
@@ -154,17 +166,15 @@ pub async fn chat(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<ChatRequest>,
+    body: ValidatedJson<ChatRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
     // Optional here: without one, every request is a new turn.
     let key = super::client_request_id(&req, body.client_request_id)?;
     let max = state.settings.assistant.message_max_chars;
-    let message = text::clean(&body.message, max).map_err(|e| match e {
-        TextError::Empty => AppError::unprocessable("empty_message", "the message is empty"),
-        TextError::TooLong { max } => {
-            AppError::unprocessable("message_too_long", format!("at most {max} characters"))
-        }
+    // Something visible is there (the DTO's rule): only the configured cap is left.
+    let message = text::clean(&body.message, max).map_err(|_| {
+        AppError::unprocessable("message_too_long", format!("at most {max} characters"))
     })?;
     let turn = NewTurn::new(body.session_id, body.upload_id, message, key);
     let reply = assistant::chat(&state, &user, turn).await?;
@@ -240,11 +250,23 @@ pub async fn get_session(
     Ok(HttpResponse::Ok().json(session_dto(&state, &mut conn, &session).await?))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// From the previous page's `next_cursor`.
+    #[param(
+        pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    #[validate(regex(path = *patterns::CURSOR_RE, code = "invalid_cursor", message = "the cursor is not one of ours"))]
     cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    #[validate(range(
+        min = 1,
+        max = 100,
+        code = "invalid_query",
+        message = "limit must be 1–100"
+    ))]
     limit: Option<i64>,
 }
 
@@ -255,7 +277,7 @@ pub struct ListQuery {
 pub async fn list_sessions(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    query: web::Query<ListQuery>,
+    query: ValidatedQuery<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let (limit, before) = super::page(query.limit, query.cursor.as_deref())?;
     let mut conn = state.db.get().await?;
@@ -306,7 +328,7 @@ fn preview(text: &str) -> String {
 pub async fn reset(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<ResetRequest>,
+    body: ValidatedJson<ResetRequest>,
 ) -> AppResult<HttpResponse> {
     let session = assistant::reset(&state, user.id, body.session_id).await?;
     let mut conn = state.db.get().await?;

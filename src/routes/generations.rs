@@ -8,14 +8,16 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use validator::Validate;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::generations;
 use crate::db::models::Generation;
-use crate::domain::text::{self, TextError};
+use crate::domain::text;
 use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, Problem};
 use crate::generations::NewGeneration;
+use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
 use crate::realtime;
 use crate::realtime::generations::GenerationDto;
 use crate::state::AppState;
@@ -33,7 +35,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/callbacks/kie").route(web::post().to(kie_callback)));
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct FittingRequest {
     pub person_upload_id: Uuid,
@@ -43,13 +45,17 @@ pub struct FittingRequest {
     /// Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
     /// generation and never charges twice. 1–128 printable ASCII characters.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    #[validate(
+        length(min = 1, max = 128, code = "invalid_client_request_id", message = "1–128 printable ASCII characters"),
+        regex(path = *patterns::PRINTABLE_ASCII_RE, code = "invalid_client_request_id", message = "1–128 printable ASCII characters")
+    )]
     pub client_request_id: Option<String>,
 }
 
 /// Either `prompt` (with `upload_id`, or a `session_id` whose photo is edited), or
 /// `session_id` + `variant_index`: one of the three prompts the assistant proposed last in that
 /// session, run on the session's photo.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct EditingRequest {
     /// The photo to edit; with `session_id` it defaults to the session's photo.
@@ -60,14 +66,25 @@ pub struct EditingRequest {
         min_length = 1,
         pattern = "[^\\s\\x00-\\x1f\\x7f-\\x9f\\u200b-\\u200f\\u202a-\\u202e\\u2066-\\u2069\\ufeff]"
     )]
+    #[validate(regex(path = *patterns::VISIBLE_RE, code = "empty_prompt", message = "the prompt is empty"))]
     pub prompt: Option<String>,
     /// The assistant's chat session the edit comes from (`POST /api/v1/editing/chat`).
     pub session_id: Option<Uuid>,
     /// 0–2: which of the session's latest proposed variants to run (needs `session_id`).
     #[schema(minimum = 0, maximum = 2)]
+    #[validate(range(
+        min = 0,
+        max = 2,
+        code = "invalid_variant_index",
+        message = "variant_index is 0, 1 or 2"
+    ))]
     pub variant_index: Option<i64>,
     /// As in a fitting request.
     #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
+    #[validate(
+        length(min = 1, max = 128, code = "invalid_client_request_id", message = "1–128 printable ASCII characters"),
+        regex(path = *patterns::PRINTABLE_ASCII_RE, code = "invalid_client_request_id", message = "1–128 printable ASCII characters")
+    )]
     pub client_request_id: Option<String>,
 }
 
@@ -106,7 +123,7 @@ pub async fn fitting_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<FittingRequest>,
+    body: ValidatedJson<FittingRequest>,
 ) -> AppResult<HttpResponse> {
     let body = body.into_inner();
     let crid = required_request_id(&req, body.client_request_id)?;
@@ -130,7 +147,7 @@ pub async fn editing_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    body: web::Json<EditingRequest>,
+    body: ValidatedJson<EditingRequest>,
 ) -> AppResult<HttpResponse> {
     let mut body = body.into_inner();
     let crid = required_request_id(&req, body.client_request_id.take())?;
@@ -148,7 +165,9 @@ impl EditingRequest {
                 NewGeneration::edit(self.upload_id, session, edit_prompt(&prompt, max_chars)?)
             }
             (None, Some(session), Some(index)) => {
-                NewGeneration::variant(self.upload_id, session, variant_index(index)?)
+                // 0–2 by the DTO's rule.
+                let index = usize::try_from(index).unwrap_or_default();
+                NewGeneration::variant(self.upload_id, session, index)
             }
             _ => {
                 return Err(AppError::unprocessable(
@@ -169,22 +188,10 @@ impl EditingRequest {
 
 /// The prompt of an edit, cleaned: something visible, at most `max_chars` characters.
 fn edit_prompt(prompt: &str, max_chars: usize) -> AppResult<String> {
-    text::clean(prompt, max_chars).map_err(|e| match e {
-        TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
-        TextError::TooLong { max } => {
-            AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
-        }
+    // Something visible is there (the DTO's rule): only the configured cap is left.
+    text::clean(prompt, max_chars).map_err(|_| {
+        AppError::unprocessable("prompt_too_long", format!("at most {max_chars} characters"))
     })
-}
-
-/// One of the assistant's proposed variants: 0, 1 or 2.
-fn variant_index(index: i64) -> AppResult<usize> {
-    usize::try_from(index)
-        .ok()
-        .filter(|i| *i < crate::domain::assistant::VARIANTS)
-        .ok_or_else(|| {
-            AppError::unprocessable("invalid_variant_index", "variant_index is 0, 1 or 2")
-        })
 }
 
 /// 202 with the generation (a new one, or the first for a repeated request).
@@ -212,11 +219,23 @@ pub async fn get(
     }))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Deserialize, IntoParams, Validate)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// From the previous page's `next_cursor`.
+    #[param(
+        pattern = "^[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    #[validate(regex(path = *patterns::CURSOR_RE, code = "invalid_cursor", message = "the cursor is not one of ours"))]
     cursor: Option<String>,
     /// 1–100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    #[validate(range(
+        min = 1,
+        max = 100,
+        code = "invalid_query",
+        message = "limit must be 1–100"
+    ))]
     limit: Option<i64>,
 }
 
@@ -227,7 +246,7 @@ pub struct ListQuery {
 pub async fn list(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
-    query: web::Query<ListQuery>,
+    query: ValidatedQuery<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let (limit, before) = super::page(query.limit, query.cursor.as_deref())?;
     let mut conn = state.db.get().await?;

@@ -763,12 +763,12 @@ export interface components {
         ChatRequest: {
             /**
              * @description Makes the request idempotent (or send `Idempotency-Key`): a repeat returns the first
-             *     answer and never charges twice.
+             *     answer and never charges twice. 1–128 printable ASCII characters.
              */
             client_request_id?: string | null;
             /**
              * @description What the user wants, in any language (control characters are removed; at most
-             *     CHAT_MESSAGE_MAX_CHARS characters).
+             *     CHAT_MESSAGE_MAX_CHARS characters). Something visible must remain.
              */
             message: string;
             /**
@@ -2130,7 +2130,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description alternative to client_request_id */
+                /** @description alternative to client_request_id: 1–128 printable ASCII characters */
                 "Idempotency-Key"?: string | null;
             };
             path?: never;
@@ -2481,9 +2481,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description From the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
                 /** @description 1–100, default 20. */
-                limit?: number | null;
+                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2915,9 +2915,9 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description From the previous page's `next_cursor`. */
-                cursor?: string | null;
+                cursor?: string;
                 /** @description 1–100, default 20. */
-                limit?: number | null;
+                limit?: number;
             };
             header?: never;
             path?: never;
