@@ -183,10 +183,3 @@ fn test_user(req: &DevInitDataRequest) -> String {
     }
     user.to_string()
 }
-
-/// `min` to `max` ASCII letters, digits, underscores or `extra`.
-fn is_word(s: &str, min: usize, max: usize, extra: char) -> bool {
-    (min..=max).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || char::from(b) == extra)
-}
