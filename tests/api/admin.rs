@@ -4,8 +4,9 @@
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
-use crate::generations::{Worker, balance, grant, upload_editing, upload_fitting, wait_for_status};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{
+    AdminUser, CreditsResult, NewUser, TestApp, Worker, assert_problem, ok, spawn_app_with,
+};
 
 const KEY: &str = "admin-key-for-the-tests-0123456789";
 const ADMIN_TG: i64 = 900_001;
@@ -136,79 +137,41 @@ async fn stats(app: &TestApp) -> Value {
 #[tokio::test]
 async fn stats_add_up_to_what_happened() {
     let app = admin_app(&[]).await;
-    let (a, _) = app.login(11).await;
-    let (b, _) = app.login(12).await;
-    let (_c, _) = app.login(13).await;
-    grant(&app, 11, 10).await;
-    grant(&app, 12, 3).await;
+    let a = app.user_with(NewUser::id(11)).await;
+    let b = app.user_with(NewUser::id(12)).await;
+    let _c = app.user_with(NewUser::id(13)).await;
+    a.grant(10).await;
+    b.grant(3).await;
     // User 11: two edits that succeed and a try-on canceled (refunded); user 12: one try-on.
     let worker = Worker::start(&app);
-    let source = upload_editing(&app, &a).await;
+    let source = a.upload_editing().await.id;
     for crid in ["e1", "e2"] {
-        let body = json!({"upload_id": source, "prompt": "warmer", "client_request_id": crid});
-        let g: Value = app
-            .post_json("/api/v1/editing/generate", &body, Some(&a))
-            .await
-            .json()
-            .await
-            .unwrap();
-        wait_for_status(
-            &app,
-            &a,
-            g["generation"]["id"].as_str().unwrap(),
-            "succeeded",
-        )
-        .await;
+        let g = a
+            .edit(&json!({"upload_id": source, "prompt": "warmer", "client_request_id": crid}))
+            .await;
+        a.wait_for_status(g.id, "succeeded").await;
     }
-    let (person, item) = upload_fitting(&app, &b).await;
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes", "client_request_id": "f"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&b))
-        .await
-        .json()
-        .await
-        .unwrap();
-    wait_for_status(
-        &app,
-        &b,
-        g["generation"]["id"].as_str().unwrap(),
-        "succeeded",
-    )
-    .await;
+    let fitting = b.upload_fitting().await;
+    let g = b.fit_zone(&fitting, "shoes", "f").await;
+    b.wait_for_status(g.id, "succeeded").await;
     drop(worker);
-    let (person, item) = upload_fitting(&app, &a).await;
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "f2"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&a))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].as_str().unwrap();
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/generations/{id}/cancel")))
-        .bearer_auth(&a)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let fitting = a.upload_fitting().await;
+    let g = a.fit_zone(&fitting, "top", "f2").await;
+    assert_eq!(a.cancel(g.id).await.status(), 200);
     // User 11 asks the (sandbox) assistant once: 1 credit.
-    let body = json!({"upload_id": source, "message": "make the sky dramatic"});
-    let res = app.post_json("/api/v1/editing/chat", &body, Some(&a)).await;
-    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    a.chat(&json!({"upload_id": source, "message": "make the sky dramatic"}))
+        .await;
     // User 12 buys a pack through the sandbox page (199.00 ₽).
-    let res = app
-        .post_json(
+    let res = b
+        .post(
             "/api/v1/payments/create",
             &json!({"product_id": "pack_10", "email": "b@example.com"}),
-            Some(&b),
         )
         .await;
-    let page = res.json::<Value>().await.unwrap()["confirmation_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let page = ok::<crate::helpers::PaymentCreated>(res, 201, "payment")
+        .await
+        .confirmation_url
+        .unwrap();
     assert_eq!(
         app.client
             .post(format!("{page}/succeed"))
@@ -280,14 +243,7 @@ async fn stats_add_up_to_what_happened() {
     assert_eq!(s["erased_today"], json!({"uploads": 0, "users": 0}));
 
     // An erasure shows the next morning's report... and today's.
-    let res = app
-        .client
-        .delete(app.url("/api/v1/me"))
-        .bearer_auth(&b)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    b.erase().await;
     let s = stats(&app).await;
     assert_eq!(s["users"]["total"], 2);
     assert_eq!(s["erased_today"]["users"], 1);
@@ -296,17 +252,11 @@ async fn stats_add_up_to_what_happened() {
 #[tokio::test]
 async fn blocking_cancels_and_refunds_queued_generations_and_unblocking_restores_access() {
     let app = admin_app(&[]).await;
-    let (token, _) = app.login(21).await;
-    grant(&app, 21, 4).await;
-    let (person, item) = upload_fitting(&app, &token).await;
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "q"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(balance(&app, &token).await["balance_credits"], 2);
+    let anna = app.user_with(NewUser::id(21)).await;
+    anna.grant(4).await;
+    let fitting = anna.upload_fitting().await;
+    let g = anna.fit_zone(&fitting, "top", "q").await;
+    assert_eq!(anna.credits().await, 2);
 
     let res = call(&app, "POST", "/admin/users/21/block", &Who::Key(KEY), None).await;
     assert_eq!(res.status(), 200);
@@ -315,31 +265,20 @@ async fn blocking_cancels_and_refunds_queued_generations_and_unblocking_restores
         body,
         json!({"telegram_id": 21, "is_blocked": true, "canceled_generations": 1})
     );
-    assert_problem(
-        app.get("/api/v1/me", Some(&token)).await,
-        403,
-        "user_blocked",
-    )
-    .await;
-    let user: Value = call(&app, "GET", "/admin/users/21", &Who::Key(KEY), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(user["is_blocked"], true);
-    assert_eq!(user["balance"]["balance_credits"], 4, "refunded");
-    assert_eq!(user["generations"][0]["id"], g["generation"]["id"]);
-    assert_eq!(user["generations"][0]["status"], "canceled");
-    assert_eq!(user["ledger"][0]["reason"], "refund");
+    assert_problem(anna.get("/api/v1/me").await, 403, "user_blocked").await;
+    let res = call(&app, "GET", "/admin/users/21", &Who::Key(KEY), None).await;
+    let user: AdminUser = ok(res, 200, "admin user").await;
+    assert!(user.is_blocked);
+    assert_eq!(user.balance.balance_credits, 4, "refunded");
+    assert_eq!(user.generations[0].id, g.id);
+    assert_eq!(user.generations[0].status, "canceled");
+    assert_eq!(user.ledger[0].reason, "refund");
     // The canceled generation's job never runs.
     let _worker = Worker::start(&app);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let user: Value = call(&app, "GET", "/admin/users/21", &Who::Key(KEY), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(user["generations"][0]["status"], "canceled");
+    let res = call(&app, "GET", "/admin/users/21", &Who::Key(KEY), None).await;
+    let user: AdminUser = ok(res, 200, "admin user").await;
+    assert_eq!(user.generations[0].status, "canceled");
 
     let res = call(
         &app,
@@ -350,8 +289,8 @@ async fn blocking_cancels_and_refunds_queued_generations_and_unblocking_restores
     )
     .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status(), 200);
-    assert_eq!(balance(&app, &token).await["balance_credits"], 4);
+    assert_eq!(anna.get("/api/v1/me").await.status(), 200);
+    assert_eq!(anna.credits().await, 4);
     assert_problem(
         call(&app, "POST", "/admin/users/999/block", &Who::Key(KEY), None).await,
         404,
@@ -363,7 +302,7 @@ async fn blocking_cancels_and_refunds_queued_generations_and_unblocking_restores
 #[tokio::test]
 async fn admin_credits_are_idempotent_and_never_take_more_than_there_is() {
     let app = admin_app(&[]).await;
-    let (token, _) = app.login(31).await;
+    let anna = app.user_with(NewUser::id(31)).await;
     let post = |key: &'static str, amount: i64| {
         let app = &app;
         async move {
@@ -377,29 +316,17 @@ async fn admin_credits_are_idempotent_and_never_take_more_than_there_is() {
                 .unwrap()
         }
     };
-    let first: Value = post("k1", 5).await.json().await.unwrap();
-    assert_eq!(
-        (
-            first["balance_credits"].as_i64(),
-            first["replayed"].as_bool()
-        ),
-        (Some(5), Some(false))
-    );
-    assert_eq!(first["entry"]["reason"], "admin_grant");
-    let again: Value = post("k1", 5).await.json().await.unwrap();
-    assert_eq!(
-        (
-            again["balance_credits"].as_i64(),
-            again["replayed"].as_bool()
-        ),
-        (Some(5), Some(true))
-    );
-    assert_eq!(again["entry"]["id"], first["entry"]["id"]);
+    let first: CreditsResult = post("k1", 5).await.json().await.unwrap();
+    assert_eq!((first.balance_credits, first.replayed), (5, false));
+    assert_eq!(first.entry.reason, "admin_grant");
+    let again: CreditsResult = post("k1", 5).await.json().await.unwrap();
+    assert_eq!((again.balance_credits, again.replayed), (5, true));
+    assert_eq!(again.entry.id, first.entry.id);
     assert_problem(post("k2", -6).await, 402, "insufficient_credits").await;
-    let taken: Value = post("k3", -5).await.json().await.unwrap();
-    assert_eq!(taken["balance_credits"], 0);
-    assert_eq!(taken["entry"]["reason"], "admin_debit");
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
+    let taken: CreditsResult = post("k3", -5).await.json().await.unwrap();
+    assert_eq!(taken.balance_credits, 0);
+    assert_eq!(taken.entry.reason, "admin_debit");
+    assert_eq!(anna.credits().await, 0);
     assert_problem(post("k4", 0).await, 422, "invalid_amount").await;
     for (key, amount) in [("k6", i64::MAX), ("k7", i64::MIN), ("k8", 1_000_000_001)] {
         assert_problem(post(key, amount).await, 422, "invalid_amount").await;
@@ -428,16 +355,11 @@ async fn admin_credits_are_idempotent_and_never_take_more_than_there_is() {
 #[tokio::test]
 async fn the_queue_shows_counts_waiting_age_and_failing_jobs() {
     let app = admin_app(&[]).await;
-    let (token, _) = app.login(41).await;
-    grant(&app, 41, 2).await;
-    let source = upload_editing(&app, &token).await;
-    let body = json!({"upload_id": source, "prompt": "p", "client_request_id": "w"});
-    assert_eq!(
-        app.post_json("/api/v1/editing/generate", &body, Some(&token))
-            .await
-            .status(),
-        202
-    );
+    let anna = app.user_with(NewUser::id(41)).await;
+    anna.grant(2).await;
+    let source = anna.upload_editing().await.id;
+    anna.edit(&json!({"upload_id": source, "prompt": "p", "client_request_id": "w"}))
+        .await;
     let mut conn = app.conn().await;
     diesel::sql_query(
         "INSERT INTO jobs (kind, payload, status, attempts, max_attempts, last_error) \

@@ -5,21 +5,21 @@
 
 use std::time::Duration;
 
-use atelier::auth::initdata;
 use atelier::db::ledger::{self, Cause};
 use atelier::db::schema::{chat_sessions, chat_turns, credit_ledger, generations, uploads};
-use atelier::domain::credits::Reason;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use futures_util::StreamExt as _;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::fakes::openrouter::{
     API_KEY, COMPLETION_TOKENS, COST_MICROS, FakeOpenRouter, MODEL, Mode, PROMPT_TOKENS,
     last_user_text,
 };
-use crate::helpers::{BOT_TOKEN, TestApp, assert_problem, now, spawn_app_with};
+use crate::helpers::{
+    GenerationEnvelope, NewUser, ServerEvent, Socket, TestApp, TestUser, TokenUsage, Upload,
+    assert_problem, ok, spawn_app_with,
+};
 
 /// Paid turns only (no free actions), so balances show every charge and refund.
 async fn app_with(fake: &FakeOpenRouter, extra: &[(&str, &str)]) -> TestApp {
@@ -42,49 +42,9 @@ fn jpeg(w: u32, h: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-async fn upload_photo(app: &TestApp, token: &str) -> String {
-    let part = Part::bytes(jpeg(400, 300))
-        .file_name("p.jpg")
-        .mime_str("image/jpeg")
-        .unwrap();
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(token)
-        .multipart(Form::new().part("image", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-async fn grant(app: &TestApp, telegram_id: i64, amount: i64) {
-    let uid = app.user_id(telegram_id).await;
-    let mut conn = app.conn().await;
-    let key = format!("test-grant:{uid}:{amount}");
-    ledger::grant(
-        &mut conn,
-        uid,
-        amount,
-        Reason::AdminGrant,
-        Cause::new("test", "grant", &key),
-    )
-    .await
-    .unwrap();
-}
-
-async fn balance(app: &TestApp, token: &str) -> i64 {
-    let b: Value = app
-        .get("/api/v1/balance", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    b["balance_credits"].as_i64().unwrap()
+/// A 400×300 editing photo of `user`'s.
+async fn upload_photo(user: &TestUser<'_>) -> Uuid {
+    user.upload_editing_image(jpeg(400, 300)).await.id
 }
 
 /// The user's ledger reasons, oldest first.
@@ -99,17 +59,9 @@ async fn ledger_reasons(app: &TestApp, telegram_id: i64) -> Vec<String> {
         .unwrap()
 }
 
-async fn chat(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
-    app.post_json("/api/v1/editing/chat", body, Some(token))
-        .await
-}
-
-async fn chat_ok(app: &TestApp, token: &str, body: &Value) -> Value {
-    let res = chat(app, token, body).await;
-    let status = res.status();
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
+/// `POST /api/v1/editing/chat`, as sent (for the refusals).
+async fn chat(user: &TestUser<'_>, body: &Value) -> reqwest::Response {
+    user.post("/api/v1/editing/chat", body).await
 }
 
 #[derive(diesel::QueryableByName)]
@@ -169,31 +121,25 @@ async fn turns(app: &TestApp) -> Vec<(String, Option<String>, i32, i64, i64)> {
 async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_socket() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 5).await;
-    let photo = upload_photo(&app, &token).await;
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
+    let anna = app.user().await;
+    anna.grant(5).await;
+    let photo = upload_photo(&anna).await;
+    let mut ws = anna.socket().await.within(Duration::from_secs(10));
+    assert_eq!(ws.next_event().await.kind, "snapshot");
 
     let body = json!({"upload_id": photo, "message": "  Make the\u{0} sky\n pink  "});
-    let reply = chat_ok(&app, &token, &body).await;
-    assert_eq!(reply["variants"].as_array().unwrap().len(), 3);
-    assert!(
-        reply["variants"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("Make the sky pink")
-    );
+    let reply = anna.chat(&body).await;
+    assert_eq!(reply.variants.len(), 3);
+    assert!(reply.variants[0].starts_with("Make the sky pink"));
     assert_eq!(
-        reply["usage"],
-        json!({"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS})
+        reply.usage,
+        TokenUsage {
+            prompt_tokens: PROMPT_TOKENS,
+            completion_tokens: COMPLETION_TOKENS
+        }
     );
-    let session = reply["session_id"].as_str().unwrap().to_owned();
-    assert_eq!(balance(&app, &token).await, 4);
+    let session = reply.session_id;
+    assert_eq!(anna.credits().await, 4);
 
     // What OpenRouter was sent: our key, the model, the schema, the system prompt, and the
     // cleaned message with the photo as an image part behind a signed link.
@@ -232,31 +178,23 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
 
     // The reply was streamed to the socket while it was written, then sent whole.
     let (deltas, event) = deltas_then_reply(&mut ws).await;
-    assert_eq!(event["session_id"], session.as_str());
-    assert_eq!(event["variants"], reply["variants"]);
-    assert_eq!(
-        deltas.get(&1),
-        Some(&reply["reply"].as_str().unwrap().to_owned())
-    );
+    assert_eq!(event.session_id, Some(session));
+    assert_eq!(event.variants.as_ref(), Some(&reply.variants));
+    assert_eq!(deltas.get(&1), Some(&reply.reply));
 
     // The history and the accounting, written together.
-    let history: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let msgs = history["messages"].as_array().unwrap();
+    let history = anna.session(session).await;
+    let msgs = &history.messages;
     assert_eq!(msgs.len(), 2);
     assert_eq!(
-        (msgs[0]["role"].as_str(), msgs[1]["role"].as_str()),
-        (Some("user"), Some("assistant"))
+        (msgs[0].role.as_str(), msgs[1].role.as_str()),
+        ("user", "assistant")
     );
-    assert!(msgs[0]["image_url"].as_str().unwrap().contains("/media/u/"));
-    assert_eq!(msgs[1]["variants"], reply["variants"]);
-    assert_eq!(msgs[1]["usage"]["prompt_tokens"], PROMPT_TOKENS);
-    assert_eq!(history["prompt_tokens"], PROMPT_TOKENS);
-    assert_eq!(history["upload_id"], photo.as_str());
+    assert!(msgs[0].image_url.as_ref().unwrap().contains("/media/u/"));
+    assert_eq!(msgs[1].variants, reply.variants);
+    assert_eq!(msgs[1].usage.as_ref().unwrap().prompt_tokens, PROMPT_TOKENS);
+    assert_eq!(history.prompt_tokens, PROMPT_TOKENS);
+    assert_eq!(history.upload_id, Some(photo));
     let (tokens, cost): (i64, i64) = chat_sessions::table
         .select((
             chat_sessions::completion_tokens,
@@ -280,17 +218,13 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
         .unwrap();
     assert!(expires > chrono::Utc::now() + chrono::Duration::days(29));
 
-    let list: Value = app
-        .get("/api/v1/editing/sessions", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"][0]["session_id"], session.as_str());
-    assert_eq!(list["items"][0]["message_count"], 2);
+    let list = anna.sessions().await;
+    assert_eq!(list.items[0].session_id, session);
+    assert_eq!(list.items[0].message_count, 2);
     assert!(
-        list["items"][0]["last_message"]
-            .as_str()
+        list.items[0]
+            .last_message
+            .as_ref()
             .unwrap()
             .starts_with("Three ways")
     );
@@ -298,47 +232,19 @@ async fn a_first_turn_with_a_photo_is_charged_once_answered_and_pushed_to_the_so
 }
 
 /// `chat.delta` texts joined per attempt, up to the `chat.reply` that follows them.
-async fn deltas_then_reply<S>(ws: &mut S) -> (std::collections::BTreeMap<i64, String>, Value)
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
+async fn deltas_then_reply(
+    ws: &mut Socket,
+) -> (std::collections::BTreeMap<i64, String>, ServerEvent) {
     let mut deltas = std::collections::BTreeMap::<i64, String>::new();
     loop {
-        let event = next_event(ws).await;
-        match event["type"].as_str() {
-            Some("chat.delta") => deltas
-                .entry(event["attempt"].as_i64().unwrap())
+        let event = ws.next_event().await;
+        match event.kind.as_str() {
+            "chat.delta" => deltas
+                .entry(event.attempt.unwrap())
                 .or_default()
-                .push_str(event["text"].as_str().unwrap()),
-            Some("chat.reply") => return (deltas, event),
-            other => panic!("unexpected event {other:?}: {event}"),
-        }
-    }
-}
-
-/// The next JSON event on the socket (pings skipped), within 10 s.
-async fn next_event<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap();
+                .push_str(event.text.as_deref().unwrap()),
+            "chat.reply" => return (deltas, event),
+            other => panic!("unexpected event {other:?}: {event:?}"),
         }
     }
 }
@@ -348,23 +254,16 @@ async fn a_long_conversation_sends_only_the_last_ten_messages_and_the_photo_once
     let fake = FakeOpenRouter::start().await;
     // Twelve turns in a few seconds: more than the abuse limit lets one user send.
     let app = app_with(&fake, &[("RATE_LIMIT_CHAT_PER_USER", "off")]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 20).await;
-    let photo = upload_photo(&app, &token).await;
-    let first = chat_ok(
-        &app,
-        &token,
-        &json!({"upload_id": photo, "message": "turn 1"}),
-    )
-    .await;
-    let session = first["session_id"].as_str().unwrap().to_owned();
-    for turn in 2..=12 {
-        chat_ok(
-            &app,
-            &token,
-            &json!({"session_id": session, "message": format!("turn {turn}")}),
-        )
+    let anna = app.user().await;
+    anna.grant(20).await;
+    let photo = upload_photo(&anna).await;
+    let first = anna
+        .chat(&json!({"upload_id": photo, "message": "turn 1"}))
         .await;
+    let session = first.session_id;
+    for turn in 2..=12 {
+        anna.chat(&json!({"session_id": session, "message": format!("turn {turn}")}))
+            .await;
     }
     let calls = fake.calls();
     assert_eq!(calls.len(), 12);
@@ -385,15 +284,10 @@ async fn a_long_conversation_sends_only_the_last_ten_messages_and_the_photo_once
     // Turn 6 still saw turn 1.
     assert_eq!(calls[5]["messages"][1]["content"], "turn 1");
 
-    assert_eq!(balance(&app, &token).await, 20 - 12);
-    let history: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(history["messages"].as_array().unwrap().len(), 24);
-    assert_eq!(history["prompt_tokens"], 12 * PROMPT_TOKENS);
+    assert_eq!(anna.credits().await, 20 - 12);
+    let history = anna.session(session).await;
+    assert_eq!(history.messages.len(), 24);
+    assert_eq!(history.prompt_tokens, 12 * PROMPT_TOKENS);
     assert_ledger_consistent(&app).await;
 }
 
@@ -401,17 +295,17 @@ async fn a_long_conversation_sends_only_the_last_ten_messages_and_the_photo_once
 async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 3).await;
+    let anna = app.user().await;
+    anna.grant(3).await;
 
     // Bad once, then good: answered, both attempts accounted for.
     fake.push(Mode::Content(
         "Sure! Here are some ideas: pink sky".into(),
         "stop",
     ));
-    let reply = chat_ok(&app, &token, &json!({"message": "pink sky"})).await;
-    assert_eq!(reply["usage"]["prompt_tokens"], 2 * PROMPT_TOKENS);
-    assert_eq!(balance(&app, &token).await, 2);
+    let reply = anna.chat(&json!({"message": "pink sky"})).await;
+    assert_eq!(reply.usage.prompt_tokens, 2 * PROMPT_TOKENS);
+    assert_eq!(anna.credits().await, 2);
 
     // Two variants, then a cut-off answer: failed for good, nothing half saved, refunded.
     fake.push(Mode::Content(
@@ -423,14 +317,13 @@ async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded(
         "length",
     ));
     let res = chat(
-        &app,
-        &token,
+        &anna,
         &json!({"message": "blue sky", "client_request_id": "bad"}),
     )
     .await;
     assert_problem(res, 502, "assistant_bad_reply").await;
     assert_eq!(fake.calls().len(), 4);
-    assert_eq!(balance(&app, &token).await, 2);
+    assert_eq!(anna.credits().await, 2);
     assert_eq!(
         ledger_reasons(&app, 1).await,
         ["admin_grant", "charge", "charge", "refund"]
@@ -447,16 +340,11 @@ async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded(
         )
     );
     // The failed first turn of a new session leaves no empty session behind.
-    let list: Value = app
-        .get("/api/v1/editing/sessions", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let list = anna.sessions().await;
+    assert_eq!(list.items.len(), 1);
 
     // Neither JSON, nor another shape: every other way of answering badly is refused too.
-    let session = reply["session_id"].as_str().unwrap();
+    let session = reply.session_id;
     for (bad, finish) in [
         ("not json at all", "stop"),
         (r#"{"reply":"x","variants":"a, b, c"}"#, "stop"),
@@ -465,26 +353,12 @@ async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded(
     ] {
         fake.push(Mode::Content(bad.into(), finish));
         fake.push(Mode::Content(bad.into(), finish));
-        let res = chat(
-            &app,
-            &token,
-            &json!({"session_id": session, "message": "again"}),
-        )
-        .await;
+        let res = chat(&anna, &json!({"session_id": session, "message": "again"})).await;
         assert_problem(res, 502, "assistant_bad_reply").await;
     }
-    assert_eq!(balance(&app, &token).await, 2);
-    let history: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        history["messages"].as_array().unwrap().len(),
-        2,
-        "no half-saved turn"
-    );
+    assert_eq!(anna.credits().await, 2);
+    let history = anna.session(session).await;
+    assert_eq!(history.messages.len(), 2, "no half-saved turn");
     assert_ledger_consistent(&app).await;
 }
 
@@ -492,8 +366,8 @@ async fn a_malformed_answer_is_retried_once_then_the_turn_fails_and_is_refunded(
 async fn a_429_then_success_answers_once_and_charges_once() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
+    let anna = app.user().await;
+    anna.grant(2).await;
     fake.retry_after(1);
     fake.push(Mode::Error(
         429,
@@ -501,17 +375,17 @@ async fn a_429_then_success_answers_once_and_charges_once() {
     ));
     fake.push(Mode::Error(503, "No instances available"));
     let started = std::time::Instant::now();
-    let reply = chat_ok(&app, &token, &json!({"message": "warmer light"})).await;
+    let reply = anna.chat(&json!({"message": "warmer light"})).await;
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After was honoured"
     );
     assert_eq!(fake.calls().len(), 3);
     assert_eq!(
-        reply["usage"]["prompt_tokens"], PROMPT_TOKENS,
+        reply.usage.prompt_tokens, PROMPT_TOKENS,
         "errors cost nothing"
     );
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     assert_eq!(ledger_reasons(&app, 1).await, ["admin_grant", "charge"]);
     assert_eq!(turns(&app).await[0].2, 3, "three attempts recorded");
     assert_ledger_consistent(&app).await;
@@ -522,15 +396,13 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     let fake = FakeOpenRouter::start().await;
     // Without streaming: the error after the start comes as a JSON body at HTTP 200.
     let app = app_with(&fake, &[("OPENROUTER_STREAM", "false")]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
+    let anna = app.user().await;
+    anna.grant(1).await;
     fake.push(Mode::Error(500, "Internal Server Error"));
     fake.push(Mode::ErrorAfterStart(502, "Provider returned error"));
     fake.push(Mode::Raw(502, "<html><body>502 Bad Gateway</body></html>"));
     let send = || {
-        app.client
-            .post(app.url("/api/v1/editing/chat"))
-            .bearer_auth(&token)
+        anna.request(reqwest::Method::POST, "/api/v1/editing/chat")
             .header("Idempotency-Key", "turn-1")
             .json(&json!({"message": "remove the lamp post"}))
             .send()
@@ -539,7 +411,7 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
     assert!(body["detail"].as_str().unwrap().contains("refunded"));
     assert_eq!(fake.calls().len(), 3, "OPENROUTER_MAX_ATTEMPTS");
     assert!(fake.calls().iter().all(|c| c["stream"] == false));
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
 
     // The same key again: the same answer, no second charge, no second refund, no call.
     assert_problem(send().await.unwrap(), 503, "assistant_unavailable").await;
@@ -558,29 +430,25 @@ async fn a_provider_failing_for_good_is_refunded_exactly_once() {
 async fn a_stream_that_fails_midway_is_retried_and_the_socket_is_told_to_start_over() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let mut ws = anna.socket().await.within(Duration::from_secs(10));
+    assert_eq!(ws.next_event().await.kind, "snapshot");
 
     fake.push(Mode::ErrorAfterStart(502, "Provider returned error"));
-    let reply = chat_ok(&app, &token, &json!({"message": "a red scarf"})).await;
+    let reply = anna.chat(&json!({"message": "a red scarf"})).await;
     assert_eq!(fake.calls().len(), 2);
     let (deltas, event) = deltas_then_reply(&mut ws).await;
-    let text = reply["reply"].as_str().unwrap();
+    let text = reply.reply.as_str();
     assert!(text.starts_with(&deltas[&1]), "{deltas:?}");
     assert!(
         deltas[&1].len() < text.len(),
         "the first attempt was cut off"
     );
     assert_eq!(deltas[&2], text, "the retry wrote it again from the start");
-    assert_eq!(event["reply"], text);
+    assert_eq!(event.reply.as_deref(), Some(text));
     assert_eq!(
-        reply["usage"]["prompt_tokens"],
+        reply.usage.prompt_tokens,
         2 * PROMPT_TOKENS,
         "the failed stream was billed"
     );
@@ -589,16 +457,16 @@ async fn a_stream_that_fails_midway_is_retried_and_the_socket_is_told_to_start_o
     for _ in 0..3 {
         fake.push(Mode::ErrorAfterStart(502, "Provider returned error"));
     }
-    let res = chat(&app, &token, &json!({"message": "a blue scarf"})).await;
+    let res = chat(&anna, &json!({"message": "a blue scarf"})).await;
     assert_problem(res, 503, "assistant_unavailable").await;
     let (deltas, _) = loop {
-        let event = next_event(&mut ws).await;
-        if event["type"] == "chat.delta" && event["attempt"] == 3 {
+        let event = ws.next_event().await;
+        if event.kind == "chat.delta" && event.attempt == Some(3) {
             break (event, ());
         }
     };
-    assert!(deltas["text"].is_string());
-    assert_eq!(balance(&app, &token).await, 1);
+    assert!(deltas.text.is_some());
+    assert_eq!(anna.credits().await, 1);
     assert_ledger_consistent(&app).await;
 }
 
@@ -606,15 +474,15 @@ async fn a_stream_that_fails_midway_is_retried_and_the_socket_is_told_to_start_o
 async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_answer() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
+    let anna = app.user().await;
+    anna.grant(1).await;
     // 402: out of OpenRouter credits. Final (no retry), refunded, and not the user's error.
     fake.push(Mode::Error(
         402,
         "Insufficient credits. Add more using https://openrouter.ai/credits",
     ));
     assert_problem(
-        chat(&app, &token, &json!({"message": "sunset"})).await,
+        chat(&anna, &json!({"message": "sunset"})).await,
         503,
         "assistant_unavailable",
     )
@@ -623,7 +491,7 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
     // 401: our key is wrong; same for the user.
     fake.push(Mode::Error(401, "User not found."));
     assert_problem(
-        chat(&app, &token, &json!({"message": "sunset"})).await,
+        chat(&anna, &json!({"message": "sunset"})).await,
         503,
         "assistant_unavailable",
     )
@@ -631,7 +499,7 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
     // 403: moderation refused the input: the user is told.
     fake.push(Mode::Error(403, "Input flagged by moderation"));
     assert_problem(
-        chat(&app, &token, &json!({"message": "sunset"})).await,
+        chat(&anna, &json!({"message": "sunset"})).await,
         422,
         "message_rejected",
     )
@@ -639,13 +507,13 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
     // 400: our request is wrong; final.
     fake.push(Mode::Error(400, "Invalid parameters"));
     assert_problem(
-        chat(&app, &token, &json!({"message": "sunset"})).await,
+        chat(&anna, &json!({"message": "sunset"})).await,
         502,
         "assistant_failed",
     )
     .await;
     assert_eq!(fake.calls().len(), 4, "none of these is retried");
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     assert_eq!(
         ledger_reasons(&app, 1).await,
         [
@@ -667,20 +535,18 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
         ("OPENROUTER_BASE_URL", fake.base_url.as_str()),
     ])
     .await;
-    let (t2, _) = wrong.login(2).await;
+    let w2 = wrong.user_with(NewUser::id(2)).await;
     assert_problem(
-        chat(&wrong, &t2, &json!({"message": "x"})).await,
+        chat(&w2, &json!({"message": "x"})).await,
         503,
         "assistant_unavailable",
     )
     .await;
-    let b: Value = wrong
-        .get("/api/v1/balance", Some(&t2))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(b["free_actions_left"], 1, "the free action came back");
+    assert_eq!(
+        w2.balance().await.free_actions_left,
+        1,
+        "the free action came back"
+    );
     assert_ledger_consistent(&app).await;
     assert_ledger_consistent(&wrong).await;
 }
@@ -689,86 +555,63 @@ async fn our_account_problems_alert_the_operator_and_moderation_is_the_users_ans
 async fn reset_empties_the_history_but_keeps_the_session_and_its_photo() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 3).await;
-    let photo = upload_photo(&app, &token).await;
-    let r = chat_ok(&app, &token, &json!({"upload_id": photo, "message": "one"})).await;
-    let session = r["session_id"].as_str().unwrap().to_owned();
-    chat_ok(
-        &app,
-        &token,
-        &json!({"session_id": session, "message": "two"}),
-    )
-    .await;
-
-    let res = app
-        .post_json(
-            "/api/v1/editing/reset",
-            &json!({"session_id": session}),
-            Some(&token),
-        )
+    let anna = app.user().await;
+    anna.grant(3).await;
+    let photo = upload_photo(&anna).await;
+    let r = anna
+        .chat(&json!({"upload_id": photo, "message": "one"}))
         .await;
-    assert_eq!(res.status(), 200);
-    let after: Value = res.json().await.unwrap();
-    assert_eq!(after["messages"], json!([]));
-    assert_eq!(after["upload_id"], photo.as_str());
-    assert!(after["image_url"].as_str().unwrap().contains("/media/u/"));
-    assert_eq!(after["prompt_tokens"], 2 * PROMPT_TOKENS, "totals are kept");
+    let session = r.session_id;
+    anna.chat(&json!({"session_id": session, "message": "two"}))
+        .await;
 
-    chat_ok(
-        &app,
-        &token,
-        &json!({"session_id": session, "message": "three"}),
-    )
-    .await;
+    let after = anna.reset(session).await;
+    assert!(after.messages.is_empty());
+    assert_eq!(after.upload_id, Some(photo));
+    assert!(after.image_url.unwrap().contains("/media/u/"));
+    assert_eq!(after.prompt_tokens, 2 * PROMPT_TOKENS, "totals are kept");
+
+    anna.chat(&json!({"session_id": session, "message": "three"}))
+        .await;
     let last = fake.calls().pop().unwrap();
     let messages = last["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 2, "no history after the reset");
     assert!(messages[1]["content"][1]["image_url"]["url"].is_string());
-    assert_eq!(balance(&app, &token).await, 0, "a reset is free");
+    assert_eq!(anna.credits().await, 0, "a reset is free");
 
     // A photo sent with a later message becomes the session's photo, once the turn is answered;
     // a turn that fails changes nothing.
-    grant(&app, 1, 2).await;
-    let second = upload_photo(&app, &token).await;
+    anna.grant(2).await;
+    let second = upload_photo(&anna).await;
     fake.push(Mode::Error(400, "Invalid parameters"));
     let body = json!({"session_id": session, "upload_id": second, "message": "four"});
-    assert_problem(chat(&app, &token, &body).await, 502, "assistant_failed").await;
-    let s: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(s["upload_id"], photo.as_str());
-    chat_ok(&app, &token, &body).await;
-    let s: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(s["upload_id"], second.as_str());
-    let messages = s["messages"].as_array().unwrap();
-    assert!(messages[0]["image_url"].is_null());
+    assert_problem(chat(&anna, &body).await, 502, "assistant_failed").await;
+    let s = anna.session(session).await;
+    assert_eq!(s.upload_id, Some(photo));
+    anna.chat(&body).await;
+    let s = anna.session(session).await;
+    assert_eq!(s.upload_id, Some(second));
+    let messages = &s.messages;
+    assert!(messages[0].image_url.is_none());
     assert!(
-        messages[2]["image_url"]
-            .as_str()
+        messages[2]
+            .image_url
+            .as_ref()
             .unwrap()
             .contains("/media/u/")
     );
     let sent = fake.calls().pop().unwrap();
     let last = sent["messages"].as_array().unwrap().last().unwrap().clone();
     let path = |url: &str| url.split('?').next().unwrap().to_owned();
-    let upload: Value = app
-        .get(&format!("/api/v1/uploads/{second}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let upload: Upload = ok(
+        anna.get(&format!("/api/v1/uploads/{second}")).await,
+        200,
+        "upload",
+    )
+    .await;
     assert_eq!(
         path(last["content"][1]["image_url"]["url"].as_str().unwrap()),
-        path(upload["url"].as_str().unwrap()),
+        path(&upload.url),
         "the new photo was sent"
     );
     assert_ledger_consistent(&app).await;
@@ -778,75 +621,51 @@ async fn reset_empties_the_history_but_keeps_the_session_and_its_photo() {
 async fn another_users_session_is_a_404_everywhere_and_nothing_is_charged() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (alice, _) = app.login(1).await;
-    let (bob, _) = app.login(2).await;
-    grant(&app, 1, 2).await;
-    grant(&app, 2, 2).await;
-    let photo = upload_photo(&app, &alice).await;
-    let r = chat_ok(
-        &app,
-        &alice,
-        &json!({"upload_id": photo, "message": "mine"}),
-    )
-    .await;
-    let session = r["session_id"].as_str().unwrap();
+    let alice = app.user().await;
+    let bob = app.user().await;
+    alice.grant(2).await;
+    bob.grant(2).await;
+    let photo = upload_photo(&alice).await;
+    let r = alice
+        .chat(&json!({"upload_id": photo, "message": "mine"}))
+        .await;
+    let session = r.session_id;
 
     assert_problem(
-        app.get(&format!("/api/v1/editing/sessions/{session}"), Some(&bob))
+        bob.get(&format!("/api/v1/editing/sessions/{session}"))
             .await,
         404,
         "not_found",
     )
     .await;
     assert_problem(
-        chat(
-            &app,
-            &bob,
-            &json!({"session_id": session, "message": "theirs"}),
-        )
-        .await,
+        chat(&bob, &json!({"session_id": session, "message": "theirs"})).await,
         404,
         "not_found",
     )
     .await;
     assert_problem(
-        chat(
-            &app,
-            &bob,
-            &json!({"upload_id": photo, "message": "theirs"}),
-        )
-        .await,
+        chat(&bob, &json!({"upload_id": photo, "message": "theirs"})).await,
         404,
         "not_found",
     )
     .await;
     assert_problem(
-        app.post_json(
-            "/api/v1/editing/reset",
-            &json!({"session_id": session}),
-            Some(&bob),
-        )
-        .await,
+        bob.post("/api/v1/editing/reset", &json!({"session_id": session}))
+            .await,
         404,
         "not_found",
     )
     .await;
     let generate = json!({"session_id": session, "variant_index": 0, "client_request_id": "g"});
     assert_problem(
-        app.post_json("/api/v1/editing/generate", &generate, Some(&bob))
-            .await,
+        bob.post("/api/v1/editing/generate", &generate).await,
         404,
         "not_found",
     )
     .await;
-    let list: Value = app
-        .get("/api/v1/editing/sessions", Some(&bob))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"], json!([]));
-    assert_eq!(balance(&app, &bob).await, 2);
+    assert!(bob.sessions().await.items.is_empty());
+    assert_eq!(bob.credits().await, 2);
     assert_eq!(fake.calls().len(), 1);
 }
 
@@ -854,45 +673,41 @@ async fn another_users_session_is_a_404_everywhere_and_nothing_is_charged() {
 async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[("CHAT_MESSAGE_MAX_CHARS", "50")]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
+    let anna = app.user().await;
+    anna.grant(2).await;
     assert_problem(
-        chat(&app, &token, &json!({"message": "x".repeat(51)})).await,
+        chat(&anna, &json!({"message": "x".repeat(51)})).await,
         422,
         "message_too_long",
     )
     .await;
     assert_problem(
-        chat(&app, &token, &json!({"message": " \u{7}\n\u{200b} "})).await,
+        chat(&anna, &json!({"message": " \u{7}\n\u{200b} "})).await,
         422,
         "empty_message",
     )
     .await;
     assert_problem(
-        chat(&app, &token, &json!({"message": "x", "extra": 1})).await,
+        chat(&anna, &json!({"message": "x", "extra": 1})).await,
         422,
         "invalid_body",
     )
     .await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/chat"))
-        .bearer_auth(&token)
+    let res = anna
+        .request(reqwest::Method::POST, "/api/v1/editing/chat")
         .header("content-type", "text/html")
         .body("<b>hi</b>")
         .send()
         .await
         .unwrap();
     assert_problem(res, 415, "unsupported_media_type").await;
-    assert_eq!(balance(&app, &token).await, 2);
+    assert_eq!(anna.credits().await, 2);
     assert!(fake.calls().is_empty());
 
     // The same key while the first is still being answered, then after: one charge, one call.
     fake.push(Mode::Slow(Duration::from_millis(1500)));
     let send = || {
-        app.client
-            .post(app.url("/api/v1/editing/chat"))
-            .bearer_auth(&token)
+        anna.request(reqwest::Method::POST, "/api/v1/editing/chat")
             .header("Idempotency-Key", "k1")
             .json(&json!({"message": "a hat"}))
             .send()
@@ -904,14 +719,9 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
     let b: Value = send().await.unwrap().json().await.unwrap();
     assert_eq!(a, b);
     assert_eq!(fake.calls().len(), 1);
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     // Its JSON only, never HTML.
-    let res = chat(
-        &app,
-        &token,
-        &json!({"message": "<script>alert(1)</script>"}),
-    )
-    .await;
+    let res = chat(&anna, &json!({"message": "<script>alert(1)</script>"})).await;
     assert!(
         res.headers()["content-type"]
             .to_str()
@@ -919,14 +729,10 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
             .starts_with("application/json")
     );
     // Out of credits: 402 before the model is asked.
+    // The two answers compared whole above, as JSON.
     let session = a["session_id"].as_str().unwrap();
     assert_problem(
-        chat(
-            &app,
-            &token,
-            &json!({"session_id": session, "message": "more"}),
-        )
-        .await,
+        chat(&anna, &json!({"session_id": session, "message": "more"})).await,
         402,
         "insufficient_credits",
     )
@@ -935,12 +741,10 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
 
     // Five requests with one key at once: one turn, one charge, one call; the others are told
     // it is in progress.
-    grant(&app, 1, 1).await;
+    anna.grant(1).await;
     fake.push(Mode::Slow(Duration::from_millis(800)));
     let racing = (0..5).map(|_| {
-        app.client
-            .post(app.url("/api/v1/editing/chat"))
-            .bearer_auth(&token)
+        anna.request(reqwest::Method::POST, "/api/v1/editing/chat")
             .header("Idempotency-Key", "race")
             .json(&json!({"message": "a scarf"}))
             .send()
@@ -961,7 +765,7 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
         "{statuses:?}"
     );
     assert_eq!(fake.calls().len(), 3);
-    assert_eq!(balance(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     assert_ledger_consistent(&app).await;
 }
 
@@ -969,23 +773,17 @@ async fn messages_are_checked_before_any_charge_and_keys_never_charge_twice() {
 async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refunded_once() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 3).await;
-    let old_photo = upload_photo(&app, &token).await;
-    let fresh_photo = upload_photo(&app, &token).await;
-    let old = chat_ok(
-        &app,
-        &token,
-        &json!({"upload_id": old_photo, "message": "old"}),
-    )
-    .await;
-    let fresh = chat_ok(
-        &app,
-        &token,
-        &json!({"upload_id": fresh_photo, "message": "new"}),
-    )
-    .await;
-    let old_id: uuid::Uuid = old["session_id"].as_str().unwrap().parse().unwrap();
+    let anna = app.user().await;
+    anna.grant(3).await;
+    let old_photo = upload_photo(&anna).await;
+    let fresh_photo = upload_photo(&anna).await;
+    let old = anna
+        .chat(&json!({"upload_id": old_photo, "message": "old"}))
+        .await;
+    let fresh = anna
+        .chat(&json!({"upload_id": fresh_photo, "message": "new"}))
+        .await;
+    let old_id = old.session_id;
     let mut conn = app.conn().await;
     diesel::update(chat_sessions::table.filter(chat_sessions::session_id.eq(old_id)))
         .set(chat_sessions::updated_at.eq(chrono::Utc::now() - chrono::Duration::days(31)))
@@ -993,7 +791,7 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         .await
         .unwrap();
     let key: String = uploads::table
-        .filter(uploads::id.eq(old_photo.parse::<uuid::Uuid>().unwrap()))
+        .filter(uploads::id.eq(old_photo))
         .select(uploads::storage_key)
         .first(&mut conn)
         .await
@@ -1005,7 +803,7 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         .unwrap();
     assert_eq!(swept, 1);
     assert_problem(
-        app.get(&format!("/api/v1/editing/sessions/{old_id}"), Some(&token))
+        anna.get(&format!("/api/v1/editing/sessions/{old_id}"))
             .await,
         404,
         "not_found",
@@ -1016,20 +814,20 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         "photo erased"
     );
     assert_eq!(
-        app.get(&format!("/api/v1/uploads/{old_photo}"), Some(&token))
+        anna.get(&format!("/api/v1/uploads/{old_photo}"))
             .await
             .status(),
         404
     );
-    let kept = fresh["session_id"].as_str().unwrap();
+    let kept = fresh.session_id;
     assert_eq!(
-        app.get(&format!("/api/v1/editing/sessions/{kept}"), Some(&token))
+        anna.get(&format!("/api/v1/editing/sessions/{kept}"))
             .await
             .status(),
         200
     );
     assert_eq!(
-        app.get(&format!("/api/v1/uploads/{fresh_photo}"), Some(&token))
+        anna.get(&format!("/api/v1/uploads/{fresh_photo}"))
             .await
             .status(),
         200
@@ -1075,7 +873,7 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         .execute(&mut conn)
         .await
         .unwrap();
-    assert_eq!(balance(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     let early = atelier::jobs::sweeper::refund_abandoned_turns(&app.state, chrono::Utc::now())
         .await
         .unwrap();
@@ -1087,7 +885,7 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
             .unwrap();
         assert_eq!(n, expected);
     }
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     let refunds = ledger_reasons(&app, 1)
         .await
         .into_iter()
@@ -1095,17 +893,15 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
         .count();
     assert_eq!(refunds, 1);
     // Its key now answers as a failed turn, never as a new one.
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/chat"))
-        .bearer_auth(&token)
+    let res = anna
+        .request(reqwest::Method::POST, "/api/v1/editing/chat")
         .header("Idempotency-Key", "crashed")
         .json(&json!({"message": "x"}))
         .send()
         .await
         .unwrap();
     assert_problem(res, 503, "assistant_unavailable").await;
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     assert_ledger_consistent(&app).await;
 }
 
@@ -1113,41 +909,30 @@ async fn idle_sessions_are_deleted_with_their_photos_and_crashed_turns_are_refun
 async fn a_proposed_variant_runs_as_an_edit_of_the_sessions_photo() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 5).await;
-    let photo = upload_photo(&app, &token).await;
-    let r = chat_ok(
-        &app,
-        &token,
-        &json!({"upload_id": photo, "message": "neon sign"}),
-    )
-    .await;
-    let session = r["session_id"].as_str().unwrap().to_owned();
+    let anna = app.user().await;
+    anna.grant(5).await;
+    let photo = upload_photo(&anna).await;
+    let r = anna
+        .chat(&json!({"upload_id": photo, "message": "neon sign"}))
+        .await;
+    let session = r.session_id;
 
     let body = json!({"session_id": session, "variant_index": 1, "client_request_id": "v1"});
-    let res = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await;
-    assert_eq!(res.status(), 202);
-    let g: Value = res.json().await.unwrap();
-    assert_eq!(g["generation"]["prompt"], r["variants"][1]);
-    assert_eq!(g["generation"]["source_upload_id"], photo.as_str());
-    assert_eq!(g["generation"]["credits_spent"], 1);
+    let g = anna.edit(&body).await;
+    assert_eq!(g.prompt.as_ref(), Some(&r.variants[1]));
+    assert_eq!(g.source_upload_id, Some(photo));
+    assert_eq!(g.credits_spent, 1);
     let linked: Option<uuid::Uuid> = generations::table
         .select(generations::chat_session_id)
         .first(&mut app.conn().await)
         .await
         .unwrap();
-    assert_eq!(linked.map(|s| s.to_string()), Some(session.clone()));
-    assert_eq!(balance(&app, &token).await, 5 - 2);
+    assert_eq!(linked, Some(session));
+    assert_eq!(anna.credits().await, 5 - 2);
 
     let bad = |body: Value| {
-        let app = &app;
-        let token = &token;
-        async move {
-            app.post_json("/api/v1/editing/generate", &body, Some(token))
-                .await
-        }
+        let anna = &anna;
+        async move { anna.post("/api/v1/editing/generate", &body).await }
     };
     for body in [
         json!({"session_id": session, "variant_index": 1, "prompt": "x", "client_request_id": "b1"}),
@@ -1162,52 +947,35 @@ async fn a_proposed_variant_runs_as_an_edit_of_the_sessions_photo() {
             json!({"session_id": session, "variant_index": index, "client_request_id": "b5"});
         assert_problem(bad(body).await, 422, "invalid_variant_index").await;
     }
-    let other = upload_photo(&app, &token).await;
+    let other = upload_photo(&anna).await;
     let body = json!({"session_id": session, "variant_index": 0, "upload_id": other, "client_request_id": "b6"});
     assert_problem(bad(body).await, 422, "wrong_upload").await;
     // A prompt of one's own, within the session, on its photo.
     let body = json!({"session_id": session, "prompt": "only the sign, in blue", "client_request_id": "own"});
-    let g: Value = bad(body).await.json().await.unwrap();
-    assert_eq!(g["generation"]["source_upload_id"], photo.as_str());
+    let g: GenerationEnvelope = bad(body).await.json().await.unwrap();
+    assert_eq!(g.generation.source_upload_id, Some(photo));
 
-    app.post_json(
-        "/api/v1/editing/reset",
-        &json!({"session_id": session}),
-        Some(&token),
-    )
-    .await;
+    anna.reset(session).await;
     let body = json!({"session_id": session, "variant_index": 0, "client_request_id": "b7"});
     assert_problem(bad(body).await, 422, "no_variants").await;
-    assert_eq!(balance(&app, &token).await, 5 - 3, "refusals cost nothing");
+    assert_eq!(anna.credits().await, 5 - 3, "refusals cost nothing");
 }
 
-/// initData of a user whose Telegram language is `lang`.
-fn login_data(user_id: i64, lang: &str) -> String {
-    let user = json!({"id": user_id, "first_name": "Аня", "language_code": lang}).to_string();
-    let auth_date = now().to_string();
-    initdata::sign(
-        BOT_TOKEN,
-        &[("user", user.as_str()), ("auth_date", auth_date.as_str())],
-    )
+/// A user whose Telegram language is `lang`.
+fn speaking(telegram_id: i64, lang: &str) -> NewUser {
+    NewUser::id(telegram_id)
+        .first_name("Аня")
+        .language(lang)
+        .field("username", Value::Null)
 }
 
 #[tokio::test]
 async fn the_assistant_answers_in_the_users_language_and_the_sandbox_needs_no_key() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let res = app
-        .post_json(
-            "/api/v1/auth/telegram",
-            &json!({"init_data": login_data(5, "ru")}),
-            None,
-        )
-        .await;
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    grant(&app, 5, 1).await;
-    chat_ok(&app, &token, &json!({"message": "сделай небо розовым"})).await;
+    let anna = app.user_with(speaking(5, "ru")).await;
+    anna.grant(1).await;
+    anna.chat(&json!({"message": "сделай небо розовым"})).await;
     let system = fake.calls()[0]["messages"][0]["content"]
         .as_str()
         .unwrap()
@@ -1217,44 +985,19 @@ async fn the_assistant_answers_in_the_users_language_and_the_sandbox_needs_no_ke
     // No key: the sandbox assistant answers, deterministically, in the user's language, and the
     // turn is charged through the same ledger (here a free action).
     let sandbox = spawn_app_with(&[("FREE_ACTIONS_PER_MONTH", "1")]).await;
-    let res = sandbox
-        .post_json(
-            "/api/v1/auth/telegram",
-            &json!({"init_data": login_data(6, "ru-RU")}),
-            None,
-        )
+    let anya = sandbox.user_with(speaking(6, "ru-RU")).await;
+    let photo = upload_photo(&anya).await;
+    let a = anya
+        .chat(&json!({"upload_id": photo, "message": "небо розовое"}))
         .await;
-    let token = res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let photo = upload_photo(&sandbox, &token).await;
-    let a = chat_ok(
-        &sandbox,
-        &token,
-        &json!({"upload_id": photo, "message": "небо розовое"}),
-    )
-    .await;
-    assert!(a["reply"].as_str().unwrap().starts_with("Вот три варианта"));
-    assert_eq!(a["variants"].as_array().unwrap().len(), 3);
-    assert!(
-        a["variants"][0]
-            .as_str()
-            .unwrap()
-            .starts_with("небо розовое")
-    );
-    let b: Value = sandbox
-        .get("/api/v1/balance", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(b["free_actions_left"], 0);
+    assert!(a.reply.starts_with("Вот три варианта"));
+    assert_eq!(a.variants.len(), 3);
+    assert!(a.variants[0].starts_with("небо розовое"));
+    assert_eq!(anya.balance().await.free_actions_left, 0);
     assert_problem(
         chat(
-            &sandbox,
-            &token,
-            &json!({"session_id": a["session_id"], "message": "ещё"}),
+            &anya,
+            &json!({"session_id": a.session_id, "message": "ещё"}),
         )
         .await,
         402,
@@ -1287,15 +1030,9 @@ async fn pending_turn(app: &TestApp) -> uuid::Uuid {
     panic!("no turn became pending");
 }
 
-async fn history_len(app: &TestApp, token: &str, session: &str) -> usize {
-    let path = format!("/api/v1/editing/sessions/{session}");
-    let body: Value = app.get(&path, Some(token)).await.json().await.unwrap();
-    body["messages"].as_array().unwrap().len()
-}
-
-async fn session_photo(app: &TestApp, session: &str) -> Option<uuid::Uuid> {
+async fn session_photo(app: &TestApp, session: Uuid) -> Option<Uuid> {
     chat_sessions::table
-        .filter(chat_sessions::session_id.eq(uuid::Uuid::parse_str(session).unwrap()))
+        .filter(chat_sessions::session_id.eq(session))
         .select(chat_sessions::upload_id)
         .first(&mut app.conn().await)
         .await
@@ -1306,20 +1043,17 @@ async fn session_photo(app: &TestApp, session: &str) -> Option<uuid::Uuid> {
 async fn an_answer_that_comes_too_late_writes_nothing_and_its_turn_is_refunded_once() {
     let fake = FakeOpenRouter::start().await;
     let app = app_with(&fake, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 3).await;
-    let first_photo = upload_photo(&app, &token).await;
-    let first = chat_ok(
-        &app,
-        &token,
-        &json!({"upload_id": first_photo, "message": "a warmer light"}),
-    )
-    .await;
-    let session = first["session_id"].as_str().unwrap().to_owned();
+    let anna = app.user().await;
+    anna.grant(3).await;
+    let first_photo = upload_photo(&anna).await;
+    let first = anna
+        .chat(&json!({"upload_id": first_photo, "message": "a warmer light"}))
+        .await;
+    let session = first.session_id;
 
     // The sweeper gives up on a turn (refunding it) while the model is still answering it: the
     // late answer changes nothing, its new photo included, and is not refunded twice.
-    let second_photo = upload_photo(&app, &token).await;
+    let second_photo = upload_photo(&anna).await;
     fake.push(Mode::Slow(Duration::from_millis(800)));
     let give_up = async {
         pending_turn(&app).await;
@@ -1330,44 +1064,33 @@ async fn an_answer_that_comes_too_late_writes_nothing_and_its_turn_is_refunded_o
         assert_eq!(n, 1);
     };
     let body = json!({"session_id": session, "upload_id": second_photo, "message": "cooler"});
-    let (res, ()) = tokio::join!(chat(&app, &token, &body), give_up);
+    let (res, ()) = tokio::join!(chat(&anna, &body), give_up);
     assert_problem(res, 503, "assistant_unavailable").await;
-    assert_eq!(history_len(&app, &token, &session).await, 2);
-    assert_eq!(
-        session_photo(&app, &session).await.map(|p| p.to_string()),
-        Some(first_photo.clone())
-    );
-    assert_eq!(balance(&app, &token).await, 2);
+    assert_eq!(anna.session(session).await.messages.len(), 2);
+    assert_eq!(session_photo(&app, session).await, Some(first_photo));
+    assert_eq!(anna.credits().await, 2);
 
     // The next answer is written whole, and the photo sent with it becomes the session's.
-    chat_ok(
-        &app,
-        &token,
-        &json!({"session_id": session, "upload_id": second_photo, "message": "cooler"}),
-    )
-    .await;
-    assert_eq!(history_len(&app, &token, &session).await, 4);
-    assert_eq!(
-        session_photo(&app, &session).await.map(|p| p.to_string()),
-        Some(second_photo)
-    );
-    assert_eq!(balance(&app, &token).await, 1);
+    anna.chat(&json!({"session_id": session, "upload_id": second_photo, "message": "cooler"}))
+        .await;
+    assert_eq!(anna.session(session).await.messages.len(), 4);
+    assert_eq!(session_photo(&app, session).await, Some(second_photo));
+    assert_eq!(anna.credits().await, 1);
 
     // The session is deleted (as erasure deletes it) while the model answers: nothing is
     // written, the turn is refunded, and the client hears the session is gone.
     fake.push(Mode::Slow(Duration::from_millis(800)));
     let delete = async {
         pending_turn(&app).await;
-        let id = uuid::Uuid::parse_str(&session).unwrap();
-        diesel::delete(chat_sessions::table.filter(chat_sessions::session_id.eq(id)))
+        diesel::delete(chat_sessions::table.filter(chat_sessions::session_id.eq(session)))
             .execute(&mut app.conn().await)
             .await
             .unwrap();
     };
     let body = json!({"session_id": session, "message": "and a hat"});
-    let (res, ()) = tokio::join!(chat(&app, &token, &body), delete);
+    let (res, ()) = tokio::join!(chat(&anna, &body), delete);
     assert_problem(res, 404, "not_found").await;
-    assert_eq!(balance(&app, &token).await, 1);
+    assert_eq!(anna.credits().await, 1);
     assert_eq!(
         turns(&app)
             .await

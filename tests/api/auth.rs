@@ -13,8 +13,8 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BOT_TOKEN, JWT_SECRET, TestApp, assert_problem, init_data, init_data_with, now, spawn_app,
-    spawn_app_with,
+    BOT_TOKEN, JWT_SECRET, TestApp, assert_problem, form_encode, init_data, init_data_with, now,
+    reference_cases, reference_sign, spawn_app, spawn_app_with,
 };
 
 const LOGIN: &str = "/api/v1/auth/telegram";
@@ -719,120 +719,6 @@ async fn without_a_signup_bonus_no_ledger_row_is_written() {
     app.login(5002).await;
     let uid = app.user_id(5002).await;
     assert!(ledger_rows(&app, uid).await.is_empty());
-}
-
-/// An independent implementation of Telegram's signing (ARCHITECTURE §4), so the server is
-/// checked against the algorithm rather than against its own `initdata::sign`. `pairs` are
-/// decoded; `encode` turns each into its wire form.
-pub(crate) fn reference_sign(
-    bot_token: &str,
-    pairs: &[(&str, &str)],
-    encode: fn(&str) -> String,
-) -> String {
-    use hmac::{Hmac, Mac};
-    type HmacSha256 = Hmac<sha2::Sha256>;
-    let mut secret = HmacSha256::new_from_slice(b"WebAppData").unwrap();
-    secret.update(bot_token.as_bytes());
-    let secret = secret.finalize().into_bytes();
-    let mut sorted: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    sorted.sort();
-    let mut mac = HmacSha256::new_from_slice(&secret).unwrap();
-    mac.update(sorted.join("\n").as_bytes());
-    let hash = hex::encode(mac.finalize().into_bytes());
-    let mut wire: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
-    wire.push(format!("hash={hash}"));
-    wire.join("&")
-}
-
-/// Percent-encodes every byte but unreserved ones, spaces as `%20`.
-pub(crate) fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// `application/x-www-form-urlencoded` as browsers write it: spaces as `+`.
-pub(crate) fn form_encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// initData shapes beyond the shared vectors, each with the Telegram id it carries.
-pub(crate) fn reference_cases(auth_date: i64) -> Vec<(&'static str, i64, String)> {
-    let auth = auth_date.to_string();
-    let unicode = r#"{"id":6001,"first_name":"Zoë 🎨 & Co","last_name":"a+b=c","username":"zoe","language_code":"fr","is_premium":true,"allows_write_to_pm":true,"photo_url":"https:\/\/t.me\/i\/userpic\/320\/x.svg"}"#;
-    let plain = r#"{"id":6002,"first_name":"Plain"}"#;
-    let string_id = r#"{"id":"6003","first_name":"String Id","is_premium":"true"}"#;
-    let chat = r#"{"id":-1001234567890,"type":"supergroup","title":"Group & Co"}"#;
-    vec![
-        (
-            "unicode, +-encoded",
-            6001,
-            reference_sign(
-                BOT_TOKEN,
-                &[("user", unicode), ("auth_date", &auth)],
-                form_encode,
-            ),
-        ),
-        (
-            "unicode, %20-encoded",
-            6001,
-            reference_sign(
-                BOT_TOKEN,
-                &[("auth_date", &auth), ("user", unicode)],
-                percent_encode,
-            ),
-        ),
-        (
-            "signature is part of the HMAC check string",
-            6002,
-            reference_sign(
-                BOT_TOKEN,
-                &[
-                    ("user", plain),
-                    ("auth_date", &auth),
-                    ("signature", "6fbdaab833d39f54518bd5c3eb3f511d035e68cb"),
-                ],
-                form_encode,
-            ),
-        ),
-        (
-            "chat fields, a numeric chat_instance, unknown keys, '=' in a value",
-            6002,
-            reference_sign(
-                BOT_TOKEN,
-                &[
-                    ("query_id", "AAHdF6IQAAAAAN0XohDhrOrc=="),
-                    ("user", plain),
-                    ("receiver", r#"{"id":6999,"first_name":"Receiver"}"#),
-                    ("chat", chat),
-                    ("chat_type", "supergroup"),
-                    ("chat_instance", "-8937476587213549201"),
-                    ("can_send_after", "10"),
-                    ("start_param", "promo-1"),
-                    ("some_future_field", "x"),
-                    ("auth_date", &auth),
-                ],
-                percent_encode,
-            ),
-        ),
-        (
-            "string id and flags",
-            6003,
-            reference_sign(
-                BOT_TOKEN,
-                &[("user", string_id), ("auth_date", &auth)],
-                form_encode,
-            ),
-        ),
-    ]
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::telegram::{BOT_TOKEN, Call, FakeTelegram, json_param};
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{Export, NewUser, TestApp, TestUser, Worker, ok, spawn_app_with};
 
 const SECRET: &str = "bot-webhook-secret_42";
 const ADMIN: i64 = 9_001;
@@ -94,22 +94,14 @@ fn has_mini_app_button(call: &Call) -> bool {
         .any(|b| b["web_app"]["url"].as_str() == Some(WEB_APP))
 }
 
-/// A Mini App login (initData signed with the fake's bot token, without `allows_write_to_pm`).
-async fn mini_app_login(app: &TestApp, id: i64) -> String {
-    let user = json!({"id": id, "first_name": "Test", "language_code": "en"}).to_string();
-    let auth_date = crate::helpers::now().to_string();
-    let init = atelier::auth::initdata::sign(
-        BOT_TOKEN,
-        &[("user", user.as_str()), ("auth_date", auth_date.as_str())],
-    );
-    let res = app
-        .post_json("/api/v1/auth/telegram", &json!({"init_data": init}), None)
-        .await;
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+/// A Mini App user (initData signed with the fake's bot token, without `allows_write_to_pm`).
+async fn mini_app_user(app: &TestApp, id: i64) -> TestUser<'_> {
+    app.user_with(
+        NewUser::id(id)
+            .field("username", Value::Null)
+            .bot_token(BOT_TOKEN),
+    )
+    .await
 }
 
 async fn user(app: &TestApp, telegram_id: i64) -> Option<atelier::db::models::User> {
@@ -298,8 +290,8 @@ async fn buy_lists_the_packs_and_a_stars_button_turns_into_an_invoice() {
 #[tokio::test]
 async fn clear_asks_first_then_erases_photos_and_chats_but_not_the_account() {
     let (app, tg) = bot_app().await;
-    let token = mini_app_login(&app, 701).await;
-    crate::generations::upload_editing(&app, &token).await;
+    let anna = mini_app_user(&app, 701).await;
+    anna.upload_editing().await;
     push(&app, &tg, &text_update(1, 701, "en", "/clear")).await;
     let ask = sent(&tg, 701).pop().unwrap();
     assert!(ask.params["text"].starts_with("Erase all your photos"));
@@ -308,29 +300,16 @@ async fn clear_asks_first_then_erases_photos_and_chats_but_not_the_account() {
         .map(|b| b["callback_data"].clone())
         .collect();
     assert_eq!(datas, [json!("clear:yes"), json!("cancel")]);
-    let uploads = |app: &TestApp| {
-        let app_url = app.url("/api/v1/me/export");
-        let client = app.client.clone();
-        let token = token.clone();
-        async move {
-            let doc: Value = client
-                .get(app_url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            doc["uploads"].as_array().map_or(0, Vec::len)
-        }
+    let uploads = || async {
+        let res = anna.get("/api/v1/me/export").await;
+        ok::<Export>(res, 200, "export").await.uploads.len()
     };
-    assert_eq!(uploads(&app).await, 1);
+    assert_eq!(uploads().await, 1);
 
     push(&app, &tg, &press_update(2, 701, "en", 555, "clear:yes")).await;
     let edit = tg.calls_to("editMessageText").pop().unwrap();
     assert_eq!(edit.params["text"], "Done: 1 photos and 0 chats erased.");
-    assert_eq!(uploads(&app).await, 0);
+    assert_eq!(uploads().await, 0);
     assert!(user(&app, 701).await.is_some(), "the account stays");
 }
 
@@ -584,20 +563,15 @@ async fn bot_setup_registers_the_webhook_commands_and_menu_button() {
 async fn a_user_who_wrote_to_the_bot_gets_results_whatever_init_data_said() {
     use std::time::Duration;
     let (app, tg) = bot_app_with(&[("SANDBOX_GENERATION_MS", "100")]).await;
-    let token = mini_app_login(&app, 1201).await;
+    let anna = mini_app_user(&app, 1201).await;
     assert!(!user(&app, 1201).await.unwrap().allows_write_to_pm);
     push(&app, &tg, &text_update(1, 1201, "en", "/start")).await;
-    let upload = crate::generations::upload_editing(&app, &token).await;
-    let _worker = crate::generations::Worker::start(&app);
-    let body = json!({"upload_id": upload, "prompt": "snow", "client_request_id": "bot"});
-    let g: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].as_str().unwrap().to_owned();
-    crate::generations::wait_for_status(&app, &token, &id, "succeeded").await;
+    let upload = anna.upload_editing().await;
+    let _worker = Worker::start(&app);
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "snow", "client_request_id": "bot"}))
+        .await;
+    anna.wait_for_status(g.id, "succeeded").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !tg
         .calls_to("sendPhoto")

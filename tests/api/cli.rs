@@ -465,7 +465,7 @@ async fn signed_init_data_logs_in_against_the_server() {
 #[test]
 fn verify_agrees_with_an_independent_signer() {
     let auth_date = now();
-    for (case, telegram_id, raw) in crate::auth::reference_cases(auth_date) {
+    for (case, telegram_id, raw) in crate::helpers::reference_cases(auth_date) {
         let out = verify(BOT_TOKEN, &raw, &[]);
         assert_eq!(out.status.code(), Some(0), "{case}: {}", stdout(&out));
         assert_eq!(

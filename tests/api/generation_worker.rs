@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use atelier::db::schema::{generations, jobs};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde_json::{Value, json};
+use serde_json::json;
+use uuid::Uuid;
 
 use crate::fakes::kie::{API_KEY, FakeKie, Mode};
-use crate::generations::{Worker, grant, upload_editing, wait_for_status};
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, TestUser, Worker, spawn_app_with};
 
 async fn kie_app(kie: &FakeKie, extra: &[(&str, &str)]) -> TestApp {
     let mut env = vec![
@@ -25,14 +25,10 @@ async fn kie_app(kie: &FakeKie, extra: &[(&str, &str)]) -> TestApp {
     spawn_app_with(&env).await
 }
 
-async fn generate(app: &TestApp, token: &str, upload: &str, crid: &str) -> String {
-    let body = json!({"upload_id": upload, "prompt": "rain", "client_request_id": crid});
-    let res = app
-        .post_json("/api/v1/editing/generate", &body, Some(token))
-        .await;
-    assert_eq!(res.status(), 202);
-    let g: Value = res.json().await.unwrap();
-    g["generation"]["id"].as_str().unwrap().to_owned()
+async fn generate(user: &TestUser<'_>, upload: Uuid, crid: &str) -> Uuid {
+    user.edit(&json!({"upload_id": upload, "prompt": "rain", "client_request_id": crid}))
+        .await
+        .id
 }
 
 /// Every file under the storage directory's `dir`.
@@ -68,10 +64,10 @@ async fn a_result_arriving_after_the_owner_erased_the_account_is_deleted() {
     let kie = FakeKie::start().await;
     kie.hold_results();
     let app = kie_app(&kie, &[]).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
-    let upload = upload_editing(&app, &token).await;
-    let id = generate(&app, &token, &upload, "late").await;
+    let anna = app.user().await;
+    anna.grant(1).await;
+    let upload = anna.upload_editing().await.id;
+    let id = generate(&anna, upload, "late").await;
     let _worker = Worker::start(&app);
     // The worker is downloading the result, past every earlier check of the generation.
     until("the result download", async || {
@@ -80,14 +76,7 @@ async fn a_result_arriving_after_the_owner_erased_the_account_is_deleted() {
             .any(|r| r.path.starts_with("/results/"))
     })
     .await;
-    let res = app
-        .client
-        .delete(app.url("/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    anna.erase().await;
     kie.release_results();
     let mut conn = app.conn().await;
     let job_done = async || {
@@ -101,7 +90,7 @@ async fn a_result_arriving_after_the_owner_erased_the_account_is_deleted() {
     };
     until("the job to end", job_done).await;
     let rows: i64 = generations::table
-        .filter(generations::id.eq(id.parse::<uuid::Uuid>().unwrap()))
+        .filter(generations::id.eq(id))
         .count()
         .get_result(&mut conn)
         .await
@@ -129,12 +118,12 @@ async fn eight_job_slots_on_two_connections_finish_every_generation_without_a_le
         ],
     )
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, N as i64).await;
-    let upload = upload_editing(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(N as i64).await;
+    let upload = anna.upload_editing().await.id;
     let mut ids = Vec::new();
     for i in 0..N {
-        ids.push(generate(&app, &token, &upload, &format!("slot{i}")).await);
+        ids.push(generate(&anna, upload, &format!("slot{i}")).await);
     }
     let _worker = Worker::start(&app);
     // Watched from outside the pool: a running job whose lease has run out.
@@ -171,7 +160,7 @@ async fn eight_job_slots_on_two_connections_finish_every_generation_without_a_le
         }
     });
     for id in &ids {
-        wait_for_status(&app, &token, id, "succeeded").await;
+        anna.wait_for_status(*id, "succeeded").await;
     }
     let lapsed = tokio::time::timeout(Duration::from_secs(30), watcher)
         .await

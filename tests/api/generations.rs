@@ -3,139 +3,14 @@
 
 use std::time::Duration;
 
-use atelier::db::ledger::{self, Cause};
-use atelier::domain::credits::Reason;
-use atelier::jobs::runner::{Runner, RunnerConfig};
-use atelier::shutdown;
+use atelier::db::ledger;
 use futures_util::StreamExt as _;
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::fakes::kie::{API_KEY, FakeKie, Mode, Plan};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
-
-/// The worker's job runner inside the test process, stopped on drop.
-pub struct Worker(Option<shutdown::Trigger>);
-
-impl Worker {
-    pub fn start(app: &TestApp) -> Self {
-        let (trigger, stop) = shutdown::channel();
-        let state = app.state.clone();
-        let mut config = RunnerConfig::from_settings(&state.settings.worker);
-        config.poll_interval = Duration::from_millis(200);
-        let registry = atelier::jobs::registry(&state).unwrap();
-        tokio::spawn(Runner::new(state, registry, config).run(stop));
-        Self(Some(trigger))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
-            t.fire();
-        }
-    }
-}
-
-fn photo(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([rgb[0] ^ (x as u8), rgb[1] ^ (y as u8), rgb[2]])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
-    out.into_inner()
-}
-
-pub async fn upload_fitting(app: &TestApp, token: &str) -> (String, String) {
-    let part = |b: Vec<u8>| {
-        Part::bytes(b)
-            .file_name("p.jpg")
-            .mime_str("image/jpeg")
-            .unwrap()
-    };
-    let form = Form::new()
-        .part("person", part(photo(400, 600, [200, 150, 120])))
-        .part("item", part(photo(300, 300, [20, 40, 200])));
-    let res = app
-        .client
-        .post(app.url("/api/v1/fitting/upload"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    (
-        body["person"]["id"].as_str().unwrap().to_owned(),
-        body["item"]["id"].as_str().unwrap().to_owned(),
-    )
-}
-
-pub async fn upload_editing(app: &TestApp, token: &str) -> String {
-    let part = Part::bytes(photo(400, 400, [90, 90, 90]))
-        .file_name("e.jpg")
-        .mime_str("image/jpeg")
-        .unwrap();
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(token)
-        .multipart(Form::new().part("image", part))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub async fn grant(app: &TestApp, telegram_id: i64, amount: i64) {
-    let uid = app.user_id(telegram_id).await;
-    let mut conn = app.conn().await;
-    let key = format!("test-grant:{uid}:{amount}");
-    ledger::grant(
-        &mut conn,
-        uid,
-        amount,
-        Reason::AdminGrant,
-        Cause::new("test", "grant", &key),
-    )
-    .await
-    .unwrap();
-}
-
-pub async fn balance(app: &TestApp, token: &str) -> Value {
-    app.get("/api/v1/balance", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-pub async fn wait_for_status(app: &TestApp, token: &str, id: &str, want: &str) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let g: Value = app
-            .get(&format!("/api/v1/generations/{id}"), Some(token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        let status = g["generation"]["status"].as_str().unwrap().to_owned();
-        if status == want {
-            return g["generation"].clone();
-        }
-        assert!(
-            !["succeeded", "failed", "canceled"].contains(&status.as_str()),
-            "ended {status}, wanted {want}: {g}"
-        );
-        assert!(std::time::Instant::now() < deadline, "still {status}: {g}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::helpers::{
+    Generation, GenerationEnvelope, NewUser, TestApp, Worker, assert_problem, ok, spawn_app_with,
+};
 
 const PAID: &[(&str, &str)] = &[
     ("FREE_ACTIONS_PER_MONTH", "0"),
@@ -145,35 +20,26 @@ const PAID: &[(&str, &str)] = &[
 #[tokio::test]
 async fn a_fitting_is_charged_two_credits_and_delivered_by_the_sandbox() {
     let app = spawn_app_with(PAID).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 3).await;
-    let (person, item) = upload_fitting(&app, &token).await;
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
+    let anna = app.user().await;
+    anna.grant(3).await;
+    let upload = anna.upload_fitting().await;
+    let mut ws = anna.socket().await;
+    assert_eq!(ws.next_event().await.kind, "snapshot");
     let _worker = Worker::start(&app);
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "c1"});
-    let res = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await;
-    assert_eq!(res.status(), 202);
-    let g: Value = res.json().await.unwrap();
-    assert_eq!(g["generation"]["status"], "queued");
-    assert_eq!(g["generation"]["kind"], "fitting");
-    assert_eq!(g["generation"]["credits_spent"], 2);
-    assert_eq!(g["generation"]["paid_with"], "credits");
-    assert_eq!(balance(&app, &token).await["balance_credits"], 1);
+    let g = anna.fit_zone(&upload, "top", "c1").await;
+    assert_eq!(g.status, "queued");
+    assert_eq!(g.kind, "fitting");
+    assert_eq!(g.credits_spent, 2);
+    assert_eq!(g.paid_with, "credits");
+    assert_eq!(anna.credits().await, 1);
 
     // Over the socket: queued, running, (progress), succeeded with the result's link.
     let mut seen = Vec::new();
     let succeeded = loop {
-        let event = next_event(&mut ws).await;
-        assert_eq!(event["generation"]["id"], g["generation"]["id"]);
-        seen.push(event["type"].as_str().unwrap().to_owned());
-        if event["type"] == "generation.succeeded" {
+        let event = ws.next_event().await;
+        assert_eq!(event.generation().id, g.id);
+        seen.push(event.kind.clone());
+        if event.kind == "generation.succeeded" {
             break event;
         }
     };
@@ -188,28 +54,18 @@ async fn a_fitting_is_charged_two_credits_and_delivered_by_the_sandbox() {
             .all(|k| k == "generation.progress"),
         "{seen:?}"
     );
-    assert_eq!(succeeded["generation"]["status"], "succeeded");
+    assert_eq!(succeeded.generation().status, "succeeded");
 
-    let done = wait_for_status(
-        &app,
-        &token,
-        g["generation"]["id"].as_str().unwrap(),
-        "succeeded",
-    )
-    .await;
-    assert_eq!(done["progress"], 100);
-    let url = done["result"]["url"].as_str().unwrap();
+    let done = anna.wait_for_status(g.id, "succeeded").await;
+    assert_eq!(done.progress, 100);
+    let url = done.result.unwrap().url;
     let path = |u: &str| u.split('?').next().unwrap().to_owned();
-    assert_eq!(path(succeeded["result_url"].as_str().unwrap()), path(url));
-    let res = app.client.get(url).send().await.unwrap();
+    assert_eq!(path(&succeeded.result_url.unwrap()), path(&url));
+    let res = app.client.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let result = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
     assert_eq!((result.width(), result.height()), (400, 600));
-    assert_eq!(
-        balance(&app, &token).await["balance_credits"],
-        1,
-        "success costs nothing more"
-    );
+    assert_eq!(anna.credits().await, 1, "success costs nothing more");
 }
 
 #[tokio::test]
@@ -219,35 +75,25 @@ async fn an_edit_costs_one_credit_or_a_free_action_and_free_results_are_watermar
         ("SANDBOX_GENERATION_MS", "200"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
-    let upload = upload_editing(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(1).await;
+    let upload = anna.upload_editing().await;
     let _worker = Worker::start(&app);
     let mut ids = Vec::new();
     for (crid, paid_with) in [("e1", "free_allowance"), ("e2", "credits")] {
-        let body = json!({"upload_id": upload, "prompt": "make it\u{0} warmer\n", "client_request_id": crid});
-        let g: Value = app
-            .post_json("/api/v1/editing/generate", &body, Some(&token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(g["generation"]["paid_with"], paid_with);
-        assert_eq!(g["generation"]["prompt"], "make it warmer");
-        ids.push(g["generation"]["id"].as_str().unwrap().to_owned());
+        let g = anna
+            .edit(&json!({"upload_id": upload.id, "prompt": "make it\u{0} warmer\n", "client_request_id": crid}))
+            .await;
+        assert_eq!(g.paid_with, paid_with);
+        assert_eq!(g.prompt.as_deref(), Some("make it warmer"));
+        ids.push(g.id);
     }
-    let b = balance(&app, &token).await;
-    assert_eq!(
-        (
-            b["balance_credits"].as_i64(),
-            b["free_actions_left"].as_i64()
-        ),
-        (Some(0), Some(0))
-    );
-    let free = wait_for_status(&app, &token, &ids[0], "succeeded").await;
-    let paid = wait_for_status(&app, &token, &ids[1], "succeeded").await;
-    let pixels = |g: &Value| {
-        let url = g["result"]["url"].as_str().unwrap().to_owned();
+    let b = anna.balance().await;
+    assert_eq!((b.balance_credits, b.free_actions_left), (0, 0));
+    let free = anna.wait_for_status(ids[0], "succeeded").await;
+    let paid = anna.wait_for_status(ids[1], "succeeded").await;
+    let pixels = |g: Generation| {
+        let url = g.result.unwrap().url;
         let client = app.client.clone();
         async move {
             image::load_from_memory(&client.get(url).send().await.unwrap().bytes().await.unwrap())
@@ -255,7 +101,7 @@ async fn an_edit_costs_one_credit_or_a_free_action_and_free_results_are_watermar
                 .to_rgb8()
         }
     };
-    let (free, paid) = (pixels(&free).await, pixels(&paid).await);
+    let (free, paid) = (pixels(free).await, pixels(paid).await);
     let (w, h) = free.dimensions();
     let corner = |img: &image::RgbImage| img.get_pixel(w - w / 10, h - h / 20).0;
     assert_ne!(
@@ -268,27 +114,27 @@ async fn an_edit_costs_one_credit_or_a_free_action_and_free_results_are_watermar
 #[tokio::test]
 async fn a_repeated_client_request_id_returns_the_first_generation_and_charges_once() {
     let app = spawn_app_with(PAID).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 5).await;
-    let upload = upload_editing(&app, &token).await;
-    let body = json!({"upload_id": upload, "prompt": "blue sky"});
-    let send = || {
-        app.client
-            .post(app.url("/api/v1/editing/generate"))
-            .bearer_auth(&token)
+    let anna = app.user().await;
+    anna.grant(5).await;
+    let upload = anna.upload_editing().await;
+    let body = json!({"upload_id": upload.id, "prompt": "blue sky"});
+    let send = || async {
+        let res = anna
+            .request(reqwest::Method::POST, "/api/v1/editing/generate")
             .header("Idempotency-Key", "same")
             .json(&body)
             .send()
+            .await
+            .unwrap();
+        ok::<GenerationEnvelope>(res, 202, "edit").await.generation
     };
-    let a: Value = send().await.unwrap().json().await.unwrap();
-    let b: Value = send().await.unwrap().json().await.unwrap();
-    assert_eq!(a["generation"]["id"], b["generation"]["id"]);
-    assert_eq!(balance(&app, &token).await["balance_credits"], 4);
-    let res = app
-        .post_json(
+    let (a, b) = (send().await, send().await);
+    assert_eq!(a.id, b.id);
+    assert_eq!(anna.credits().await, 4);
+    let res = anna
+        .post(
             "/api/v1/editing/generate",
-            &json!({"upload_id": upload, "prompt": "x"}),
-            Some(&token),
+            &json!({"upload_id": upload.id, "prompt": "x"}),
         )
         .await;
     assert_problem(res, 400, "missing_client_request_id").await;
@@ -297,18 +143,19 @@ async fn a_repeated_client_request_id_returns_the_first_generation_and_charges_o
 #[tokio::test]
 async fn bad_requests_are_refused_before_any_charge() {
     let app = spawn_app_with(PAID).await;
-    let (token, _) = app.login(1).await;
-    let (person, item) = upload_fitting(&app, &token).await;
+    let anna = app.user().await;
+    let upload = anna.upload_fitting().await;
+    let (person, item) = (upload.person.id, upload.item.id);
     let fit = |zone: &str, crid: &str| json!({"person_upload_id": person, "item_upload_id": item, "zone": zone, "client_request_id": crid});
     assert_problem(
-        app.post_json("/api/v1/fitting/generate", &fit("hat", "z"), Some(&token))
+        anna.post("/api/v1/fitting/generate", &fit("hat", "z"))
             .await,
         422,
         "invalid_body",
     )
     .await;
     let body = assert_problem(
-        app.post_json("/api/v1/fitting/generate", &fit("top", "a"), Some(&token))
+        anna.post("/api/v1/fitting/generate", &fit("top", "a"))
             .await,
         402,
         "insufficient_credits",
@@ -320,34 +167,29 @@ async fn bad_requests_are_refused_before_any_charge() {
     );
     let swapped = json!({"person_upload_id": item, "item_upload_id": person, "zone": "top", "client_request_id": "s"});
     assert_problem(
-        app.post_json("/api/v1/fitting/generate", &swapped, Some(&token))
-            .await,
+        anna.post("/api/v1/fitting/generate", &swapped).await,
         422,
         "wrong_upload",
     )
     .await;
-    let (stranger, _) = app.login(2).await;
-    grant(&app, 2, 10).await;
+    let stranger = app.user().await;
+    stranger.grant(10).await;
     assert_problem(
-        app.post_json(
-            "/api/v1/fitting/generate",
-            &fit("top", "b"),
-            Some(&stranger),
-        )
-        .await,
+        stranger
+            .post("/api/v1/fitting/generate", &fit("top", "b"))
+            .await,
         404,
         "not_found",
     )
     .await;
     let long = json!({"upload_id": person, "prompt": "x".repeat(1001), "client_request_id": "l"});
     assert_problem(
-        app.post_json("/api/v1/editing/generate", &long, Some(&token))
-            .await,
+        anna.post("/api/v1/editing/generate", &long).await,
         422,
         "prompt_too_long",
     )
     .await;
-    assert_eq!(balance(&app, &stranger).await["balance_credits"], 10);
+    assert_eq!(stranger.credits().await, 10);
 }
 
 #[tokio::test]
@@ -358,48 +200,22 @@ async fn active_and_hourly_limits_answer_429_with_retry_after() {
         ("MAX_TASKS_PER_USER_PER_HOUR", "3"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 10).await;
-    let upload = upload_editing(&app, &token).await;
-    let edit = |crid: &str| json!({"upload_id": upload, "prompt": "p", "client_request_id": crid});
+    let anna = app.user().await;
+    anna.grant(10).await;
+    let upload = anna.upload_editing().await;
+    let edit =
+        |crid: &str| json!({"upload_id": upload.id, "prompt": "p", "client_request_id": crid});
     for crid in ["a", "b"] {
-        assert_eq!(
-            app.post_json("/api/v1/editing/generate", &edit(crid), Some(&token))
-                .await
-                .status(),
-            202
-        );
+        anna.edit(&edit(crid)).await;
     }
-    let res = app
-        .post_json("/api/v1/editing/generate", &edit("c"), Some(&token))
-        .await;
+    let res = anna.post("/api/v1/editing/generate", &edit("c")).await;
     assert!(res.headers().get("retry-after").is_some());
     assert_problem(res, 429, "rate_limited").await;
     // Cancelling frees a slot (and refunds); the hourly limit still counts it.
-    let first: Value = app
-        .post_json("/api/v1/editing/generate", &edit("a"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = first["generation"]["id"].as_str().unwrap();
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/generations/{id}/cancel")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        app.post_json("/api/v1/editing/generate", &edit("c"), Some(&token))
-            .await
-            .status(),
-        202
-    );
-    let res = app
-        .post_json("/api/v1/editing/generate", &edit("d"), Some(&token))
-        .await;
+    let first = anna.edit(&edit("a")).await;
+    assert_eq!(anna.cancel(first.id).await.status(), 200);
+    anna.edit(&edit("c")).await;
+    let res = anna.post("/api/v1/editing/generate", &edit("d")).await;
     let retry: u64 = res.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -407,65 +223,24 @@ async fn active_and_hourly_limits_answer_429_with_retry_after() {
         .unwrap();
     assert!(retry > 3000 && retry <= 3600, "retry after {retry}");
     assert_problem(res, 429, "rate_limited").await;
-    assert_eq!(
-        balance(&app, &token).await["balance_credits"],
-        8,
-        "two edits charged, one refunded"
-    );
+    assert_eq!(anna.credits().await, 8, "two edits charged, one refunded");
 }
 
 #[tokio::test]
 async fn cancelling_a_queued_generation_refunds_exactly_once() {
     let app = spawn_app_with(PAID).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let upload = upload_editing(&app, &token).await;
-    let g: Value = app
-        .post_json(
-            "/api/v1/editing/generate",
-            &json!({"upload_id": upload, "prompt": "p", "client_request_id": "x"}),
-            Some(&token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let path = format!(
-        "/api/v1/generations/{}/cancel",
-        g["generation"]["id"].as_str().unwrap()
-    );
-    let res = app
-        .client
-        .post(app.url(&path))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["generation"]["status"],
-        "canceled"
-    );
-    let again = app
-        .client
-        .post(app.url(&path))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_problem(again, 409, "not_cancelable").await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 2);
-    let (other, _) = app.login(2).await;
-    assert_problem(
-        app.client
-            .post(app.url(&path))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let upload = anna.upload_editing().await;
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "p", "client_request_id": "x"}))
+        .await;
+    let canceled: GenerationEnvelope = ok(anna.cancel(g.id).await, 200, "cancel").await;
+    assert_eq!(canceled.generation.status, "canceled");
+    assert_problem(anna.cancel(g.id).await, 409, "not_cancelable").await;
+    assert_eq!(anna.credits().await, 2);
+    let other = app.user().await;
+    assert_problem(other.cancel(g.id).await, 404, "not_found").await;
 }
 
 #[tokio::test]
@@ -477,12 +252,14 @@ async fn fifty_parallel_requests_with_credits_for_ten_accept_exactly_ten() {
         ("DATABASE_POOL_SIZE", "16"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 20).await;
-    let (person, item) = upload_fitting(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(20).await;
+    let upload = anna.upload_fitting().await;
     let requests = (0..50).map(|i| {
-        let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "dress", "client_request_id": format!("r{i}")});
-        let req = app.client.post(app.url("/api/v1/fitting/generate")).bearer_auth(&token).json(&body);
+        let body = json!({"person_upload_id": upload.person.id, "item_upload_id": upload.item.id, "zone": "dress", "client_request_id": format!("r{i}")});
+        let req = anna
+            .request(reqwest::Method::POST, "/api/v1/fitting/generate")
+            .json(&body);
         async move { req.send().await.unwrap().status().as_u16() }
     });
     let statuses = futures_util::future::join_all(requests).await;
@@ -496,8 +273,8 @@ async fn fifty_parallel_requests_with_credits_for_ten_accept_exactly_ten() {
         40,
         "{statuses:?}"
     );
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
-    let uid = app.user_id(1).await;
+    assert_eq!(anna.credits().await, 0);
+    let uid = anna.id().await;
     let mut conn = app.conn().await;
     let entries = ledger::list(&mut conn, uid, None, 1000).await.unwrap();
     assert_eq!(entries.iter().map(|e| e.delta).sum::<i64>(), 0);
@@ -523,52 +300,22 @@ async fn a_provider_failure_fails_the_generation_and_refunds_it_once() {
         msg: "content policy".into(),
     });
     let app = kie_app(&kie).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let (person, item) = upload_fitting(&app, &token).await;
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    assert_eq!(next_event(&mut ws).await["type"], "snapshot");
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let upload = anna.upload_fitting().await;
+    let mut ws = anna.socket().await;
+    assert_eq!(ws.next_event().await.kind, "snapshot");
     let _worker = Worker::start(&app);
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes", "client_request_id": "f"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
-    let event = loop {
-        let event = next_event(&mut ws).await;
-        if event["type"] == "generation.failed" {
-            break event;
-        }
-    };
-    assert_eq!(event["refunded"], true);
-    assert_eq!(event["generation"]["status"], "failed");
-    let failed = wait_for_status(
-        &app,
-        &token,
-        g["generation"]["id"].as_str().unwrap(),
-        "failed",
-    )
-    .await;
-    assert_eq!(failed["error_code"], "generation_failed");
-    assert!(
-        failed["error_message"]
-            .as_str()
-            .unwrap()
-            .contains("content policy")
-    );
-    assert_eq!(
-        balance(&app, &token).await["balance_credits"],
-        2,
-        "refunded"
-    );
-    let uid = app.user_id(1).await;
+    let g = anna.fit_zone(&upload, "shoes", "f").await;
+    assert_eq!(anna.credits().await, 0);
+    let event = ws.until("generation.failed").await;
+    assert_eq!(event.refunded, Some(true));
+    assert_eq!(event.generation().status, "failed");
+    let failed = anna.wait_for_status(g.id, "failed").await;
+    assert_eq!(failed.error_code.as_deref(), Some("generation_failed"));
+    assert!(failed.error_message.unwrap().contains("content policy"));
+    assert_eq!(anna.credits().await, 2, "refunded");
+    let uid = anna.id().await;
     let mut conn = app.conn().await;
     let refunds = ledger::list(&mut conn, uid, None, 100)
         .await
@@ -586,23 +333,16 @@ async fn a_failure_of_ours_tells_the_user_what_happened_not_our_internals() {
     // Our provider account is out of credits: an operator's problem, not the user's to read.
     kie.push_create(Mode::Code(402, "Credits insufficient for account 7731"));
     let app = kie_app(&kie).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let (person, item) = upload_fitting(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let upload = anna.upload_fitting().await;
     let _worker = Worker::start(&app);
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes", "client_request_id": "acct"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].as_str().unwrap();
-    let failed = wait_for_status(&app, &token, id, "failed").await;
-    assert_eq!(failed["error_code"], "provider_account");
+    let g = anna.fit_zone(&upload, "shoes", "acct").await;
+    let failed = anna.wait_for_status(g.id, "failed").await;
+    assert_eq!(failed.error_code.as_deref(), Some("provider_account"));
     assert_eq!(
-        failed["error_message"],
-        "the image service is not available; try again later"
+        failed.error_message.as_deref(),
+        Some("the image service is not available; try again later")
     );
     // Operators still have the whole story.
     let mut conn = app.conn().await;
@@ -611,18 +351,14 @@ async fn a_failure_of_ours_tells_the_user_what_happened_not_our_internals() {
         use diesel::QueryDsl as _;
         use diesel_async::RunQueryDsl as _;
         generations::table
-            .find(uuid::Uuid::parse_str(id).unwrap())
+            .find(g.id)
             .select(generations::error_message)
             .first(&mut conn)
             .await
             .unwrap()
     };
     assert!(stored.unwrap().contains("account 7731"));
-    assert_eq!(
-        balance(&app, &token).await["balance_credits"],
-        2,
-        "refunded"
-    );
+    assert_eq!(anna.credits().await, 2, "refunded");
 }
 
 #[tokio::test]
@@ -630,25 +366,14 @@ async fn a_server_error_then_success_creates_exactly_one_task() {
     let kie = FakeKie::start().await;
     kie.push_create(Mode::Code(500, "Internal server error"));
     let app = kie_app(&kie).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let (person, item) = upload_fitting(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let upload = anna.upload_fitting().await;
     let _worker = Worker::start(&app);
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "glasses", "client_request_id": "k"});
-    let g: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let done = wait_for_status(
-        &app,
-        &token,
-        g["generation"]["id"].as_str().unwrap(),
-        "succeeded",
-    )
-    .await;
+    let g = anna.fit_zone(&upload, "glasses", "k").await;
+    let done = anna.wait_for_status(g.id, "succeeded").await;
     assert_eq!(kie.task_ids().len(), 1, "one paid task");
+    // What we sent kie.ai, in its wire format.
     let create = &kie.create_calls()[1];
     let sent: Value = serde_json::from_slice(&create.body).unwrap();
     assert_eq!(sent["input"]["image_urls"].as_array().unwrap().len(), 2);
@@ -658,36 +383,8 @@ async fn a_server_error_then_success_creates_exactly_one_task() {
             .unwrap()
             .contains("glasses")
     );
-    assert!(
-        done["result"]["url"]
-            .as_str()
-            .unwrap()
-            .contains("/media/r/")
-    );
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
-}
-
-/// The next JSON event on the socket (pings and other frames skipped), within 15 s.
-async fn next_event<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
-    use futures_util::StreamExt as _;
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("an event in time")
-            .unwrap()
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-            return serde_json::from_str(&text).unwrap();
-        }
-    }
+    assert!(done.result.unwrap().url.contains("/media/r/"));
+    assert_eq!(anna.credits().await, 0);
 }
 
 #[tokio::test]
@@ -697,48 +394,37 @@ async fn progress_reaches_the_socket_from_queued_to_succeeded_and_a_reconnect_ge
         ("SANDBOX_GENERATION_MS", "1500"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 2).await;
-    let upload = upload_editing(&app, &token).await;
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.clone()).await.unwrap();
-    let snapshot = next_event(&mut ws).await;
+    let anna = app.user().await;
+    anna.grant(2).await;
+    let upload = anna.upload_editing().await;
+    let mut ws = anna.socket().await;
+    let snapshot = ws.next_json().await;
     assert_eq!(snapshot["type"], "snapshot");
     assert_eq!(snapshot["generations"], json!([]));
 
-    let body =
-        json!({"upload_id": upload, "prompt": "golden hour light", "client_request_id": "w"});
-    let g: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].clone();
-    let queued = next_event(&mut ws).await;
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "golden hour light", "client_request_id": "w"}))
+        .await;
+    let queued = ws.next_event().await;
     assert_eq!(
-        (queued["type"].as_str(), &queued["generation"]["id"]),
-        (Some("generation.queued"), &id)
+        (queued.kind.as_str(), queued.generation().id),
+        ("generation.queued", g.id)
     );
-    assert!(queued["position"].is_number());
+    assert!(queued.position.is_some());
 
     // A socket opened now starts from the snapshot: the generation is active.
-    let (mut late, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let snapshot = next_event(&mut late).await;
-    assert_eq!(snapshot["generations"][0]["id"], id);
+    let mut late = anna.socket().await;
+    let snapshot = late.next_event().await;
+    assert_eq!(snapshot.generations.unwrap()[0].id, g.id);
 
     let _worker = Worker::start(&app);
     let mut seen = Vec::new();
     loop {
-        let event = next_event(&mut ws).await;
-        assert_eq!(event["generation"]["id"], id);
-        let kind = event["type"].as_str().unwrap().to_owned();
-        seen.push(kind.clone());
-        if kind == "generation.succeeded" {
-            assert!(event["result_url"].as_str().unwrap().contains("/media/r/"));
+        let event = ws.next_event().await;
+        assert_eq!(event.generation().id, g.id);
+        seen.push(event.kind.clone());
+        if event.kind == "generation.succeeded" {
+            assert!(event.result_url.unwrap().contains("/media/r/"));
             break;
         }
     }
@@ -761,35 +447,22 @@ async fn a_finished_result_is_sent_to_the_users_telegram_chat() {
         ("TELEGRAM_API_BASE_URL", &tg.base_url),
     ])
     .await;
-    let user =
-        json!({"id": 555, "first_name": "Anna", "language_code": "ru", "allows_write_to_pm": true})
-            .to_string();
-    let auth_date = crate::helpers::now().to_string();
-    let init =
-        atelier::auth::initdata::sign(BOT_TOKEN, &[("user", &user), ("auth_date", &auth_date)]);
-    let login: Value = app
-        .post_json("/api/v1/auth/telegram", &json!({"init_data": init}), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
-    let upload = upload_editing(&app, &token).await;
+    let anna = app
+        .user_with(
+            NewUser::id(555)
+                .first_name("Anna")
+                .language("ru")
+                .field("username", Value::Null)
+                .field("allows_write_to_pm", json!(true))
+                .bot_token(BOT_TOKEN),
+        )
+        .await;
+    let upload = anna.upload_editing().await;
     let _worker = Worker::start(&app);
-    let body = json!({"upload_id": upload, "prompt": "snow", "client_request_id": "t"});
-    let g: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    wait_for_status(
-        &app,
-        &token,
-        g["generation"]["id"].as_str().unwrap(),
-        "succeeded",
-    )
-    .await;
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "snow", "client_request_id": "t"}))
+        .await;
+    anna.wait_for_status(g.id, "succeeded").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let call = loop {
         if let Some(call) = tg.calls().into_iter().find(|c| c.method == "sendPhoto") {
@@ -819,19 +492,14 @@ async fn a_signed_kie_callback_wakes_the_job_and_a_forged_one_changes_nothing() 
         ),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
-    let upload = upload_editing(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(1).await;
+    let upload = anna.upload_editing().await;
     let _worker = Worker::start(&app);
-    let body = json!({"upload_id": upload, "prompt": "night city", "client_request_id": "cb"});
-    let g: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].as_str().unwrap().to_owned();
-    wait_for_status(&app, &token, &id, "running").await;
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "night city", "client_request_id": "cb"}))
+        .await;
+    anna.wait_for_status(g.id, "running").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let task = loop {
         if let Some(task) = kie.task_ids().first().cloned() {
@@ -870,13 +538,13 @@ async fn a_signed_kie_callback_wakes_the_job_and_a_forged_one_changes_nothing() 
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.json::<Value>().await.unwrap()["woken"],
-        true,
-        "the waiting job was made due at once"
-    );
-    wait_for_status(&app, &token, &id, "succeeded").await;
+    #[derive(serde::Deserialize)]
+    struct Woken {
+        woken: bool,
+    }
+    let answer: Woken = ok(res, 200, "callback").await;
+    assert!(answer.woken, "the waiting job was made due at once");
+    anna.wait_for_status(g.id, "succeeded").await;
     assert!(kie.record_calls().len() > polls_before);
     assert_eq!(kie.create_calls().len(), 1);
 }
@@ -886,17 +554,12 @@ async fn a_job_whose_worker_died_resumes_polling_without_a_second_task() {
     let kie = FakeKie::start().await;
     kie.set_default_plan(Plan::Manual);
     let app = kie_app(&kie).await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 1).await;
-    let upload = upload_editing(&app, &token).await;
-    let body = json!({"upload_id": upload, "prompt": "rain", "client_request_id": "crash"});
-    let g: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = g["generation"]["id"].as_str().unwrap().to_owned();
+    let anna = app.user().await;
+    anna.grant(1).await;
+    let upload = anna.upload_editing().await;
+    let g = anna
+        .edit(&json!({"upload_id": upload.id, "prompt": "rain", "client_request_id": "crash"}))
+        .await;
     {
         let _first = Worker::start(&app);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -916,7 +579,7 @@ async fn a_job_whose_worker_died_resumes_polling_without_a_second_task() {
     let task = kie.task_ids()[0].clone();
     kie.set_state(&task, crate::fakes::kie::State::Success);
     let _second = Worker::start(&app);
-    wait_for_status(&app, &token, &id, "succeeded").await;
+    anna.wait_for_status(g.id, "succeeded").await;
     assert_eq!(
         kie.create_calls().len(),
         1,
@@ -943,33 +606,20 @@ async fn bench_pipeline() {
         ("DATABASE_POOL_SIZE", "24"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 10 * total as i64).await;
-    let upload = upload_editing(&app, &token).await;
+    let anna = app.user().await;
+    anna.grant(10 * total as i64).await;
+    let upload = anna.upload_editing().await.id;
 
     // Request → queued event, one at a time, over a real socket.
-    let url = format!(
-        "{}/api/v1/ws?token={token}",
-        app.address.replacen("http", "ws", 1)
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    next_event(&mut ws).await;
+    let mut ws = anna.socket().await;
+    ws.next_event().await;
     let mut delays = Vec::new();
     for i in 0..50 {
         let body =
             json!({"upload_id": upload, "prompt": "p", "client_request_id": format!("lat{i}")});
         let sent = std::time::Instant::now();
-        assert_eq!(
-            app.post_json("/api/v1/editing/generate", &body, Some(&token))
-                .await
-                .status(),
-            202
-        );
-        loop {
-            if next_event(&mut ws).await["type"] == "generation.queued" {
-                break;
-            }
-        }
+        anna.edit(&body).await;
+        ws.until("generation.queued").await;
         delays.push(sent.elapsed().as_secs_f64() * 1000.0);
     }
     delays.sort_by(f64::total_cmp);
@@ -979,10 +629,8 @@ async fn bench_pipeline() {
     let posts = (0..total).map(|i| {
         let body =
             json!({"upload_id": upload, "prompt": "p", "client_request_id": format!("tp{i}")});
-        let req = app
-            .client
-            .post(app.url("/api/v1/editing/generate"))
-            .bearer_auth(&token)
+        let req = anna
+            .request(reqwest::Method::POST, "/api/v1/editing/generate")
             .json(&body);
         async move { req.send().await.unwrap().status().as_u16() }
     });

@@ -1,5 +1,17 @@
 //! The test harness: the real server on port 0, a fresh database per test cloned from a
-//! migrated template, a Redis key prefix per test, and helpers to sign initData and log in.
+//! migrated template, a Redis key prefix per test, and helpers to sign initData and log in;
+//! below it typed test users (`user`), the API's responses (`responses`) and the fixtures
+//! shared by the feature modules (`fixtures`).
+
+mod fixtures;
+mod reference_initdata;
+mod responses;
+mod user;
+
+pub use fixtures::*;
+pub use reference_initdata::*;
+pub use responses::*;
+pub use user::*;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -133,6 +145,8 @@ pub struct TestApp {
     pub storage_dir: String,
     db_name: String,
     handle: actix_web::dev::ServerHandle,
+    /// The Telegram id `user()` signs in next.
+    next_telegram_id: std::sync::atomic::AtomicI64,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -205,6 +219,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         storage_dir,
         db_name,
         handle,
+        next_telegram_id: std::sync::atomic::AtomicI64::new(1),
     }
 }
 

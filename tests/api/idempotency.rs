@@ -6,8 +6,7 @@
 use serde_json::{Value, json};
 
 use crate::fakes::openrouter::{API_KEY, FakeOpenRouter, MODEL};
-use crate::generations::{balance, grant, upload_editing, upload_fitting};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{GenerationEnvelope, NewUser, TestApp, assert_problem, ok, spawn_app_with};
 
 async fn post_keyed(
     app: &TestApp,
@@ -26,11 +25,11 @@ async fn post_keyed(
         .unwrap()
 }
 
-async fn generation_id(res: reqwest::Response) -> Value {
-    let status = res.status();
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(status, 202, "{body}");
-    body["generation"]["id"].clone()
+async fn generation_id(res: reqwest::Response) -> uuid::Uuid {
+    ok::<GenerationEnvelope>(res, 202, "generate")
+        .await
+        .generation
+        .id
 }
 
 #[tokio::test]
@@ -41,40 +40,42 @@ async fn a_generation_key_reused_with_another_request_is_refused() {
         ("MAX_ACTIVE_TASKS_PER_USER", "10"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 20).await;
-    let (person, item) = upload_fitting(&app, &token).await;
+    let anna = app.user().await;
+    let token = &anna.token;
+    anna.grant(20).await;
+    let upload = anna.upload_fitting().await;
+    let (person, item) = (upload.person.id, upload.item.id);
     let fit = "/api/v1/fitting/generate";
     let edit = "/api/v1/editing/generate";
 
     let first = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top"});
-    let id = generation_id(post_keyed(&app, fit, &token, "fit-1", &first).await).await;
+    let id = generation_id(post_keyed(&app, fit, token, "fit-1", &first).await).await;
     // The same request again, the key in the body this time and the fields in another order.
     let again = json!({"zone": "top", "item_upload_id": item, "client_request_id": "fit-1", "person_upload_id": person});
-    let res = app.post_json(fit, &again, Some(&token)).await;
+    let res = app.post_json(fit, &again, Some(token)).await;
     assert_eq!(generation_id(res).await, id);
-    assert_eq!(balance(&app, &token).await["balance_credits"], 18);
+    assert_eq!(anna.credits().await, 18);
 
     // Another zone, swapped photos, or an edit, under the same key: refused, nothing charged.
     let other_zone = json!({"person_upload_id": person, "item_upload_id": item, "zone": "shoes"});
-    let res = post_keyed(&app, fit, &token, "fit-1", &other_zone).await;
+    let res = post_keyed(&app, fit, token, "fit-1", &other_zone).await;
     assert_problem(res, 422, "idempotency_key_reused").await;
     let edit_body = json!({"upload_id": person, "prompt": "warmer"});
-    let res = post_keyed(&app, edit, &token, "fit-1", &edit_body).await;
+    let res = post_keyed(&app, edit, token, "fit-1", &edit_body).await;
     assert_problem(res, 422, "idempotency_key_reused").await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 18);
+    assert_eq!(anna.credits().await, 18);
 
     // Edits: the prompt is part of the request (after cleaning: an invisible difference is none).
-    let upload = upload_editing(&app, &token).await;
+    let upload = anna.upload_editing().await.id;
     let warm = json!({"upload_id": upload, "prompt": "warmer light"});
-    let id = generation_id(post_keyed(&app, edit, &token, "edit-1", &warm).await).await;
+    let id = generation_id(post_keyed(&app, edit, token, "edit-1", &warm).await).await;
     let warm_again = json!({"upload_id": upload, "prompt": "warmer light\u{200b}"});
-    let res = post_keyed(&app, edit, &token, "edit-1", &warm_again).await;
+    let res = post_keyed(&app, edit, token, "edit-1", &warm_again).await;
     assert_eq!(generation_id(res).await, id);
     let cold = json!({"upload_id": upload, "prompt": "colder light"});
-    let res = post_keyed(&app, edit, &token, "edit-1", &cold).await;
+    let res = post_keyed(&app, edit, token, "edit-1", &cold).await;
     assert_problem(res, 422, "idempotency_key_reused").await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 17);
+    assert_eq!(anna.credits().await, 17);
 
     // At once, two different requests under one new key: one generation; every request like
     // the winner gets it, every other is refused (whether it lost the race or came after).
@@ -82,7 +83,7 @@ async fn a_generation_key_reused_with_another_request_is_refused() {
         json!({"upload_id": upload, "prompt": "a"}),
         json!({"upload_id": upload, "prompt": "b"}),
     ];
-    let racing = (0..6).map(|i| post_keyed(&app, edit, &token, "race", &bodies[i % 2]));
+    let racing = (0..6).map(|i| post_keyed(&app, edit, token, "race", &bodies[i % 2]));
     let answers = futures_util::future::join_all(racing).await;
     let mut outcomes = Vec::new();
     for (i, res) in answers.into_iter().enumerate() {
@@ -103,7 +104,7 @@ async fn a_generation_key_reused_with_another_request_is_refused() {
             assert_eq!(body["code"], "idempotency_key_reused");
         }
     }
-    assert_eq!(balance(&app, &token).await["balance_credits"], 16);
+    assert_eq!(anna.credits().await, 16);
 }
 
 #[tokio::test]
@@ -118,14 +119,15 @@ async fn a_chat_key_reused_with_another_message_is_refused() {
         ("CHAT_TURN_TIMEOUT_SECS", "20"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    grant(&app, 1, 5).await;
+    let anna = app.user().await;
+    let token = &anna.token;
+    anna.grant(5).await;
     let chat = "/api/v1/editing/chat";
-    let res = post_keyed(&app, chat, &token, "t1", &json!({"message": "a red hat"})).await;
+    let res = post_keyed(&app, chat, token, "t1", &json!({"message": "a red hat"})).await;
     assert_eq!(res.status(), 200);
     let first: Value = res.json().await.unwrap();
     let again = json!({"message": " a red hat\n", "client_request_id": "t1"});
-    let res = app.post_json(chat, &again, Some(&token)).await;
+    let res = app.post_json(chat, &again, Some(token)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), first);
     assert_eq!(fake.calls().len(), 1);
@@ -135,18 +137,18 @@ async fn a_chat_key_reused_with_another_message_is_refused() {
         json!({"message": "a blue hat"}),
         json!({"message": "a red hat", "session_id": session}),
     ] {
-        let res = post_keyed(&app, chat, &token, "t1", &other).await;
+        let res = post_keyed(&app, chat, token, "t1", &other).await;
         assert_problem(res, 422, "idempotency_key_reused").await;
     }
     assert_eq!(fake.calls().len(), 1);
-    assert_eq!(balance(&app, &token).await["balance_credits"], 4);
+    assert_eq!(anna.credits().await, 4);
 }
 
 #[tokio::test]
 async fn an_admin_credit_key_reused_with_another_move_is_refused() {
     const KEY: &str = "admin-key-for-the-tests-0123456789";
     let app = spawn_app_with(&[("ADMIN_API_KEY", KEY)]).await;
-    let (token, _) = app.login(7).await;
+    let anna = app.user_with(NewUser::id(7)).await;
     let send = |body: Value| {
         app.client
             .post(app.url("/admin/users/7/credits"))
@@ -175,11 +177,7 @@ async fn an_admin_credit_key_reused_with_another_move_is_refused() {
     ] {
         assert_problem(send(other).await.unwrap(), 422, "idempotency_key_reused").await;
     }
-    let b = balance(&app, &token).await;
-    assert_eq!(
-        b["balance_credits"].as_i64().unwrap() - 10,
-        base(&app, 7).await
-    );
+    assert_eq!(anna.credits().await - 10, base(&app, 7).await);
 }
 
 /// The balance a user has before any admin move (sign-up bonuses, if any).

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use proptest::prelude::*;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{NewUser, TestApp, spawn_app_with};
 
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
@@ -156,21 +156,12 @@ async fn free_actions_are_used_first_then_credits() {
     assert_eq!(ledger::balance(&mut conn, uid).await.unwrap(), 1);
 
     // Over HTTP the allowance is shown as used up, resetting on the first of next month.
-    let (token, _) = app.login(1).await;
-    let balance: serde_json::Value = app
-        .get("/api/v1/balance", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(balance["balance_credits"], 1);
-    assert_eq!(balance["free_actions_left"], 0);
-    assert_eq!(balance["free_actions_limit"], 2);
+    let balance = app.user_with(NewUser::id(1)).await.balance().await;
+    assert_eq!(balance.balance_credits, 1);
+    assert_eq!(balance.free_actions_left, 0);
+    assert_eq!(balance.free_actions_limit, 2);
     let reset = atelier::domain::credits::next_month_start(today());
-    assert_eq!(
-        balance["free_actions_reset_at"],
-        format!("{reset}T00:00:00Z")
-    );
+    assert_eq!(balance.free_actions_reset_at, format!("{reset}T00:00:00Z"));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use image::{DynamicImage, ImageFormat, RgbImage};
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem, init_data, spawn_app_with};
+use crate::helpers::{NewUser, TestApp, assert_problem, init_data, spawn_app_with};
 
 async fn login_status(app: &TestApp, init_data: &str) -> reqwest::Response {
     app.post_json(
@@ -183,8 +183,9 @@ async fn uploads_per_user_are_limited_per_user() {
 #[tokio::test]
 async fn chat_turns_per_user_are_limited() {
     let app = spawn_app_with(&[("RATE_LIMIT_CHAT_PER_USER", "2/1m")]).await;
-    let (token, _) = app.login(13).await;
-    let source = crate::generations::upload_editing(&app, &token).await;
+    let anna = app.user_with(NewUser::id(13)).await;
+    let token = anna.token.clone();
+    let source = anna.upload_editing().await.id;
     let turn = |message: &'static str| {
         let body = json!({"upload_id": source, "message": message});
         let app = &app;
@@ -226,9 +227,10 @@ async fn without_redis_limits_fail_open_and_say_so() {
     );
     // Nothing durable depends on Redis: uploads and generations go on (events are lost, the
     // generation's state is in PostgreSQL).
-    let (token, _) = app.login(9).await;
+    let anna = app.user_with(NewUser::id(9)).await;
+    let token = anna.token.clone();
     assert_eq!(upload(&app, &token).await.status(), 201);
-    let source = crate::generations::upload_editing(&app, &token).await;
+    let source = anna.upload_editing().await.id;
     let body = json!({"upload_id": source, "prompt": "brighter", "client_request_id": "r"});
     let res = app
         .post_json("/api/v1/editing/generate", &body, Some(&token))

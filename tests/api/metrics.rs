@@ -6,25 +6,25 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::generations::{grant, upload_editing};
-use crate::helpers::{BOT_TOKEN, JWT_SECRET, MEDIA_URL_SECRET, spawn_app_with};
+use crate::helpers::{BOT_TOKEN, JWT_SECRET, MEDIA_URL_SECRET, NewUser, spawn_app_with};
 
 #[tokio::test]
 async fn payments_and_ledger_totals_are_exported() {
     let app = spawn_app_with(&[("FREE_ACTIONS_PER_MONTH", "0")]).await;
-    let (token, _) = app.login(61).await;
-    grant(&app, 61, 7).await;
-    let res = app
-        .post_json(
+    let anna = app.user_with(NewUser::id(61)).await;
+    anna.grant(7).await;
+    let res = anna
+        .post(
             "/api/v1/payments/create",
             &json!({"product_id": "pack_10", "email": "m@example.com"}),
-            Some(&token),
         )
         .await;
-    let page = res.json::<serde_json::Value>().await.unwrap()["confirmation_url"]
-        .as_str()
+    let page = res
+        .json::<crate::helpers::PaymentCreated>()
+        .await
         .unwrap()
-        .to_owned();
+        .confirmation_url
+        .unwrap();
     assert_eq!(
         app.client
             .post(format!("{page}/succeed"))
@@ -55,8 +55,7 @@ async fn payments_and_ledger_totals_are_exported() {
 #[tokio::test]
 async fn the_standalone_worker_serves_its_health_and_metrics() {
     let app = spawn_app_with(&[]).await;
-    let (token, _) = app.login(62).await;
-    upload_editing(&app, &token).await;
+    app.user_with(NewUser::id(62)).await.upload_editing().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -4,64 +4,16 @@
 //! listing and the income register reconciled to the kopeck.
 
 use atelier::db::ledger::{self, Cause};
-use atelier::db::models::Payment;
 use atelier::domain::credits::Reason;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use serde_json::json;
 
 use crate::fakes::yookassa::{FakeYooKassa, Mode, SECRET_KEY, SHOP_ID, Source};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
-
-pub(crate) async fn yk_app(extra: &[(&str, &str)]) -> (TestApp, FakeYooKassa) {
-    let yk = FakeYooKassa::start().await;
-    let mut env = yk.env();
-    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let app = spawn_app_with(&pairs).await;
-    yk.set_webhook(&app.url("/api/v1/payments/webhook"));
-    (app, yk)
-}
-
-pub async fn create(app: &TestApp, token: &str, product: &str) -> reqwest::Response {
-    app.post_json(
-        "/api/v1/payments/create",
-        &json!({"product_id": product, "email": "anna@example.com"}),
-        Some(token),
-    )
-    .await
-}
-
-pub async fn row(app: &TestApp, id: &str) -> Payment {
-    let mut conn = app.state.db.get().await.unwrap();
-    atelier::db::payments::find(&mut conn, Uuid::parse_str(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-/// Creates a payment for `product`; returns (our id, YooKassa's id).
-pub(crate) async fn buy(app: &TestApp, token: &str, product: &str) -> (String, String) {
-    let res = create(app, token, product).await;
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    let id = body["payment_id"].as_str().unwrap().to_owned();
-    let provider_id = row(app, &id).await.provider_payment_id.unwrap();
-    (id, provider_id)
-}
-
-pub async fn balance(app: &TestApp, token: &str) -> Value {
-    let res = app.get("/api/v1/balance", Some(token)).await;
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
-}
-
-async fn credits(app: &TestApp, token: &str) -> i64 {
-    balance(app, token).await["balance_credits"]
-        .as_i64()
-        .unwrap()
-}
+use crate::helpers::{
+    Catalogue, PaymentCreated, TestApp, assert_problem, buy, ok, payment_row, spawn_app_with,
+    webhook, yk_app,
+};
 
 /// Every user's balance equals the sum of their ledger rows.
 async fn assert_ledger_consistent(app: &TestApp) {
@@ -81,28 +33,21 @@ async fn assert_ledger_consistent(app: &TestApp) {
     assert_eq!(bad.n, 0, "a balance differs from its ledger");
 }
 
-pub(crate) fn webhook(app: &TestApp) -> String {
-    app.url("/api/v1/payments/webhook")
-}
-
 #[tokio::test]
 async fn the_catalogue_lists_packs_and_plans_from_the_products_table() {
     let app = spawn_app_with(&[]).await;
     let res = app.get("/api/v1/payments/products", None).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    let packs = body["packs"].as_array().unwrap();
-    let plans = body["plans"].as_array().unwrap();
+    let Catalogue { packs, plans } = ok(res, 200, "catalogue").await;
     assert_eq!(packs.len(), 3);
     assert_eq!(plans.len(), 3);
-    assert_eq!(packs[0]["id"], "pack_10");
-    assert_eq!(packs[0]["price_minor"], 19900);
-    assert_eq!(packs[0]["price"], "199.00");
-    assert_eq!(packs[0]["credits"], 10);
+    assert_eq!(packs[0].id, "pack_10");
+    assert_eq!(packs[0].price_minor, 19900);
+    assert_eq!(packs[0].price, "199.00");
+    assert_eq!(packs[0].credits, 10);
     let basic = &plans[0];
     assert_eq!(
-        (&basic["plan"], &basic["credits"], &basic["period_days"]),
-        (&json!("basic"), &json!(60), &json!(30))
+        (basic.plan.as_deref(), basic.credits, basic.period_days),
+        (Some("basic"), 60, Some(30))
     );
     // A product taken off sale disappears.
     let mut conn = app.conn().await;
@@ -110,38 +55,30 @@ async fn the_catalogue_lists_packs_and_plans_from_the_products_table() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let body: Value = app
-        .get("/api/v1/payments/products", None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["packs"].as_array().unwrap().len(), 2);
+    let res = app.get("/api/v1/payments/products", None).await;
+    assert_eq!(ok::<Catalogue>(res, 200, "catalogue").await.packs.len(), 2);
 }
 
 #[tokio::test]
 async fn a_pack_is_paid_through_yookassa_and_credited_once() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let res = app
-        .client
-        .post(app.url("/api/v1/payments/create"))
-        .bearer_auth(&token)
-        .json(&json!({"product_id": "pack_10", "email": "anna@example.com", "price_minor": 1}))
-        .send()
-        .await
-        .unwrap();
+    let anna = app.user().await;
+    let res = anna
+        .post(
+            "/api/v1/payments/create",
+            &json!({"product_id": "pack_10", "email": "anna@example.com", "price_minor": 1}),
+        )
+        .await;
     assert_problem(res, 422, "invalid_body").await;
 
-    let res = create(&app, &token, "pack_10").await;
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], "pending");
-    let id = body["payment_id"].as_str().unwrap().to_owned();
-    let payment = row(&app, &id).await;
+    let created = anna.pay("pack_10").await;
+    assert_eq!(created.status, "pending");
+    let id = created.payment_id;
+    let payment = payment_row(&app, id).await;
     let yk_id = payment.provider_payment_id.clone().unwrap();
+    // YooKassa's payment, in its wire format.
     assert_eq!(
-        body["confirmation_url"],
+        json!(created.confirmation_url),
         yk.payment(&yk_id)["confirmation"]["confirmation_url"]
     );
 
@@ -167,7 +104,7 @@ async fn a_pack_is_paid_through_yookassa_and_credited_once() {
         req["confirmation"]["return_url"],
         "https://t.me/atelier_bot/app"
     );
-    assert_eq!(req["metadata"]["payment_id"], id);
+    assert_eq!(req["metadata"]["payment_id"], id.to_string());
     assert_eq!(req["receipt"]["customer"]["email"], "anna@example.com");
     let item = &req["receipt"]["items"][0];
     assert_eq!(item["vat_code"], 1);
@@ -175,24 +112,19 @@ async fn a_pack_is_paid_through_yookassa_and_credited_once() {
     assert_eq!(item["payment_mode"], "full_payment");
     assert_eq!(item["amount"]["value"], "199.00");
 
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     yk.succeed(&yk_id);
     let res = yk
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 10);
-    let status: Value = app
-        .get(&format!("/api/v1/payments/{id}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(status["status"], "succeeded");
-    assert!(status["paid_at"].is_string());
+    assert_eq!(anna.credits().await, 10);
+    let status = anna.payment(id).await;
+    assert_eq!(status.status, "succeeded");
+    assert!(status.paid_at.is_some());
 
     // 199.00: НПД 4 % = 7.96; commission 2.8 % = 5.572 → 5.57; net 185.47.
-    let paid = row(&app, &id).await;
+    let paid = payment_row(&app, id).await;
     assert_eq!(
         (paid.tax_minor, paid.commission_minor, paid.net_minor),
         (Some(796), Some(557), Some(18547))
@@ -203,15 +135,13 @@ async fn a_pack_is_paid_through_yookassa_and_credited_once() {
         let res = yk.notify_payment(&webhook(&app), event, &yk_id).await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(credits(&app, &token).await, 10);
-    assert_eq!(row(&app, &id).await.status, "succeeded");
+    assert_eq!(anna.credits().await, 10);
+    assert_eq!(payment_row(&app, id).await.status, "succeeded");
     assert_ledger_consistent(&app).await;
 
     // Another user cannot see it.
-    let (other, _) = app.login(2).await;
-    let res = app
-        .get(&format!("/api/v1/payments/{id}"), Some(&other))
-        .await;
+    let other = app.user().await;
+    let res = other.get(&format!("/api/v1/payments/{id}")).await;
     assert_problem(res, 404, "not_found").await;
 }
 
@@ -221,8 +151,8 @@ async fn a_forged_notification_from_outside_the_networks_is_refused() {
     // proxies (TRUSTED_PROXIES is empty) a forged X-Forwarded-For naming a YooKassa address is
     // not believed.
     let (app, yk) = yk_app(&[("YOOKASSA_ALLOWED_NETWORKS", "")]).await;
-    let (token, _) = app.login(1).await;
-    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (_, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     let body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
     let gets = yk.gets();
@@ -231,7 +161,7 @@ async fn a_forged_notification_from_outside_the_networks_is_refused() {
         assert_problem(res, 403, "forbidden_source").await;
     }
     assert_eq!(yk.gets(), gets, "a refused notification makes no call");
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
 }
 
 #[tokio::test]
@@ -242,8 +172,8 @@ async fn behind_our_proxies_the_first_address_not_theirs_is_the_source() {
         ("TRUSTED_PROXIES", "127.0.0.1/32, 10.0.0.0/8"),
     ])
     .await;
-    let (token, _) = app.login(1).await;
-    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (_, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     let body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
     // The client wrote a YooKassa address; our proxies appended the real one (and their own).
@@ -259,7 +189,7 @@ async fn behind_our_proxies_the_first_address_not_theirs_is_the_source() {
             .await;
         assert_problem(res, 403, "forbidden_source").await;
     }
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     // Two proxies of ours (the edge at 10.0.0.3, then the local one): however many there are,
     // the address the edge saw counts.
     let res = yk
@@ -270,14 +200,14 @@ async fn behind_our_proxies_the_first_address_not_theirs_is_the_source() {
         )
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
 }
 
 #[tokio::test]
 async fn a_notification_whose_refetch_says_pending_grants_nothing_until_it_is_paid() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_30").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_30").await;
     // The body claims success; YooKassa's GET says pending.
     let mut lie = yk.payment(&yk_id);
     lie["status"] = json!("succeeded");
@@ -285,48 +215,48 @@ async fn a_notification_whose_refetch_says_pending_grants_nothing_until_it_is_pa
     let body = FakeYooKassa::notification("payment.succeeded", lie);
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 0);
-    assert_eq!(row(&app, &id).await.status, "pending");
+    assert_eq!(anna.credits().await, 0);
+    assert_eq!(payment_row(&app, id).await.status, "pending");
     // The same event, delivered again once the payment really succeeded, is acted on.
     yk.succeed(&yk_id);
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 30);
+    assert_eq!(anna.credits().await, 30);
 }
 
 #[tokio::test]
 async fn a_payment_that_does_not_match_our_record_grants_nothing() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_100").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_100").await;
     yk.succeed(&yk_id);
     yk.set_amount(&yk_id, "1.00");
     let res = yk
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
     assert_eq!(res.status(), 200, "acknowledged, but not acted on");
-    assert_eq!(credits(&app, &token).await, 0);
-    let payment = row(&app, &id).await;
+    assert_eq!(anna.credits().await, 0);
+    let payment = payment_row(&app, id).await;
     assert_eq!(payment.status, "pending");
     assert!(payment.last_error.unwrap().contains("amount"));
 
     // Metadata naming another payment of ours: refused too.
-    let (other_id, other_yk) = buy(&app, &token, "pack_10").await;
+    let (other_id, other_yk) = buy(&anna, "pack_10").await;
     yk.succeed(&other_yk);
     yk.set_metadata(&other_yk, json!({"payment_id": id}));
     let res = yk
         .notify_payment(&webhook(&app), "payment.succeeded", &other_yk)
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 0);
-    assert_eq!(row(&app, &other_id).await.status, "pending");
+    assert_eq!(anna.credits().await, 0);
+    assert_eq!(payment_row(&app, other_id).await.status, "pending");
 }
 
 #[tokio::test]
 async fn an_unreachable_yookassa_answers_503_so_the_notification_comes_again() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (_, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     for _ in 0..3 {
         yk.push_get(Mode::Error500Before);
@@ -335,19 +265,19 @@ async fn an_unreachable_yookassa_answers_503_so_the_notification_comes_again() {
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
     assert_problem(res, 503, "service_unavailable").await;
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     let res = yk
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
 }
 
 #[tokio::test]
 async fn twenty_concurrent_duplicate_notifications_credit_once() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     let body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
     let url = webhook(&app);
@@ -358,11 +288,11 @@ async fn twenty_concurrent_duplicate_notifications_credit_once() {
         .map(|r| r.status().as_u16())
         .collect();
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
     let mut conn = app.conn().await;
     use atelier::db::schema::credit_ledger as l;
     let rows: i64 = l::table
-        .filter(l::ref_id.eq(&id))
+        .filter(l::ref_id.eq(id.to_string()))
         .count()
         .get_result(&mut conn)
         .await
@@ -374,14 +304,12 @@ async fn twenty_concurrent_duplicate_notifications_credit_once() {
 #[tokio::test]
 async fn a_notification_arriving_before_the_create_call_returned_is_honoured() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     yk.push_create(Mode::NotifyBeforeReply);
-    let res = create(&app, &token, "pack_10").await;
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    assert!(body["confirmation_url"].is_string());
-    assert_eq!(credits(&app, &token).await, 10);
-    let payment = row(&app, body["payment_id"].as_str().unwrap()).await;
+    let created = anna.pay("pack_10").await;
+    assert!(created.confirmation_url.is_some());
+    assert_eq!(anna.credits().await, 10);
+    let payment = payment_row(&app, created.payment_id).await;
     assert_eq!(
         payment.status, "succeeded",
         "the late create reply does not undo it"
@@ -393,14 +321,14 @@ async fn a_notification_arriving_before_the_create_call_returned_is_honoured() {
 #[tokio::test]
 async fn a_canceled_payment_grants_nothing() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_10").await;
     yk.cancel(&yk_id);
     let res = yk
         .notify_payment(&webhook(&app), "payment.canceled", &yk_id)
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(row(&app, &id).await.status, "canceled");
+    assert_eq!(payment_row(&app, id).await.status, "canceled");
     // A "succeeded" notification for it cannot change that: GET says canceled.
     let mut lie = yk.payment(&yk_id);
     lie["status"] = json!("succeeded");
@@ -412,20 +340,20 @@ async fn a_canceled_payment_grants_nothing() {
         )
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
 }
 
 #[tokio::test]
 async fn a_refund_takes_the_credits_back_never_below_zero() {
     let (app, yk) = yk_app(&[("FREE_ACTIONS_PER_MONTH", "0")]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     yk.notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
     // Four credits are spent before the refund.
-    let uid = app.user_id(1).await;
+    let uid = anna.id().await;
     let mut conn = app.conn().await;
     ledger::charge(
         &mut conn,
@@ -443,7 +371,7 @@ async fn a_refund_takes_the_credits_back_never_below_zero() {
     let body = FakeYooKassa::notification("refund.succeeded", yk.refund_object(&partial));
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 6);
+    assert_eq!(anna.credits().await, 6);
 
     let refund = yk.refund(&yk_id, "199.00");
     let body = FakeYooKassa::notification("refund.succeeded", yk.refund_object(&refund));
@@ -451,26 +379,21 @@ async fn a_refund_takes_the_credits_back_never_below_zero() {
         let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(credits(&app, &token).await, 0);
-    let payment = row(&app, &id).await;
+    assert_eq!(anna.credits().await, 0);
+    let payment = payment_row(&app, id).await;
     assert_eq!(payment.status, "refunded");
     assert_eq!(payment.refund_shortfall, 4);
-    let ledger: Value = app
-        .get("/api/v1/ledger", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ledger["items"][0]["reason"], "purchase_refund");
-    assert_eq!(ledger["items"][0]["delta"], -6);
+    let ledger = anna.ledger("").await;
+    assert_eq!(ledger.items[0].reason, "purchase_refund");
+    assert_eq!(ledger.items[0].delta, -6);
     assert_ledger_consistent(&app).await;
 }
 
 #[tokio::test]
 async fn a_refund_announced_before_its_payment_is_applied_in_order() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (id, yk_id) = buy(&app, &token, "pack_30").await;
+    let anna = app.user().await;
+    let (id, yk_id) = buy(&anna, "pack_30").await;
     yk.succeed(&yk_id);
     let refund = yk.refund(&yk_id, "499.00");
     let refund_body = FakeYooKassa::notification("refund.succeeded", yk.refund_object(&refund));
@@ -483,21 +406,16 @@ async fn a_refund_announced_before_its_payment_is_applied_in_order() {
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
         .await;
     assert_eq!(res.status(), 200);
-    let payment = row(&app, &id).await;
+    let payment = payment_row(&app, id).await;
     assert_eq!(payment.status, "refunded");
     assert_eq!(payment.refund_shortfall, 0);
-    assert_eq!(credits(&app, &token).await, 0);
-    let ledger: Value = app
-        .get("/api/v1/ledger", Some(&token))
+    assert_eq!(anna.credits().await, 0);
+    let deltas: Vec<i64> = anna
+        .ledger("")
         .await
-        .json()
-        .await
-        .unwrap();
-    let deltas: Vec<i64> = ledger["items"]
-        .as_array()
-        .unwrap()
+        .items
         .iter()
-        .map(|e| e["delta"].as_i64().unwrap())
+        .map(|e| e.delta)
         .collect();
     assert_eq!(deltas, [-30, 30]);
     assert_ledger_consistent(&app).await;
@@ -506,10 +424,10 @@ async fn a_refund_announced_before_its_payment_is_applied_in_order() {
 #[tokio::test]
 async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost() {
     let (app, yk) = yk_app(&[("PAYMENT_RECONCILE_AFTER_SECS", "60")]).await;
-    let (token, _) = app.login(1).await;
-    let (paid, paid_yk) = buy(&app, &token, "pack_10").await;
-    let (dropped, dropped_yk) = buy(&app, &token, "pack_30").await;
-    let (open, _) = buy(&app, &token, "pack_100").await;
+    let anna = app.user().await;
+    let (paid, paid_yk) = buy(&anna, "pack_10").await;
+    let (dropped, dropped_yk) = buy(&anna, "pack_30").await;
+    let (open, _) = buy(&anna, "pack_100").await;
     yk.succeed(&paid_yk);
     yk.cancel(&dropped_yk);
 
@@ -519,7 +437,7 @@ async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost()
         atelier::billing::reconcile(&app.state, now).await.unwrap(),
         0
     );
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
 
     let later = now + chrono::Duration::seconds(120);
     assert_eq!(
@@ -528,10 +446,10 @@ async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost()
             .unwrap(),
         2
     );
-    assert_eq!(credits(&app, &token).await, 10);
-    assert_eq!(row(&app, &paid).await.status, "succeeded");
-    assert_eq!(row(&app, &dropped).await.status, "canceled");
-    let still = row(&app, &open).await;
+    assert_eq!(anna.credits().await, 10);
+    assert_eq!(payment_row(&app, paid).await.status, "succeeded");
+    assert_eq!(payment_row(&app, dropped).await.status, "canceled");
+    let still = payment_row(&app, open).await;
     assert_eq!(still.status, "pending");
     assert!(still.checked_at.is_some());
     // Looked at just now: not again until the interval has passed.
@@ -543,16 +461,16 @@ async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost()
     // The late notification changes nothing more.
     yk.notify_payment(&webhook(&app), "payment.succeeded", &paid_yk)
         .await;
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
 }
 
 #[tokio::test]
 async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body() {
     let (app, yk) = yk_app(&[("PAYMENT_RECONCILE_AFTER_SECS", "60")]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     // 500 after YooKassa created it: our retry, same key, same body, gets the same payment.
     yk.push_create(Mode::Error500After);
-    let (id, _) = buy(&app, &token, "pack_10").await;
+    let (id, _) = buy(&anna, "pack_10").await;
     let creates = yk.creates();
     assert_eq!(creates.len(), 2);
     assert_eq!(
@@ -561,7 +479,7 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
     );
     assert_eq!(creates[0].json(), creates[1].json());
     assert_eq!(yk.payment_count(), 1);
-    assert!(row(&app, &id).await.confirmation_url.is_some());
+    assert!(payment_row(&app, id).await.confirmation_url.is_some());
 
     // Three 500s: the client gets 503 and the payment waits; the same Idempotency-Key later
     // (or the sweep) repeats the create with our key.
@@ -569,9 +487,7 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
         yk.push_create(Mode::Error500Before);
     }
     let send = |key: &'static str| {
-        app.client
-            .post(app.url("/api/v1/payments/create"))
-            .bearer_auth(&token)
+        anna.request(reqwest::Method::POST, "/api/v1/payments/create")
             .header("Idempotency-Key", key)
             .json(&json!({"product_id": "pack_30", "phone": "+79001234567"}))
             .send()
@@ -579,9 +495,8 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
     let res = send("k-1").await.unwrap();
     assert_problem(res, 503, "service_unavailable").await;
     let res = send("k-1").await.unwrap();
-    assert_eq!(res.status(), 200, "the same key: the same payment");
-    let body: Value = res.json().await.unwrap();
-    assert!(body["confirmation_url"].is_string());
+    let again: PaymentCreated = ok(res, 200, "the same key: the same payment").await;
+    assert!(again.confirmation_url.is_some());
     let keys: std::collections::HashSet<_> = yk.creates()[2..]
         .iter()
         .map(|r| r.header("idempotence-key").unwrap().to_owned())
@@ -589,10 +504,8 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
     assert_eq!(keys.len(), 1, "one key for every try of one payment");
     assert_eq!(yk.payment_count(), 2);
     // The same client key for another product is a conflict.
-    let res = app
-        .client
-        .post(app.url("/api/v1/payments/create"))
-        .bearer_auth(&token)
+    let res = anna
+        .request(reqwest::Method::POST, "/api/v1/payments/create")
         .header("Idempotency-Key", "k-1")
         .json(&json!({"product_id": "pack_10", "phone": "+79001234567"}))
         .send()
@@ -604,7 +517,7 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
     for _ in 0..3 {
         yk.push_create(Mode::Error500Before);
     }
-    let res = create(&app, &token, "pack_100").await;
+    let res = anna.create_payment("pack_100").await;
     assert_problem(res, 503, "service_unavailable").await;
     let later = chrono::Utc::now() + chrono::Duration::seconds(120);
     atelier::billing::reconcile(&app.state, later)
@@ -616,11 +529,9 @@ async fn a_create_with_an_unknown_outcome_is_repeated_with_the_same_key_and_body
 #[tokio::test]
 async fn concurrent_creates_with_one_idempotency_key_make_one_payment() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let sends = (0..8).map(|_| {
-        app.client
-            .post(app.url("/api/v1/payments/create"))
-            .bearer_auth(&token)
+        anna.request(reqwest::Method::POST, "/api/v1/payments/create")
             .header("Idempotency-Key", "double-tap")
             .json(&json!({"product_id": "pack_10", "email": "anna@example.com"}))
             .send()
@@ -634,9 +545,9 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_payment() {
             200 => {}
             other => panic!("status {other}"),
         }
-        let body: Value = res.json().await.unwrap();
-        assert!(body["confirmation_url"].is_string(), "{body}");
-        ids.insert(body["payment_id"].as_str().unwrap().to_owned());
+        let body: PaymentCreated = res.json().await.unwrap();
+        assert!(body.confirmation_url.is_some(), "{body:?}");
+        ids.insert(body.payment_id);
     }
     assert_eq!((created, ids.len(), yk.payment_count()), (1, 1, 1));
 }
@@ -644,13 +555,13 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_payment() {
 #[tokio::test]
 async fn yookassa_refusals_are_clear_errors() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     yk.push_create(Mode::Error(
         400,
         "invalid_request",
         Some("receipt.customer.email"),
     ));
-    let res = create(&app, &token, "pack_10").await;
+    let res = anna.create_payment("pack_10").await;
     let problem = assert_problem(res, 422, "payment_rejected").await;
     assert!(
         problem["detail"]
@@ -659,7 +570,7 @@ async fn yookassa_refusals_are_clear_errors() {
             .contains("receipt.customer.email")
     );
     yk.push_create(Mode::Error(401, "invalid_credentials", None));
-    let res = create(&app, &token, "pack_10").await;
+    let res = anna.create_payment("pack_10").await;
     assert_problem(res, 503, "payments_unavailable").await;
     let mut conn = app.conn().await;
     use atelier::db::schema::payments as p;
@@ -670,7 +581,7 @@ async fn yookassa_refusals_are_clear_errors() {
         .post_json(
             "/api/v1/payments/create",
             &json!({"product_id": "pack_10"}),
-            Some(&token),
+            Some(&anna.token),
         )
         .await;
     assert_problem(res, 422, "invalid_receipt_contact").await;
@@ -678,7 +589,7 @@ async fn yookassa_refusals_are_clear_errors() {
         .post_json(
             "/api/v1/payments/create",
             &json!({"product_id": "no_such", "email": "a@b.co"}),
-            Some(&token),
+            Some(&anna.token),
         )
         .await;
     assert_problem(res, 404, "not_found").await;
@@ -687,29 +598,23 @@ async fn yookassa_refusals_are_clear_errors() {
 #[tokio::test]
 async fn a_plan_grants_its_credits_extends_on_renewal_and_lapses_cleanly() {
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let before = chrono::Utc::now();
     for expected_days in [30, 60] {
-        let (_, yk_id) = buy(&app, &token, "plan_basic").await;
+        let (_, yk_id) = buy(&anna, "plan_basic").await;
         yk.succeed(&yk_id);
         yk.notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
             .await;
-        let b = balance(&app, &token).await;
-        assert_eq!(b["subscription_plan"], "basic");
-        let until: chrono::DateTime<chrono::Utc> =
-            b["subscription_until"].as_str().unwrap().parse().unwrap();
+        let b = anna.balance().await;
+        assert_eq!(b.subscription_plan.as_deref(), Some("basic"));
+        let until = b.subscription_until.unwrap();
         let days = (until - before).num_hours() as f64 / 24.0;
         assert!((days - f64::from(expected_days)).abs() < 0.1, "{days}");
     }
-    assert_eq!(credits(&app, &token).await, 120);
-    let ledger: Value = app
-        .get("/api/v1/ledger", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ledger["items"][0]["reason"], "subscription");
-    assert_eq!(ledger["items"][0]["description"], "Subscription credits");
+    assert_eq!(anna.credits().await, 120);
+    let ledger = anna.ledger("").await;
+    assert_eq!(ledger.items[0].reason, "subscription");
+    assert_eq!(ledger.items[0].description, "Subscription credits");
 
     // Past its end the plan is gone; the credits it granted stay.
     let mut conn = app.conn().await;
@@ -717,21 +622,19 @@ async fn a_plan_grants_its_credits_extends_on_renewal_and_lapses_cleanly() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let b = balance(&app, &token).await;
-    assert!(b["subscription_plan"].is_null() && b["subscription_until"].is_null());
-    assert_eq!(b["balance_credits"], 120);
-    assert!(b["free_actions_reset_at"].is_string());
+    let b = anna.balance().await;
+    assert!(b.subscription_plan.is_none() && b.subscription_until.is_none());
+    assert_eq!(b.balance_credits, 120);
+    assert!(chrono::DateTime::parse_from_rfc3339(&b.free_actions_reset_at).is_ok());
 }
 
 #[tokio::test]
 async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification() {
     let app = spawn_app_with(&[]).await;
-    let (token, _) = app.login(1).await;
-    let res = create(&app, &token, "pack_10").await;
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    let id = body["payment_id"].as_str().unwrap().to_owned();
-    let page = body["confirmation_url"].as_str().unwrap().to_owned();
+    let anna = app.user().await;
+    let created = anna.pay("pack_10").await;
+    let id = created.payment_id;
+    let page = created.confirmation_url.unwrap();
     assert!(page.starts_with(&app.url("/sandbox/payments/")), "{page}");
     let html = app.client.get(&page).send().await.unwrap();
     assert_eq!(html.status(), 200);
@@ -750,23 +653,23 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
             .unwrap();
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(credits(&app, &token).await, 10);
-    assert_eq!(row(&app, &id).await.status, "succeeded");
+    assert_eq!(anna.credits().await, 10);
+    assert_eq!(payment_row(&app, id).await.status, "succeeded");
     // A canceled sandbox payment grants nothing.
-    let body: Value = create(&app, &token, "pack_30").await.json().await.unwrap();
-    let page = body["confirmation_url"].as_str().unwrap();
+    let canceled = anna.pay("pack_30").await;
+    let page = canceled.confirmation_url.unwrap();
     app.client
         .post(format!("{page}/cancel"))
         .send()
         .await
         .unwrap();
     assert_eq!(
-        row(&app, body["payment_id"].as_str().unwrap()).await.status,
+        payment_row(&app, canceled.payment_id).await.status,
         "canceled"
     );
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
     // One nobody confirms expires after an hour, as at YooKassa; the sweep notices.
-    let body: Value = create(&app, &token, "pack_30").await.json().await.unwrap();
+    let unconfirmed = anna.pay("pack_30").await;
     let mut conn = app.conn().await;
     diesel::sql_query(
         "UPDATE sandbox_payments SET created_at = now() - interval '2 hours' WHERE status = 'pending'",
@@ -781,7 +684,7 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
             .unwrap(),
         1
     );
-    let expired = row(&app, body["payment_id"].as_str().unwrap()).await;
+    let expired = payment_row(&app, unconfirmed.payment_id).await;
     assert_eq!(expired.status, "canceled");
     // YooKassa notifications are not the sandbox's way in.
     let res = app
@@ -804,8 +707,8 @@ async fn the_sandbox_pages_are_off_with_yookassa_configured() {
 #[tokio::test]
 async fn the_ledger_lists_entries_with_readable_reasons_page_by_page() {
     let app = spawn_app_with(&[]).await;
-    let (token, _) = app.login(1).await;
-    let uid = app.user_id(1).await;
+    let anna = app.user().await;
+    let uid = anna.id().await;
     let mut conn = app.conn().await;
     for i in 0..5 {
         let key = format!("grant-{i}");
@@ -819,28 +722,15 @@ async fn the_ledger_lists_entries_with_readable_reasons_page_by_page() {
         .await
         .unwrap();
     }
-    let page: Value = app
-        .get("/api/v1/ledger?limit=3", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["items"].as_array().unwrap().len(), 3);
-    assert_eq!(page["items"][0]["balance_after"], 5);
-    assert_eq!(page["items"][0]["description"], "Granted by support");
-    let cursor = page["next_cursor"].as_str().unwrap();
-    let next: Value = app
-        .get(
-            &format!("/api/v1/ledger?limit=3&cursor={cursor}"),
-            Some(&token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(next["items"].as_array().unwrap().len(), 2);
-    assert!(next["next_cursor"].is_null());
-    let res = app.get("/api/v1/ledger?cursor=abc", Some(&token)).await;
+    let page = anna.ledger("?limit=3").await;
+    assert_eq!(page.items.len(), 3);
+    assert_eq!(page.items[0].balance_after, 5);
+    assert_eq!(page.items[0].description, "Granted by support");
+    let cursor = page.next_cursor.unwrap();
+    let next = anna.ledger(&format!("?limit=3&cursor={cursor}")).await;
+    assert_eq!(next.items.len(), 2);
+    assert!(next.next_cursor.is_none());
+    let res = anna.get("/api/v1/ledger?cursor=abc").await;
     assert_problem(res, 400, "invalid_cursor").await;
 }
 
@@ -848,16 +738,16 @@ async fn the_ledger_lists_entries_with_readable_reasons_page_by_page() {
 async fn the_income_register_reconciles_to_the_kopeck() {
     const KEY: &str = "admin-key-for-tests-0123456789";
     let (app, yk) = yk_app(&[("ADMIN_API_KEY", KEY)]).await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let mut paid = Vec::new();
     for product in ["pack_10", "pack_30", "plan_pro", "pack_100"] {
-        let (id, yk_id) = buy(&app, &token, product).await;
+        let (id, yk_id) = buy(&anna, product).await;
         yk.succeed(&yk_id);
         yk.notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
             .await;
         paid.push((id, yk_id));
     }
-    let _pending = buy(&app, &token, "pack_10").await;
+    let _pending = buy(&anna, "pack_10").await;
     // The last one is refunded: its receipt is annulled, it leaves the register.
     let refund = yk.refund(&paid[3].1, "1390.00");
     yk.notify(
@@ -904,10 +794,10 @@ async fn the_income_register_reconciles_to_the_kopeck() {
     let mut sums = [0i64; 4];
     for (line, (id, _)) in lines[1..4].iter().zip(&paid) {
         let cols: Vec<&str> = line.split(',').collect();
-        assert_eq!(cols[1], id);
+        assert_eq!(cols[1], id.to_string());
         let parts: Vec<i64> = cols[4..8].iter().map(|c| kopecks(c)).collect();
         assert_eq!(parts[0], parts[1] + parts[2] + parts[3], "{line}");
-        let p = row(&app, id).await;
+        let p = payment_row(&app, *id).await;
         assert_eq!(
             parts,
             [
@@ -928,7 +818,7 @@ async fn the_income_register_reconciles_to_the_kopeck() {
     let totals: Vec<i64> = total[4..8].iter().map(|c| kopecks(c)).collect();
     assert_eq!(totals, sums);
     // The ledger agrees: 10 + 30 + 200 + 100 - 100 credits.
-    assert_eq!(credits(&app, &token).await, 240);
+    assert_eq!(anna.credits().await, 240);
     assert_ledger_consistent(&app).await;
 
     // Another period is empty.
@@ -964,16 +854,16 @@ async fn the_admin_api_is_off_without_a_key() {
 async fn a_notification_carrying_a_nul_character_is_refused_before_the_inbox() {
     // PostgreSQL cannot store U+0000 in jsonb: such a body used to fail the inbox insert (500).
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(1).await;
-    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user().await;
+    let (_, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     let mut body = FakeYooKassa::notification("payment.succeeded", yk.payment(&yk_id));
     body["object"]["description"] = json!("a\u{0}b");
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_problem(res, 400, "invalid_notification").await;
-    assert_eq!(credits(&app, &token).await, 0);
+    assert_eq!(anna.credits().await, 0);
     body["object"]["description"] = json!("ab");
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_eq!(res.status(), 200);
-    assert_eq!(credits(&app, &token).await, 10);
+    assert_eq!(anna.credits().await, 10);
 }

@@ -9,8 +9,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
-use crate::generations::{Worker, balance, grant, upload_editing, upload_fitting, wait_for_status};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{
+    Export, Generation, NewUser, STARS_SECRET, Session, TestApp, TestUser, Worker, assert_problem,
+    buy, pre_checkout, spawn_app_with, stars_app, stars_user, successful, webhook, yk_app,
+};
 
 const SETTINGS: &[(&str, &str)] = &[
     ("FREE_ACTIONS_PER_MONTH", "1"),
@@ -35,97 +37,63 @@ fn stored_files(app: &TestApp) -> Vec<String> {
 }
 
 /// Buys `pack_10` through the sandbox payment page, with an email for the receipt.
-async fn buy_pack(app: &TestApp, token: &str) -> String {
-    let res = app
-        .client
-        .post(app.url("/api/v1/payments/create"))
-        .bearer_auth(token)
-        .json(&json!({"product_id": "pack_10", "email": "anna@example.com"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    let page = body["confirmation_url"].as_str().unwrap();
-    let res = app
+async fn buy_pack(user: &TestUser<'_>) -> uuid::Uuid {
+    let created = user.pay("pack_10").await;
+    let page = created.confirmation_url.unwrap();
+    let res = user
+        .app
         .client
         .post(format!("{page}/succeed"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    body["payment_id"].as_str().unwrap().to_owned()
+    created.payment_id
 }
 
-/// One finished edit (paid with the free action) and one queued try-on (paid with credits).
-async fn user_with_history(app: &TestApp, telegram_id: i64) -> (String, Value, Value) {
-    let (token, _) = app.login(telegram_id).await;
-    grant(app, telegram_id, 5).await;
-    let source = upload_editing(app, &token).await;
+/// A user with one finished edit (paid with the free action) and one queued try-on (paid with
+/// credits); returns them with the user.
+async fn user_with_history(
+    app: &TestApp,
+    telegram_id: i64,
+) -> (TestUser<'_>, Generation, Generation) {
+    let user = app.user_with(NewUser::id(telegram_id)).await;
+    user.grant(5).await;
+    let source = user.upload_editing().await.id;
     let worker = Worker::start(app);
-    let body = json!({"upload_id": source, "prompt": "make it warmer", "client_request_id": "e1"});
-    let edit: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let edit = wait_for_status(
-        app,
-        &token,
-        edit["generation"]["id"].as_str().unwrap(),
-        "succeeded",
-    )
-    .await;
-    drop(worker);
-    let body = json!({"upload_id": source, "message": "can it look like autumn?"});
-    let res = app
-        .post_json("/api/v1/editing/chat", &body, Some(&token))
+    let edit = user
+        .edit(&json!({"upload_id": source, "prompt": "make it warmer", "client_request_id": "e1"}))
         .await;
-    assert_eq!(res.status(), 200, "{:?}", res.text().await);
-    let (person, item) = upload_fitting(app, &token).await;
-    let body = json!({"person_upload_id": person, "item_upload_id": item, "zone": "top", "client_request_id": "f1"});
-    let fit: Value = app
-        .post_json("/api/v1/fitting/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(fit["generation"]["status"], "queued");
-    (token, edit, fit["generation"].clone())
+    let edit = user.wait_for_status(edit.id, "succeeded").await;
+    drop(worker);
+    user.chat(&json!({"upload_id": source, "message": "can it look like autumn?"}))
+        .await;
+    let fitting = user.upload_fitting().await;
+    let fit = user.fit_zone(&fitting, "top", "f1").await;
+    assert_eq!(fit.status, "queued");
+    (user, edit, fit)
 }
 
 #[tokio::test]
 async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     let app = spawn_app_with(SETTINGS).await;
-    let (token, edit, _queued) = user_with_history(&app, 4242).await;
-    let payment = buy_pack(&app, &token).await;
+    let (anna, edit, _queued) = user_with_history(&app, 4242).await;
+    let payment = buy_pack(&anna).await;
     // Another user's data must survive.
-    let (other, _) = app.login(4343).await;
-    upload_editing(&app, &other).await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 12);
-    let uid = app.user_id(4242).await;
+    let other = app.user_with(NewUser::id(4343)).await;
+    other.upload_editing().await;
+    assert_eq!(anna.credits().await, 12);
+    let uid = anna.id().await;
+    let edit_id = edit.id.to_string();
     let files_before = stored_files(&app);
-    assert!(
-        files_before
-            .iter()
-            .any(|f| f.contains(edit["id"].as_str().unwrap()))
-    );
+    assert!(files_before.iter().any(|f| f.contains(&edit_id)));
 
-    let res = app
-        .client
-        .delete(app.url("/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["erased"]["uploads"], 3, "{body}");
-    assert_eq!(body["erased"]["generations"], 2);
-    assert_eq!(body["erased"]["chat_sessions"], 1);
-    assert_eq!(body["erased"]["images"], 4, "three photos and one result");
-    assert_eq!(body["erased"]["profile"], true);
+    let body = anna.erase().await;
+    assert_eq!(body.erased.uploads, 3, "{body:?}");
+    assert_eq!(body.erased.generations, 2);
+    assert_eq!(body.erased.chat_sessions, 1);
+    assert_eq!(body.erased.images, 4, "three photos and one result");
+    assert!(body.erased.profile);
 
     let mut conn = app.conn().await;
     let count_uploads: i64 = uploads::table
@@ -164,9 +132,9 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     assert!(erased.is_some());
     // The queued try-on was refunded before it went: 5 granted + 10 bought - 1 chat turn.
     assert_eq!(balance_credits, 14);
-    assert_eq!(body["kept"]["payments"], 1);
+    assert_eq!(body.kept.payments, 1);
     let kept: (i64, String, Option<serde_json::Value>) = payments::table
-        .filter(payments::id.eq(uuid::Uuid::parse_str(&payment).unwrap()))
+        .filter(payments::id.eq(payment))
         .select((
             payments::user_id,
             payments::status,
@@ -181,7 +149,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
         "the receipt's email is gone"
     );
     let entries = ledger::list(&mut conn, uid, None, 100).await.unwrap();
-    assert_eq!(body["kept"]["ledger_entries"], entries.len());
+    assert_eq!(body.kept.ledger_entries, entries.len() as i64);
     assert_eq!(
         entries.iter().map(|e| e.delta).sum::<i64>(),
         balance_credits
@@ -191,11 +159,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
     // Storage: the user's objects are gone, the other user's photo is not.
     let files_after = stored_files(&app);
     assert_eq!(files_after.len(), files_before.len() - 4, "{files_after:?}");
-    assert!(
-        !files_after
-            .iter()
-            .any(|f| f.contains(edit["id"].as_str().unwrap()))
-    );
+    assert!(!files_after.iter().any(|f| f.contains(&edit_id)));
 
     // The sandbox provider's copy of the request loses the receipt's email, not the amount.
     let key: String = payments::table
@@ -219,34 +183,24 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
 
     // The old token leads nowhere; the next login starts a new account, but not a new
     // allowance: the free action used this month stays used.
-    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status(), 401);
-    let (fresh, user) = app.login(4242).await;
-    assert_eq!(user["user"]["id"], 4242);
-    let b = balance(&app, &fresh).await;
+    assert_eq!(anna.get("/api/v1/me").await.status(), 401);
+    let fresh = app.user_with(NewUser::id(4242)).await;
+    assert_eq!(fresh.login.user.id, 4242);
+    let b = fresh.balance().await;
     assert_eq!(
-        (
-            b["balance_credits"].as_i64(),
-            b["free_actions_left"].as_i64(),
-            b["free_actions_used"].as_i64()
-        ),
-        (Some(0), Some(0), Some(1))
+        (b.balance_credits, b.free_actions_left, b.free_actions_used),
+        (0, 0, 1)
     );
-    assert_ne!(app.user_id(4242).await, uid);
-    let list: Value = app
-        .get("/api/v1/generations", Some(&fresh))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"], json!([]));
+    assert_ne!(fresh.id().await, uid);
+    assert!(fresh.generations("").await.items.is_empty());
 }
 
 #[tokio::test]
 async fn the_export_holds_everything_with_links_that_work() {
     let app = spawn_app_with(SETTINGS).await;
-    let (token, edit, queued) = user_with_history(&app, 5151).await;
-    let payment = buy_pack(&app, &token).await;
-    let res = app.get("/api/v1/me/export", Some(&token)).await;
+    let (anna, edit, queued) = user_with_history(&app, 5151).await;
+    let payment = buy_pack(&anna).await;
+    let res = anna.get("/api/v1/me/export").await;
     assert_eq!(res.status(), 200);
     assert!(
         res.headers()["content-disposition"]
@@ -254,17 +208,12 @@ async fn the_export_holds_everything_with_links_that_work() {
             .unwrap()
             .starts_with("attachment")
     );
-    let doc: Value = res.json().await.unwrap();
-    assert_eq!(doc["user"]["id"], 5151);
-    assert_eq!(doc["balance"]["balance_credits"], 12);
-    assert_eq!(doc["payments"][0]["payment_id"], payment.as_str());
-    assert_eq!(doc["payments"][0]["status"], "succeeded");
-    let reasons: Vec<&str> = doc["ledger"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap())
-        .collect();
+    let doc: Export = res.json().await.unwrap();
+    assert_eq!(doc.user.id, 5151);
+    assert_eq!(doc.balance.balance_credits, 12);
+    assert_eq!(doc.payments[0].payment_id, payment);
+    assert_eq!(doc.payments[0].status, "succeeded");
+    let reasons: Vec<&str> = doc.ledger.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(
         reasons,
         [
@@ -276,25 +225,20 @@ async fn the_export_holds_everything_with_links_that_work() {
         ],
         "newest first"
     );
-    assert_eq!(doc["referrals_invited"], 0);
-    let chat = &doc["chat_sessions"][0];
-    assert_eq!(chat["messages"][0]["content"], "can it look like autumn?");
-    assert_eq!(chat["messages"][1]["role"], "assistant");
-    assert_eq!(chat["messages"][1]["variants"].as_array().unwrap().len(), 3);
-    assert_eq!(doc["uploads"].as_array().unwrap().len(), 3);
-    let ids: Vec<&Value> = doc["generations"]
-        .as_array()
-        .unwrap()
+    assert_eq!(doc.referrals_invited, 0);
+    let chat: &Session = &doc.chat_sessions[0];
+    assert_eq!(chat.messages[0].content, "can it look like autumn?");
+    assert_eq!(chat.messages[1].role, "assistant");
+    assert_eq!(chat.messages[1].variants.len(), 3);
+    assert_eq!(doc.uploads.len(), 3);
+    let ids: Vec<uuid::Uuid> = doc.generations.iter().map(|g| g.id).collect();
+    assert_eq!(ids, [queued.id, edit.id], "newest first");
+    let result = doc.generations[1].result.as_ref().unwrap();
+    for url in doc
+        .uploads
         .iter()
-        .map(|g| &g["id"])
-        .collect();
-    assert_eq!(ids, [&queued["id"], &edit["id"]], "newest first");
-    for url in doc["uploads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["url"].as_str().unwrap())
-        .chain([doc["generations"][1]["result"]["url"].as_str().unwrap()])
+        .map(|u| u.url.as_str())
+        .chain([result.url.as_str()])
     {
         assert_eq!(
             app.client.get(url).send().await.unwrap().status(),
@@ -311,24 +255,6 @@ async fn the_export_holds_everything_with_links_that_work() {
     .await;
 }
 
-async fn erase(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url("/api/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn delete(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_hourly_task_limit_holds_across_an_erasure() {
     let app = spawn_app_with(&[
@@ -336,64 +262,45 @@ async fn the_hourly_task_limit_holds_across_an_erasure() {
         ("MAX_TASKS_PER_USER_PER_HOUR", "2"),
     ])
     .await;
-    let edit = |upload: &str, crid: &str| json!({"upload_id": upload, "prompt": "p", "client_request_id": crid});
-    let (token, _) = app.login(6161).await;
-    grant(&app, 6161, 10).await;
-    let upload = upload_editing(&app, &token).await;
+    let edit = |upload: uuid::Uuid, crid: &str| json!({"upload_id": upload, "prompt": "p", "client_request_id": crid});
+    let anna = app.user_with(NewUser::id(6161)).await;
+    anna.grant(10).await;
+    let upload = anna.upload_editing().await.id;
     for crid in ["a", "b"] {
-        let res = app
-            .post_json(
-                "/api/v1/editing/generate",
-                &edit(&upload, crid),
-                Some(&token),
-            )
-            .await;
-        assert_eq!(res.status(), 202);
+        anna.edit(&edit(upload, crid)).await;
     }
-    assert_eq!(erase(&app, &token).await.status(), 200);
+    anna.erase().await;
 
-    let (fresh, _) = app.login(6161).await;
-    grant(&app, 6161, 10).await;
-    let upload = upload_editing(&app, &fresh).await;
-    let res = app
-        .post_json(
-            "/api/v1/editing/generate",
-            &edit(&upload, "c"),
-            Some(&fresh),
-        )
+    let fresh = app.user_with(NewUser::id(6161)).await;
+    fresh.grant(10).await;
+    let upload = fresh.upload_editing().await.id;
+    let res = fresh
+        .post("/api/v1/editing/generate", &edit(upload, "c"))
         .await;
     assert!(res.headers().get("retry-after").is_some());
     assert_problem(res, 429, "rate_limited").await;
     // Another Telegram account is not held by it.
-    let (other, _) = app.login(6262).await;
-    grant(&app, 6262, 10).await;
-    let upload = upload_editing(&app, &other).await;
-    let res = app
-        .post_json(
-            "/api/v1/editing/generate",
-            &edit(&upload, "c"),
-            Some(&other),
-        )
-        .await;
-    assert_eq!(res.status(), 202);
+    let other = app.user_with(NewUser::id(6262)).await;
+    other.grant(10).await;
+    let upload = other.upload_editing().await.id;
+    other.edit(&edit(upload, "c")).await;
 }
 
 #[tokio::test]
 async fn erasure_anonymises_stars_payment_updates_and_keeps_amounts_and_ids() {
-    use crate::stars::{SECRET, invoice, login, pre_checkout, stars_app, successful};
     let (app, tg) = stars_app().await;
-    let token = login(&app, 77).await;
-    let payload = invoice(&app, &token, "pack_10").await["payment_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let anna = app.user_with(stars_user(77)).await;
+    let payload = anna.stars_invoice("pack_10").await.payment_id.to_string();
     let url = app.url("/api/v1/telegram/webhook");
-    tg.push_update(&url, SECRET, &pre_checkout("q1", 77, 150, &payload))
+    tg.push_update(&url, STARS_SECRET, &pre_checkout("q1", 77, 150, &payload))
         .await;
     let mut paid = successful(77, 150, &payload, "stxERASE-1");
     paid["message"]["from"] = json!({"id": 77, "is_bot": false, "first_name": "Anna", "last_name": "Karenina", "username": "anna_k"});
     paid["message"]["chat"]["username"] = json!("anna_k");
-    assert_eq!(tg.push_update(&url, SECRET, &paid).await.status(), 200);
+    assert_eq!(
+        tg.push_update(&url, STARS_SECRET, &paid).await.status(),
+        200
+    );
     let body_of = async |app: &TestApp| -> Value {
         let mut conn = app.conn().await;
         payment_events::table
@@ -405,7 +312,7 @@ async fn erasure_anonymises_stars_payment_updates_and_keeps_amounts_and_ids() {
     };
     assert!(body_of(&app).await.to_string().contains("anna_k"));
 
-    assert_eq!(erase(&app, &token).await.status(), 200);
+    anna.erase().await;
     let body = body_of(&app).await;
     let text = body.to_string();
     for personal in ["Anna", "Karenina", "anna_k", "\"from\"", "\"chat\""] {
@@ -420,10 +327,9 @@ async fn erasure_anonymises_stars_payment_updates_and_keeps_amounts_and_ids() {
 
 #[tokio::test]
 async fn erasure_removes_card_details_from_yookassa_notifications() {
-    use crate::payments::{buy, webhook, yk_app};
     let (app, yk) = yk_app(&[]).await;
-    let (token, _) = app.login(88).await;
-    let (_, yk_id) = buy(&app, &token, "pack_10").await;
+    let anna = app.user_with(NewUser::id(88)).await;
+    let (_, yk_id) = buy(&anna, "pack_10").await;
     yk.succeed(&yk_id);
     let res = yk
         .notify_payment(&webhook(&app), "payment.succeeded", &yk_id)
@@ -440,7 +346,7 @@ async fn erasure_removes_card_details_from_yookassa_notifications() {
     };
     assert!(body_of(&app).await.to_string().contains("4444"));
 
-    assert_eq!(erase(&app, &token).await.status(), 200);
+    anna.erase().await;
     let body = body_of(&app).await;
     let text = body.to_string();
     for personal in ["payment_method", "555555", "4444", "anna@example.com"] {
@@ -453,18 +359,13 @@ async fn erasure_removes_card_details_from_yookassa_notifications() {
 }
 
 /// A finished edit (through the worker) of a fresh upload; returns (upload id, generation).
-async fn finished_edit(app: &TestApp, token: &str, crid: &str) -> (String, Value) {
-    let source = upload_editing(app, token).await;
-    let worker = Worker::start(app);
-    let body = json!({"upload_id": source, "prompt": "make it warmer", "client_request_id": crid});
-    let edit: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = edit["generation"]["id"].as_str().unwrap().to_owned();
-    let edit = wait_for_status(app, token, &id, "succeeded").await;
+async fn finished_edit(user: &TestUser<'_>, crid: &str) -> (uuid::Uuid, Generation) {
+    let source = user.upload_editing().await.id;
+    let worker = Worker::start(user.app);
+    let edit = user
+        .edit(&json!({"upload_id": source, "prompt": "make it warmer", "client_request_id": crid}))
+        .await;
+    let edit = user.wait_for_status(edit.id, "succeeded").await;
     drop(worker);
     (source, edit)
 }
@@ -477,13 +378,13 @@ async fn results_expire_after_result_retention_days_row_and_file() {
         ("RESULT_RETENTION_DAYS", "7"),
     ])
     .await;
-    let (token, _) = app.login(31).await;
-    let (_, edit) = finished_edit(&app, &token, "r1").await;
-    let id = edit["id"].as_str().unwrap();
+    let anna = app.user_with(NewUser::id(31)).await;
+    let (_, edit) = finished_edit(&anna, "r1").await;
+    let id = edit.id.to_string();
     let result_files = |app: &TestApp| {
         stored_files(app)
             .into_iter()
-            .filter(|f| f.contains(id))
+            .filter(|f| f.contains(&id))
             .count()
     };
     assert_eq!(result_files(&app), 1);
@@ -499,10 +400,10 @@ async fn results_expire_after_result_retention_days_row_and_file() {
     assert_eq!(sweep(8).await.unwrap(), 0, "sweeps are idempotent");
     assert_eq!(result_files(&app), 0);
     let path = format!("/api/v1/generations/{id}");
-    assert_problem(app.get(&path, Some(&token)).await, 404, "not_found").await;
+    assert_problem(anna.get(&path).await, 404, "not_found").await;
     let mut conn = app.conn().await;
     let rows: i64 = generations::table
-        .filter(generations::id.eq(uuid::Uuid::parse_str(id).unwrap()))
+        .filter(generations::id.eq(edit.id))
         .count()
         .get_result(&mut conn)
         .await
@@ -517,11 +418,11 @@ async fn a_user_deletes_one_result_and_an_active_one_is_refused() {
         ("SANDBOX_GENERATION_MS", "0"),
     ])
     .await;
-    let (token, _) = app.login(41).await;
-    let (stranger, _) = app.login(42).await;
-    let (_, edit) = finished_edit(&app, &token, "d1").await;
-    let (_, kept) = finished_edit(&app, &token, "d2").await;
-    let id = edit["id"].as_str().unwrap();
+    let anna = app.user_with(NewUser::id(41)).await;
+    let stranger = app.user_with(NewUser::id(42)).await;
+    let (_, edit) = finished_edit(&anna, "d1").await;
+    let (_, kept) = finished_edit(&anna, "d2").await;
+    let id = &edit.id.to_string();
     let path = format!("/api/v1/generations/{id}");
     let files = |app: &TestApp, id: &str| {
         stored_files(app)
@@ -531,29 +432,20 @@ async fn a_user_deletes_one_result_and_an_active_one_is_refused() {
     };
     assert_eq!(files(&app, id), 1);
 
-    assert_problem(delete(&app, &path, &stranger).await, 404, "not_found").await;
+    assert_problem(stranger.delete(&path).await, 404, "not_found").await;
     assert_eq!(files(&app, id), 1);
-    let res = delete(&app, &path, &token).await;
+    let res = anna.delete(&path).await;
     assert_eq!(res.status(), 204);
     assert_eq!(files(&app, id), 0);
-    assert_eq!(
-        files(&app, kept["id"].as_str().unwrap()),
-        1,
-        "only that one"
-    );
-    assert_problem(app.get(&path, Some(&token)).await, 404, "not_found").await;
-    assert_problem(delete(&app, &path, &token).await, 404, "not_found").await;
-    let list: Value = app
-        .get("/api/v1/generations", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    assert_eq!(list["items"][0]["id"], kept["id"]);
+    assert_eq!(files(&app, &kept.id.to_string()), 1, "only that one");
+    assert_problem(anna.get(&path).await, 404, "not_found").await;
+    assert_problem(anna.delete(&path).await, 404, "not_found").await;
+    let list = anna.generations("").await;
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].id, kept.id);
     let mut conn = app.conn().await;
     let (prompt, key): (String, Option<String>) = generations::table
-        .find(uuid::Uuid::parse_str(id).unwrap())
+        .find(edit.id)
         .select((generations::prompt, generations::result_key))
         .first(&mut conn)
         .await
@@ -561,26 +453,14 @@ async fn a_user_deletes_one_result_and_an_active_one_is_refused() {
     assert_eq!((prompt.as_str(), key), ("", None));
 
     // Queued (no worker runs now): refused until canceled.
-    let source = upload_editing(&app, &token).await;
-    let body = json!({"upload_id": source, "prompt": "p", "client_request_id": "q"});
-    let queued: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let qid = queued["generation"]["id"].as_str().unwrap();
-    let qpath = format!("/api/v1/generations/{qid}");
-    assert_problem(delete(&app, &qpath, &token).await, 409, "generation_active").await;
-    let res = app
-        .client
-        .post(app.url(&format!("{qpath}/cancel")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(delete(&app, &qpath, &token).await.status(), 204);
+    let source = anna.upload_editing().await.id;
+    let queued = anna
+        .edit(&json!({"upload_id": source, "prompt": "p", "client_request_id": "q"}))
+        .await;
+    let qpath = format!("/api/v1/generations/{}", queued.id);
+    assert_problem(anna.delete(&qpath).await, 409, "generation_active").await;
+    assert_eq!(anna.cancel(queued.id).await.status(), 200);
+    assert_eq!(anna.delete(&qpath).await.status(), 204);
 }
 
 #[tokio::test]
@@ -590,9 +470,10 @@ async fn a_user_erases_one_photo_and_generations_that_used_it_stay_sound() {
         ("SANDBOX_GENERATION_MS", "0"),
     ])
     .await;
-    let (token, _) = app.login(51).await;
-    let (stranger, _) = app.login(52).await;
-    let (source, edit) = finished_edit(&app, &token, "u1").await;
+    let anna = app.user_with(NewUser::id(51)).await;
+    let stranger = app.user_with(NewUser::id(52)).await;
+    let (source_id, edit) = finished_edit(&anna, "u1").await;
+    let source = source_id.to_string();
     let path = format!("/api/v1/uploads/{source}");
     assert_eq!(
         stored_files(&app)
@@ -602,48 +483,35 @@ async fn a_user_erases_one_photo_and_generations_that_used_it_stay_sound() {
         1
     );
     // A queued generation still reads it: refused.
-    let body = json!({"upload_id": source, "prompt": "p", "client_request_id": "u2"});
-    let queued: Value = app
-        .post_json("/api/v1/editing/generate", &body, Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_problem(delete(&app, &path, &token).await, 409, "upload_in_use").await;
-    let qid = queued["generation"]["id"].as_str().unwrap();
-    let res = app
-        .client
-        .post(app.url(&format!("/api/v1/generations/{qid}/cancel")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let queued = anna
+        .edit(&json!({"upload_id": source, "prompt": "p", "client_request_id": "u2"}))
+        .await;
+    assert_problem(anna.delete(&path).await, 409, "upload_in_use").await;
+    assert_eq!(anna.cancel(queued.id).await.status(), 200);
 
-    assert_problem(delete(&app, &path, &stranger).await, 404, "not_found").await;
-    assert_eq!(delete(&app, &path, &token).await.status(), 204);
+    assert_problem(stranger.delete(&path).await, 404, "not_found").await;
+    assert_eq!(anna.delete(&path).await.status(), 204);
     assert!(
         !stored_files(&app).iter().any(|f| f.contains(&source)),
         "the file is gone"
     );
-    assert_problem(app.get(&path, Some(&token)).await, 404, "not_found").await;
-    assert_problem(delete(&app, &path, &token).await, 404, "not_found").await;
+    assert_problem(anna.get(&path).await, 404, "not_found").await;
+    assert_problem(anna.delete(&path).await, 404, "not_found").await;
     let mut conn = app.conn().await;
     let deleted: Option<chrono::DateTime<chrono::Utc>> = uploads::table
-        .find(uuid::Uuid::parse_str(&source).unwrap())
+        .find(source_id)
         .select(uploads::deleted_at)
         .first(&mut conn)
         .await
         .unwrap();
     assert!(deleted.is_some(), "the row is marked deleted");
     // The finished edit keeps its result; a new one cannot use the photo.
-    let g = wait_for_status(&app, &token, edit["id"].as_str().unwrap(), "succeeded").await;
-    let url = g["result"]["url"].as_str().unwrap();
+    let g = anna.wait_for_status(edit.id, "succeeded").await;
+    let url = g.result.unwrap().url;
     assert_eq!(app.client.get(url).send().await.unwrap().status(), 200);
     let body = json!({"upload_id": source, "prompt": "p", "client_request_id": "u3"});
     assert_problem(
-        app.post_json("/api/v1/editing/generate", &body, Some(&token))
-            .await,
+        anna.post("/api/v1/editing/generate", &body).await,
         404,
         "not_found",
     )
@@ -653,28 +521,15 @@ async fn a_user_erases_one_photo_and_generations_that_used_it_stay_sound() {
 #[tokio::test]
 async fn chat_messages_older_than_30_days_go_even_from_a_session_in_use() {
     let app = spawn_app_with(SETTINGS).await;
-    let (token, _) = app.login(61).await;
-    grant(&app, 61, 5).await;
-    let source = upload_editing(&app, &token).await;
-    let first: Value = app
-        .post_json(
-            "/api/v1/editing/chat",
-            &json!({"upload_id": source, "message": "an old wish"}),
-            Some(&token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let session = first["session_id"].as_str().unwrap().to_owned();
-    let res = app
-        .post_json(
-            "/api/v1/editing/chat",
-            &json!({"session_id": session, "message": "a new wish"}),
-            Some(&token),
-        )
+    let anna = app.user_with(NewUser::id(61)).await;
+    anna.grant(5).await;
+    let source = anna.upload_editing().await.id;
+    let first = anna
+        .chat(&json!({"upload_id": source, "message": "an old wish"}))
         .await;
-    assert_eq!(res.status(), 200, "{:?}", res.text().await);
+    let session = first.session_id;
+    anna.chat(&json!({"session_id": session, "message": "a new wish"}))
+        .await;
     // The first turn (user message and reply) was 40 days ago.
     let old = (chrono::Utc::now() - chrono::Duration::days(40)).to_rfc3339();
     let mut conn = app.conn().await;
@@ -685,7 +540,7 @@ async fn chat_messages_older_than_30_days_go_even_from_a_session_in_use() {
           WHERE session_id = $2",
     )
     .bind::<diesel::sql_types::Text, _>(&old)
-    .bind::<diesel::sql_types::Uuid, _>(uuid::Uuid::parse_str(&session).unwrap())
+    .bind::<diesel::sql_types::Uuid, _>(session)
     .execute(&mut conn)
     .await
     .unwrap();
@@ -711,7 +566,7 @@ async fn chat_messages_older_than_30_days_go_even_from_a_session_in_use() {
         0
     );
     let stored: Value = chat_sessions::table
-        .filter(chat_sessions::session_id.eq(uuid::Uuid::parse_str(&session).unwrap()))
+        .filter(chat_sessions::session_id.eq(session))
         .select(chat_sessions::messages)
         .first(&mut conn)
         .await
@@ -720,21 +575,21 @@ async fn chat_messages_older_than_30_days_go_even_from_a_session_in_use() {
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert_eq!(stored[0]["content"], "a new wish");
     assert_eq!(stored[1]["role"], "assistant");
-    let shown: Value = app
-        .get(&format!("/api/v1/editing/sessions/{session}"), Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(shown["messages"].as_array().unwrap().len(), 2);
-    assert!(!shown.to_string().contains("an old wish"));
+    let res = anna
+        .get(&format!("/api/v1/editing/sessions/{session}"))
+        .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let shown: Session = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown.messages.len(), 2);
+    assert!(!text.contains("an old wish"));
 }
 
 #[tokio::test]
 async fn a_blocked_user_can_still_export_and_erase_and_nothing_else() {
     const KEY: &str = "admin-key-for-the-privacy-tests-0123";
     let app = spawn_app_with(&[("ADMIN_API_KEY", KEY)]).await;
-    let (token, _) = app.login(71).await;
+    let anna = app.user_with(NewUser::id(71)).await;
     let res = app
         .client
         .post(app.url("/admin/users/71/block"))
@@ -743,23 +598,13 @@ async fn a_blocked_user_can_still_export_and_erase_and_nothing_else() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_problem(
-        app.get("/api/v1/balance", Some(&token)).await,
-        403,
-        "user_blocked",
-    )
-    .await;
-    assert_problem(
-        app.get("/api/v1/generations", Some(&token)).await,
-        403,
-        "user_blocked",
-    )
-    .await;
+    assert_problem(anna.get("/api/v1/balance").await, 403, "user_blocked").await;
+    assert_problem(anna.get("/api/v1/generations").await, 403, "user_blocked").await;
 
-    let res = app.get("/api/v1/me/export", Some(&token)).await;
+    let res = anna.get("/api/v1/me/export").await;
     assert_eq!(res.status(), 200);
-    let doc: Value = res.json().await.unwrap();
-    assert_eq!(doc["user"]["id"], 71);
+    let doc: Export = res.json().await.unwrap();
+    assert_eq!(doc.user.id, 71);
     // With initData instead of a token, too.
     let res = app
         .client
@@ -773,10 +618,7 @@ async fn a_blocked_user_can_still_export_and_erase_and_nothing_else() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    let res = erase(&app, &token).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["erased"]["profile"], true);
+    assert!(anna.erase().await.erased.profile);
     // Erasing does not lift the block: the next account of this Telegram account is blocked.
     let res = app
         .post_json(

@@ -1,96 +1,22 @@
 //! Telegram Stars: the invoice link in XTR, the pre-checkout answered in time after checking
 //! product, price and payer, and the grant on `successful_payment`, once per charge id.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::fakes::telegram::{BOT_TOKEN, FakeTelegram};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
-use crate::payments::{balance, row};
-
-pub(crate) const SECRET: &str = "stars-webhook-secret_123";
-
-pub(crate) async fn stars_app() -> (TestApp, FakeTelegram) {
-    stars_app_with(&[]).await
-}
-
-pub(crate) async fn stars_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
-    let tg = FakeTelegram::start().await;
-    let mut settings = vec![
-        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
-        ("TELEGRAM_API_BASE_URL", tg.base_url.as_str()),
-        ("TELEGRAM_WEBHOOK_SECRET", SECRET),
-    ];
-    settings.extend_from_slice(extra);
-    let app = spawn_app_with(&settings).await;
-    (app, tg)
-}
-
-pub(crate) async fn login(app: &TestApp, id: i64) -> String {
-    login_with(app, id, None).await
-}
-
-async fn login_with(app: &TestApp, id: i64, start_param: Option<&str>) -> String {
-    // The app runs with the fake's bot token, so initData is signed with it.
-    let user = json!({"id": id, "first_name": "Test"}).to_string();
-    let auth_date = crate::helpers::now().to_string();
-    let mut pairs = vec![("user", user.as_str()), ("auth_date", auth_date.as_str())];
-    pairs.extend(start_param.map(|p| ("start_param", p)));
-    let init = atelier::auth::initdata::sign(BOT_TOKEN, &pairs);
-    let res = app
-        .post_json("/api/v1/auth/telegram", &json!({"init_data": init}), None)
-        .await;
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-pub(crate) fn pre_checkout(query_id: &str, from: i64, total: i64, payload: &str) -> Value {
-    json!({"update_id": 1, "pre_checkout_query": {
-        "id": query_id, "from": {"id": from, "is_bot": false, "first_name": "Test"},
-        "currency": "XTR", "total_amount": total, "invoice_payload": payload}})
-}
-
-pub(crate) fn successful(from: i64, total: i64, payload: &str, charge: &str) -> Value {
-    json!({"update_id": 2, "message": {"message_id": 5, "date": 1, "chat": {"id": from, "type": "private"},
-        "from": {"id": from, "is_bot": false, "first_name": "Test"},
-        "successful_payment": {"currency": "XTR", "total_amount": total, "invoice_payload": payload,
-            "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}}})
-}
-
-fn refunded(from: i64, total: i64, payload: &str, charge: &str) -> Value {
-    json!({"update_id": 3, "message": {"message_id": 6, "date": 2, "chat": {"id": from, "type": "private"},
-        "from": {"id": from, "is_bot": false, "first_name": "Test"},
-        "refunded_payment": {"currency": "XTR", "total_amount": total, "invoice_payload": payload,
-            "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}}})
-}
-
-pub(crate) async fn invoice(app: &TestApp, token: &str, product: &str) -> Value {
-    let res = app
-        .post_json(
-            "/api/v1/payments/stars/invoice",
-            &json!({"product_id": product}),
-            Some(token),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    res.json().await.unwrap()
-}
+use crate::helpers::{
+    STARS_SECRET as SECRET, assert_problem, payment_row, pre_checkout, refunded, spawn_app_with,
+    stars_app, stars_app_with, stars_user, successful,
+};
 
 #[tokio::test]
 async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
     let (app, tg) = stars_app().await;
-    let token = login(&app, 1).await;
-    let inv = invoice(&app, &token, "pack_10").await;
-    assert!(
-        inv["invoice_link"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://t.me/$")
-    );
-    assert_eq!(inv["amount"], 150);
-    let payload = inv["payment_id"].as_str().unwrap();
+    let anna = app.user_with(stars_user(1)).await;
+    let inv = anna.stars_invoice("pack_10").await;
+    assert!(inv.invoice_link.starts_with("https://t.me/$"));
+    assert_eq!(inv.amount, 150);
+    let payload = inv.payment_id.to_string();
+    let payload = payload.as_str();
     let call = tg
         .calls()
         .into_iter()
@@ -114,8 +40,8 @@ async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
         let res = tg.push_update(&url, SECRET, &paid).await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
-    let p = row(&app, payload).await;
+    assert_eq!(anna.credits().await, 10);
+    let p = payment_row(&app, inv.payment_id).await;
     assert_eq!(p.status, "succeeded");
     assert_eq!(p.currency, "XTR");
     assert_eq!(p.provider_payment_id.as_deref(), Some("stxCHARGE-1"));
@@ -131,15 +57,16 @@ async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
     // A second charge for the same invoice grants nothing.
     tg.push_update(&url, SECRET, &successful(1, 150, payload, "stxCHARGE-2"))
         .await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+    assert_eq!(anna.credits().await, 10);
 }
 
 #[tokio::test]
 async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
     let (app, tg) = stars_app().await;
-    let token = login(&app, 1).await;
-    let inv = invoice(&app, &token, "pack_10").await;
-    let payload = inv["payment_id"].as_str().unwrap();
+    let anna = app.user_with(stars_user(1)).await;
+    let inv = anna.stars_invoice("pack_10").await;
+    let payload = inv.payment_id.to_string();
+    let payload = payload.as_str();
     let url = app.url("/api/v1/telegram/webhook");
     // The refund arrives before its payment was acted on: 503, and Telegram sends it again.
     let res = tg
@@ -148,13 +75,13 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
     assert_problem(res, 503, "service_unavailable").await;
     tg.push_update(&url, SECRET, &successful(1, 150, payload, "stxR-1"))
         .await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+    assert_eq!(anna.credits().await, 10);
     // A refund of a charge that did not pay this invoice takes nothing.
     let res = tg
         .push_update(&url, SECRET, &refunded(1, 150, payload, "stxOTHER"))
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(balance(&app, &token).await["balance_credits"], 10);
+    assert_eq!(anna.credits().await, 10);
 
     for _ in 0..3 {
         let res = tg
@@ -162,9 +89,9 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
             .await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
-    assert_eq!(row(&app, payload).await.status, "refunded");
-    let uid = app.user_id(1).await;
+    assert_eq!(anna.credits().await, 0);
+    assert_eq!(payment_row(&app, inv.payment_id).await.status, "refunded");
+    let uid = anna.id().await;
     let mut conn = app.conn().await;
     let reasons: Vec<String> = atelier::db::ledger::list(&mut conn, uid, None, 100)
         .await
@@ -182,21 +109,15 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
 #[tokio::test]
 async fn a_refunded_first_payment_takes_back_the_referral_bonus_it_earned() {
     let (app, tg) = stars_app_with(&[("REFERRAL_BONUS_TRIGGER", "first_payment")]).await;
-    let alice = login(&app, 1).await;
-    let code: Value = app
-        .get("/api/v1/referrals", Some(&alice))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let start = format!("ref_{}", code["code"].as_str().unwrap());
-    let bob = login_with(&app, 2, Some(&start)).await;
+    let alice = app.user_with(stars_user(1)).await;
+    let start = format!("ref_{}", alice.referrals().await.code);
+    let bob = app.user_with(stars_user(2).start_param(&start)).await;
     let url = app.url("/api/v1/telegram/webhook");
-    let first = invoice(&app, &bob, "pack_10").await;
-    let first = first["payment_id"].as_str().unwrap();
+    let first = bob.stars_invoice("pack_10").await.payment_id.to_string();
+    let first = first.as_str();
     tg.push_update(&url, SECRET, &successful(2, 150, first, "stxB-1"))
         .await;
-    assert_eq!(balance(&app, &alice).await["balance_credits"], 10);
+    assert_eq!(alice.credits().await, 10);
 
     for _ in 0..2 {
         let res = tg
@@ -204,46 +125,30 @@ async fn a_refunded_first_payment_takes_back_the_referral_bonus_it_earned() {
             .await;
         assert_eq!(res.status(), 200);
     }
-    assert_eq!(balance(&app, &bob).await["balance_credits"], 0);
-    assert_eq!(
-        balance(&app, &alice).await["balance_credits"],
-        0,
-        "bonus taken back once"
-    );
-    let mine: Value = app
-        .get("/api/v1/referrals", Some(&alice))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (&mine["invited"], &mine["credits_earned"]),
-        (&json!(1), &json!(0))
-    );
-    let ledger: Value = app
-        .get("/api/v1/ledger", Some(&alice))
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ledger["items"][0]["reason"], "referral_refund");
-    assert_eq!(ledger["items"][0]["delta"], -10);
+    assert_eq!(bob.credits().await, 0);
+    assert_eq!(alice.credits().await, 0, "bonus taken back once");
+    let mine = alice.referrals().await;
+    assert_eq!((mine.invited, mine.credits_earned), (1, 0));
+    let ledger = alice.ledger("").await;
+    assert_eq!(ledger.items[0].reason, "referral_refund");
+    assert_eq!(ledger.items[0].delta, -10);
 
     // The referral was decided: Bob's next payment earns Alice nothing.
-    let second = invoice(&app, &bob, "pack_10").await;
-    let second = second["payment_id"].as_str().unwrap();
+    let second = bob.stars_invoice("pack_10").await.payment_id.to_string();
+    let second = second.as_str();
     tg.push_update(&url, SECRET, &successful(2, 150, second, "stxB-2"))
         .await;
-    assert_eq!(balance(&app, &bob).await["balance_credits"], 10);
-    assert_eq!(balance(&app, &alice).await["balance_credits"], 0);
+    assert_eq!(bob.credits().await, 10);
+    assert_eq!(alice.credits().await, 0);
 }
 
 #[tokio::test]
 async fn a_pre_checkout_with_a_wrong_price_payer_or_invoice_is_refused() {
     let (app, tg) = stars_app().await;
-    let token = login(&app, 1).await;
-    let inv = invoice(&app, &token, "plan_pro").await;
-    let payload = inv["payment_id"].as_str().unwrap();
+    let anna = app.user_with(stars_user(1)).await;
+    let inv = anna.stars_invoice("plan_pro").await;
+    let payload = inv.payment_id.to_string();
+    let payload = payload.as_str();
     let url = app.url("/api/v1/telegram/webhook");
     for (id, update) in [
         ("w1", pre_checkout("w1", 1, 1, payload)),
@@ -261,13 +166,13 @@ async fn a_pre_checkout_with_a_wrong_price_payer_or_invoice_is_refused() {
     // A payment that does not match its invoice grants nothing.
     tg.push_update(&url, SECRET, &successful(1, 1, payload, "stxWRONG"))
         .await;
-    assert_eq!(balance(&app, &token).await["balance_credits"], 0);
+    assert_eq!(anna.credits().await, 0);
     tg.push_update(&url, SECRET, &successful(1, 550, payload, "stxRIGHT"))
         .await;
-    let b = balance(&app, &token).await;
+    let b = anna.balance().await;
     assert_eq!(
-        (&b["balance_credits"], &b["subscription_plan"]),
-        (&json!(200), &json!("pro"))
+        (b.balance_credits, b.subscription_plan.as_deref()),
+        (200, Some("pro"))
     );
 }
 
@@ -298,12 +203,12 @@ async fn the_webhook_checks_its_secret_token() {
         )
         .await;
     assert_problem(res, 404, "not_found").await;
-    let token = off.login(1).await.0;
     let res = off
-        .post_json(
+        .user()
+        .await
+        .post(
             "/api/v1/payments/stars/invoice",
             &json!({"product_id": "pack_10"}),
-            Some(&token),
         )
         .await;
     assert_problem(res, 503, "service_unavailable").await;

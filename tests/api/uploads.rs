@@ -5,9 +5,10 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use reqwest::multipart::{Form, Part};
-use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    FittingUpload, TestApp, TestUser, Upload, assert_problem, ok, spawn_app, spawn_app_with,
+};
 
 fn photo(w: u32, h: u32) -> RgbImage {
     RgbImage::from_fn(w, h, |x, y| {
@@ -87,20 +88,29 @@ fn part(bytes: Vec<u8>, name: &str, mime: &str) -> Part {
         .unwrap()
 }
 
-async fn upload_editing(
-    app: &TestApp,
-    token: &str,
-    bytes: Vec<u8>,
-    mime: &str,
-) -> reqwest::Response {
-    let form = Form::new().part("image", part(bytes, "photo.jpg", mime));
-    app.client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(token)
+/// `form` sent to `path` by `user`.
+async fn send_form(user: &TestUser<'_>, path: &str, form: Form) -> reqwest::Response {
+    user.request(reqwest::Method::POST, path)
         .multipart(form)
         .send()
         .await
         .unwrap()
+}
+
+/// `POST /api/v1/editing/upload` of `bytes` declared as `mime`, as sent.
+async fn upload_editing(user: &TestUser<'_>, bytes: Vec<u8>, mime: &str) -> reqwest::Response {
+    let form = Form::new().part("image", part(bytes, "photo.jpg", mime));
+    send_form(user, "/api/v1/editing/upload", form).await
+}
+
+/// A JPEG uploaded for editing (201).
+async fn upload_jpeg(user: &TestUser<'_>, bytes: Vec<u8>) -> Upload {
+    ok(
+        upload_editing(user, bytes, "image/jpeg").await,
+        201,
+        "upload",
+    )
+    .await
 }
 
 async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
@@ -111,18 +121,13 @@ async fn fetch(app: &TestApp, url: &str) -> reqwest::Response {
 #[tokio::test]
 async fn an_editing_photo_is_stored_normalised_and_served_through_a_signed_link() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
-    let res = upload_editing(&app, &token, jpeg(600, 400), "image/jpeg").await;
-    assert_eq!(res.status(), 201);
-    let upload: Value = res.json().await.unwrap();
-    assert_eq!(upload["purpose"], "editing_source");
-    assert_eq!(upload["mime"], "image/jpeg");
-    assert_eq!(
-        (upload["width"].as_i64(), upload["height"].as_i64()),
-        (Some(600), Some(400))
-    );
+    let anna = app.user().await;
+    let upload = upload_jpeg(&anna, jpeg(600, 400)).await;
+    assert_eq!(upload.purpose, "editing_source");
+    assert_eq!(upload.mime, "image/jpeg");
+    assert_eq!((upload.width, upload.height), (600, 400));
 
-    let res = fetch(&app, upload["url"].as_str().unwrap()).await;
+    let res = fetch(&app, &upload.url).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "image/jpeg");
     assert!(
@@ -132,26 +137,19 @@ async fn an_editing_photo_is_stored_normalised_and_served_through_a_signed_link(
             .starts_with("private")
     );
     let bytes = res.bytes().await.unwrap();
-    assert_eq!(bytes.len() as i64, upload["bytes"].as_i64().unwrap());
+    assert_eq!(bytes.len() as i64, upload.bytes);
     let stored = image::load_from_memory(&bytes).unwrap();
     assert_eq!((stored.width(), stored.height()), (600, 400));
 
-    let again: Value = app
-        .get(
-            &format!("/api/v1/uploads/{}", upload["id"].as_str().unwrap()),
-            Some(&token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(again["id"], upload["id"]);
+    let res = anna.get(&format!("/api/v1/uploads/{}", upload.id)).await;
+    let again: Upload = ok(res, 200, "upload").await;
+    assert_eq!(again.id, upload.id);
 }
 
 #[tokio::test]
 async fn a_fitting_upload_takes_person_and_item_for_24_hours() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let transparent = RgbaImage::from_fn(300, 300, |x, _| {
         Rgba([200, 10, 10, if x < 150 { 0 } else { 255 }])
     });
@@ -165,27 +163,14 @@ async fn a_fitting_upload_takes_person_and_item_for_24_hours() {
                 "image/png",
             ),
         );
-    let res = app
-        .client
-        .post(app.url("/api/v1/fitting/upload"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["person"]["purpose"], "fitting_person");
-    assert_eq!(body["item"]["purpose"], "fitting_item");
-    assert_eq!(body["item"]["mime"], "image/png", "alpha is kept as PNG");
-    let created =
-        chrono::DateTime::parse_from_rfc3339(body["person"]["created_at"].as_str().unwrap())
-            .unwrap();
-    let expires =
-        chrono::DateTime::parse_from_rfc3339(body["person"]["expires_at"].as_str().unwrap())
-            .unwrap();
+    let res = send_form(&anna, "/api/v1/fitting/upload", form).await;
+    let body: FittingUpload = ok(res, 201, "fitting upload").await;
+    assert_eq!(body.person.purpose, "fitting_person");
+    assert_eq!(body.item.purpose, "fitting_item");
+    assert_eq!(body.item.mime, "image/png", "alpha is kept as PNG");
+    let (created, expires) = (body.person.created_at, body.person.expires_at);
     assert_eq!((expires - created).num_seconds(), 86_400);
-    let item = fetch(&app, body["item"]["url"].as_str().unwrap()).await;
+    let item = fetch(&app, &body.item.url).await;
     assert_eq!(item.headers()["content-type"], "image/png");
     let item = image::load_from_memory(&item.bytes().await.unwrap())
         .unwrap()
@@ -196,24 +181,12 @@ async fn a_fitting_upload_takes_person_and_item_for_24_hours() {
 #[tokio::test]
 async fn exif_orientation_is_applied_and_all_metadata_stripped() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let original = jpeg_with_exif(400, 300);
     assert!(original.windows(4).any(|w| w == b"Exif"));
-    let upload: Value = upload_editing(&app, &token, original, "image/jpeg")
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        (upload["width"].as_i64(), upload["height"].as_i64()),
-        (Some(300), Some(400)),
-        "rotated upright"
-    );
-    let stored = fetch(&app, upload["url"].as_str().unwrap())
-        .await
-        .bytes()
-        .await
-        .unwrap();
+    let upload = upload_jpeg(&anna, original).await;
+    assert_eq!((upload.width, upload.height), (300, 400), "rotated upright");
+    let stored = fetch(&app, &upload.url).await.bytes().await.unwrap();
     assert!(!stored.windows(4).any(|w| w == b"Exif"), "EXIF survived");
     assert!(
         !stored.windows(2).any(|w| w == [0xFF, 0xE1]),
@@ -224,27 +197,26 @@ async fn exif_orientation_is_applied_and_all_metadata_stripped() {
 #[tokio::test]
 async fn webp_is_accepted_and_stored_as_jpeg() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let webp = encode(DynamicImage::ImageRgb8(photo(320, 320)), ImageFormat::WebP);
-    let res = upload_editing(&app, &token, webp, "image/webp").await;
-    assert_eq!(res.status(), 201);
-    assert_eq!(res.json::<Value>().await.unwrap()["mime"], "image/jpeg");
+    let res = upload_editing(&anna, webp, "image/webp").await;
+    assert_eq!(ok::<Upload>(res, 201, "upload").await.mime, "image/jpeg");
 }
 
 #[tokio::test]
 async fn hostile_and_broken_files_are_refused_with_their_codes() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let tiny = jpeg(1, 1);
     assert_problem(
-        upload_editing(&app, &token, tiny, "image/jpeg").await,
+        upload_editing(&anna, tiny, "image/jpeg").await,
         422,
         "image_too_small",
     )
     .await;
     let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
     let body = assert_problem(
-        upload_editing(&app, &token, html, "image/png").await,
+        upload_editing(&anna, html, "image/png").await,
         415,
         "unsupported_media_type",
     )
@@ -259,7 +231,7 @@ async fn hostile_and_broken_files_are_refused_with_their_codes() {
         b"GIF89a\x2c\x01\x2c\x01\xf0\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x00\x00\x00\x00\x00;"
             .to_vec();
     let body = assert_problem(
-        upload_editing(&app, &token, gif, "image/jpeg").await,
+        upload_editing(&anna, gif, "image/jpeg").await,
         415,
         "unsupported_media_type",
     )
@@ -268,14 +240,14 @@ async fn hostile_and_broken_files_are_refused_with_their_codes() {
     let svg =
         br#"<svg xmlns="http://www.w3.org/2000/svg" width="300" height="300"></svg>"#.to_vec();
     assert_problem(
-        upload_editing(&app, &token, svg, "image/svg+xml").await,
+        upload_editing(&anna, svg, "image/svg+xml").await,
         415,
         "unsupported_media_type",
     )
     .await;
     let pdf = b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n".to_vec();
     assert_problem(
-        upload_editing(&app, &token, pdf, "application/pdf").await,
+        upload_editing(&anna, pdf, "application/pdf").await,
         415,
         "unsupported_media_type",
     )
@@ -284,7 +256,7 @@ async fn hostile_and_broken_files_are_refused_with_their_codes() {
     let started = std::time::Instant::now();
     let bomb = png_header(60_000, 60_000);
     assert_problem(
-        upload_editing(&app, &token, bomb, "image/png").await,
+        upload_editing(&anna, bomb, "image/png").await,
         422,
         "image_too_large",
     )
@@ -294,7 +266,7 @@ async fn hostile_and_broken_files_are_refused_with_their_codes() {
     let mut truncated = jpeg(800, 600);
     truncated.truncate(truncated.len() / 3);
     assert_problem(
-        upload_editing(&app, &token, truncated, "image/jpeg").await,
+        upload_editing(&anna, truncated, "image/jpeg").await,
         422,
         "invalid_image",
     )
@@ -303,7 +275,7 @@ async fn hostile_and_broken_files_are_refused_with_their_codes() {
     // A PNG signature followed by a ZIP archive: never stored as it came.
     let mut polyglot = b"\x89PNG\r\n\x1a\n".to_vec();
     polyglot.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x08\x00secret.txt");
-    let res = upload_editing(&app, &token, polyglot, "image/png").await;
+    let res = upload_editing(&anna, polyglot, "image/png").await;
     assert_problem(res, 422, "invalid_image").await;
 
     // Nothing of the refused files was stored.
@@ -327,36 +299,22 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn size_caps_and_form_shape_are_enforced() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let big = vec![0xFFu8; 6 * 1024 * 1024];
     assert_problem(
-        upload_editing(&app, &token, big, "image/jpeg").await,
+        upload_editing(&anna, big, "image/jpeg").await,
         413,
         "file_too_large",
     )
     .await;
 
     let wrong = Form::new().part("photo", part(jpeg(300, 300), "a.jpg", "image/jpeg"));
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(&token)
-        .multipart(wrong)
-        .send()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/editing/upload", wrong).await;
     let body = assert_problem(res, 400, "unknown_field").await;
     assert!(body["detail"].as_str().unwrap().contains("photo"));
 
     let only_person = Form::new().part("person", part(jpeg(300, 300), "a.jpg", "image/jpeg"));
-    let res = app
-        .client
-        .post(app.url("/api/v1/fitting/upload"))
-        .bearer_auth(&token)
-        .multipart(only_person)
-        .send()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/fitting/upload", only_person).await;
     assert_problem(res, 400, "missing_field").await;
 
     // A field twice: on the fitting form (two parts) the repeat is named; the editing form
@@ -364,43 +322,20 @@ async fn size_caps_and_form_shape_are_enforced() {
     let twice = Form::new()
         .part("person", part(jpeg(300, 300), "a.jpg", "image/jpeg"))
         .part("person", part(jpeg(300, 300), "b.jpg", "image/jpeg"));
-    let res = app
-        .client
-        .post(app.url("/api/v1/fitting/upload"))
-        .bearer_auth(&token)
-        .multipart(twice)
-        .send()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/fitting/upload", twice).await;
     assert_problem(res, 400, "too_many_files").await;
     let twice = Form::new()
         .part("image", part(jpeg(300, 300), "a.jpg", "image/jpeg"))
         .part("image", part(jpeg(300, 300), "b.jpg", "image/jpeg"));
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(&token)
-        .multipart(twice)
-        .send()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/editing/upload", twice).await;
     assert_problem(res, 400, "too_many_parts").await;
 
     let empty = Form::new().part("image", part(Vec::new(), "a.jpg", "image/jpeg"));
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(&token)
-        .multipart(empty)
-        .send()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/editing/upload", empty).await;
     assert_problem(res, 400, "empty_file").await;
 
-    let res = app
-        .client
-        .post(app.url("/api/v1/editing/upload"))
-        .bearer_auth(&token)
+    let res = anna
+        .request(reqwest::Method::POST, "/api/v1/editing/upload")
         .send()
         .await
         .unwrap();
@@ -425,35 +360,25 @@ async fn size_caps_and_form_shape_are_enforced() {
 #[tokio::test]
 async fn links_are_private_signed_and_expire() {
     let app = spawn_app_with(&[("MEDIA_URL_TTL_SECS", "1")]).await;
-    let (token, _) = app.login(1).await;
-    let upload: Value = upload_editing(&app, &token, jpeg(300, 300), "image/jpeg")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let url = upload["url"].as_str().unwrap().to_owned();
+    let anna = app.user().await;
+    let upload = upload_jpeg(&anna, jpeg(300, 300)).await;
+    let url = upload.url;
 
     let tampered = url.replace("sig=", "sig=00");
     assert_problem(fetch(&app, &tampered).await, 403, "invalid_signature").await;
-    let other_key = url.replace(
-        upload["id"].as_str().unwrap(),
-        &uuid::Uuid::new_v4().to_string(),
-    );
+    let other_key = url.replace(&upload.id.to_string(), &uuid::Uuid::new_v4().to_string());
     assert_problem(fetch(&app, &other_key).await, 403, "invalid_signature").await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_problem(fetch(&app, &url).await, 403, "link_expired").await;
 
     // The owner gets a fresh link; another user gets a 404.
-    let path = format!("/api/v1/uploads/{}", upload["id"].as_str().unwrap());
-    let fresh: Value = app.get(&path, Some(&token)).await.json().await.unwrap();
-    assert_eq!(
-        fetch(&app, fresh["url"].as_str().unwrap()).await.status(),
-        200
-    );
-    let (stranger, _) = app.login(2).await;
-    assert_problem(app.get(&path, Some(&stranger)).await, 404, "not_found").await;
+    let path = format!("/api/v1/uploads/{}", upload.id);
+    let fresh: Upload = ok(anna.get(&path).await, 200, "upload").await;
+    assert_eq!(fetch(&app, &fresh.url).await.status(), 200);
+    let stranger = app.user().await;
+    assert_problem(stranger.get(&path).await, 404, "not_found").await;
     assert_problem(
-        app.get("/api/v1/uploads/not-a-uuid", Some(&token)).await,
+        anna.get("/api/v1/uploads/not-a-uuid").await,
         404,
         "not_found",
     )
@@ -463,26 +388,13 @@ async fn links_are_private_signed_and_expire() {
 #[tokio::test]
 async fn the_sweep_erases_fitting_photos_after_24_hours() {
     let app = spawn_app().await;
-    let (token, _) = app.login(1).await;
+    let anna = app.user().await;
     let form = Form::new()
         .part("person", part(jpeg(300, 400), "p.jpg", "image/jpeg"))
         .part("item", part(jpeg(300, 300), "i.jpg", "image/jpeg"));
-    let fitting: Value = app
-        .client
-        .post(app.url("/api/v1/fitting/upload"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let editing: Value = upload_editing(&app, &token, jpeg(300, 300), "image/jpeg")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let res = send_form(&anna, "/api/v1/fitting/upload", form).await;
+    let fitting: FittingUpload = ok(res, 201, "fitting upload").await;
+    let editing = upload_jpeg(&anna, jpeg(300, 300)).await;
     assert_eq!(walk(std::path::Path::new(&app.storage_dir)).len(), 3);
 
     let sweep = |hours| {
@@ -495,18 +407,13 @@ async fn the_sweep_erases_fitting_photos_after_24_hours() {
     assert_eq!(sweep(25).await.unwrap(), 2);
     assert_eq!(sweep(25).await.unwrap(), 0, "sweeps are idempotent");
 
-    for which in ["person", "item"] {
-        assert_eq!(
-            fetch(&app, fitting[which]["url"].as_str().unwrap())
-                .await
-                .status(),
-            404
-        );
-        let path = format!("/api/v1/uploads/{}", fitting[which]["id"].as_str().unwrap());
-        assert_problem(app.get(&path, Some(&token)).await, 404, "not_found").await;
+    for upload in [&fitting.person, &fitting.item] {
+        assert_eq!(fetch(&app, &upload.url).await.status(), 404);
+        let path = format!("/api/v1/uploads/{}", upload.id);
+        assert_problem(anna.get(&path).await, 404, "not_found").await;
     }
     assert_eq!(
-        fetch(&app, editing["url"].as_str().unwrap()).await.status(),
+        fetch(&app, &editing.url).await.status(),
         200,
         "editing photos stay"
     );

@@ -19,7 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::helpers::{TestApp, assert_problem, now, spawn_app, spawn_app_with, spawn_replica};
+use crate::helpers::{
+    ServerEvent, TestApp, assert_problem, now, spawn_app, spawn_app_with, spawn_replica,
+};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -78,6 +80,13 @@ async fn next_json(ws: &mut Ws) -> Value {
     })
     .await
     .expect("no message in time")
+}
+
+/// The `type` of the next text message.
+async fn next_kind(ws: &mut Ws) -> String {
+    serde_json::from_value::<ServerEvent>(next_json(ws).await)
+        .unwrap()
+        .kind
 }
 
 /// Reads until the server's close frame; returns its code and reason, and the number of pings
@@ -179,12 +188,12 @@ async fn a_token_in_the_subprotocol_opens_the_socket_and_the_protocol_is_echoed(
 
     let (mut ws, echoed) = connect_protocols(&app, &format!("atelier.v1, bearer.{token}")).await;
     assert_eq!(echoed.as_deref(), Some("atelier.v1"));
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
 
     // Alone, the bearer entry is what the server accepted, so it is what it echoes.
     let (mut ws, echoed) = connect_protocols(&app, &format!("bearer.{token}")).await;
     assert_eq!(echoed, Some(format!("bearer.{token}")));
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
 }
 
 #[tokio::test]
@@ -257,7 +266,7 @@ async fn a_published_event_reaches_every_socket_of_its_user_and_no_other() {
     let mut alice2 = connect_query(&app, &alice).await;
     let mut bob1 = connect_query(&app, &bob).await;
     for ws in [&mut alice1, &mut alice2, &mut bob1] {
-        assert_eq!(next_json(ws).await["type"], "snapshot");
+        assert_eq!(next_kind(ws).await, "snapshot");
     }
     wait_subscribed(&app).await;
 
@@ -295,7 +304,7 @@ async fn an_event_published_through_one_instance_reaches_a_socket_on_another() {
     let user_id = a.user_id(5021).await;
     // The token from instance A opens a socket on instance B: same keys, same database.
     let mut on_b = connect_query(&b, &token).await;
-    assert_eq!(next_json(&mut on_b).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut on_b).await, "snapshot");
     wait_subscribed(&b).await;
 
     let done = Event::new("generation.succeeded")
@@ -311,12 +320,12 @@ async fn an_event_published_through_one_instance_reaches_a_socket_on_another() {
     // An instance of another deployment (another prefix) hears nothing.
     let other = spawn_app_with(&[("DATABASE_URL", a.database_url.as_str())]).await;
     let mut on_other = connect_query(&other, &token).await;
-    assert_eq!(next_json(&mut on_other).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut on_other).await, "snapshot");
     wait_subscribed(&other).await;
     realtime::publish(&a.state, user_id, &event("chat.reply", 1))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut on_b).await["type"], "chat.reply");
+    assert_eq!(next_kind(&mut on_b).await, "chat.reply");
     assert_silent(&mut on_other, Duration::from_millis(300)).await;
 }
 
@@ -352,7 +361,7 @@ async fn the_connection_after_the_per_user_cap_is_refused_with_429() {
     first.close(None).await.unwrap();
     wait_connections(&app, 2).await;
     let mut again = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut again).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut again).await, "snapshot");
 }
 
 #[tokio::test]
@@ -443,7 +452,7 @@ async fn an_oversized_message_closes_the_socket_with_1009() {
     let app = spawn_app_with(&[("WS_MAX_FRAME_BYTES", "1024")]).await;
     let (token, _) = app.login(5061).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     ws.send(Message::text("x".repeat(800))).await.unwrap();
     ws.send(Message::text("x".repeat(2000))).await.unwrap();
     let (code, reason, _) = until_close(&mut ws, WAIT).await;
@@ -457,7 +466,7 @@ async fn a_socket_is_closed_when_its_access_token_expires() {
     let app = spawn_app_with(&[("JWT_TTL_SECS", "2")]).await;
     let (token, _) = app.login(5065).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     let (code, reason, _) = until_close(&mut ws, WAIT).await;
     assert_eq!(code, CloseCode::Policy);
     assert!(reason.starts_with("token expired"), "{reason}");
@@ -481,7 +490,7 @@ async fn a_blocked_users_sockets_are_closed_at_once_on_every_instance() {
     let mut there = connect_query(&second, &token).await;
     let mut bystander = connect_query(&second, &other).await;
     for ws in [&mut here, &mut there, &mut bystander] {
-        assert_eq!(next_json(ws).await["type"], "snapshot");
+        assert_eq!(next_kind(ws).await, "snapshot");
     }
 
     let res = app
@@ -506,10 +515,7 @@ async fn a_blocked_users_sockets_are_closed_at_once_on_every_instance() {
     realtime::publish(&app.state, other_id, &event("generation.running", 7))
         .await
         .unwrap();
-    assert_eq!(
-        next_json(&mut bystander).await["type"],
-        "generation.running"
-    );
+    assert_eq!(next_kind(&mut bystander).await, "generation.running");
     // And the blocked user cannot open a new one.
     assert_problem(
         upgrade_request(&app, &format!("?token={token}"), None).await,
@@ -524,7 +530,7 @@ async fn shutdown_closes_sockets_with_going_away_and_refuses_new_ones() {
     let app = spawn_app().await;
     let (token, _) = app.login(5071).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     app.state.hub.shutdown();
     let (code, _, _) = until_close(&mut ws, WAIT).await;
     assert_eq!(code, CloseCode::Away);
@@ -541,7 +547,7 @@ async fn without_redis_sockets_still_open_and_publishing_reports_the_error() {
     let app = spawn_app_with(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
     let (token, _) = app.login(5081).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     let user_id = app.user_id(5081).await;
     assert!(
         realtime::publish(&app.state, user_id, &event("generation.running", 1))
@@ -610,7 +616,7 @@ async fn the_hub_resubscribes_after_redis_drops_and_resends_the_snapshot() {
     let (token, _) = app.login(5091).await;
     let user_id = app.user_id(5091).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     wait_subscribed(&app).await;
 
     let mut subscribed = app.state.hub.subscribed();
@@ -621,12 +627,12 @@ async fn the_hub_resubscribes_after_redis_drops_and_resends_the_snapshot() {
         .unwrap();
     wait_subscribed(&app).await;
     // Events may have been missed while it was away: the socket gets the current state again.
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
 
     realtime::publish(&app.state, user_id, &event("generation.running", 1))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "generation.running");
+    assert_eq!(next_kind(&mut ws).await, "generation.running");
 }
 
 /// A Redis server of this test's own, on a free port, that can be stopped and started again
@@ -704,17 +710,17 @@ async fn the_api_serves_without_redis_and_the_hub_subscribes_once_it_is_back() {
     let (token, _) = app.login(5092).await;
     let user_id = app.user_id(5092).await;
     let mut ws = connect_query(&app, &token).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     assert!(!*app.state.hub.subscribed().borrow());
 
     redis.start().await;
     wait_subscription(&app, true).await;
     // Events may have been missed: the socket gets the current state, then live events.
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     realtime::publish(&app.state, user_id, &event("generation.running", 1))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "generation.running");
+    assert_eq!(next_kind(&mut ws).await, "generation.running");
     let ready: Value = app.get("/ready", None).await.json().await.unwrap();
     assert_eq!(ready["status"], "ready", "{ready}");
 
@@ -723,9 +729,9 @@ async fn the_api_serves_without_redis_and_the_hub_subscribes_once_it_is_back() {
     wait_subscription(&app, false).await;
     redis.start().await;
     wait_subscription(&app, true).await;
-    assert_eq!(next_json(&mut ws).await["type"], "snapshot");
+    assert_eq!(next_kind(&mut ws).await, "snapshot");
     realtime::publish(&app.state, user_id, &event("generation.running", 2))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "generation.running");
+    assert_eq!(next_kind(&mut ws).await, "generation.running");
 }
