@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq as _;
 use super::jwt::TokenError;
 use crate::db::models::User;
 use crate::db::users;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -41,17 +41,23 @@ pub fn credentials(req: &HttpRequest) -> Result<Credentials, AppError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
-            AppError::unauthorized("missing_credentials", "send Authorization: Bearer <token>")
+            AppError::unauthorized(
+                ErrorCode::MissingCredentials,
+                "send Authorization: Bearer <token>",
+            )
         })?
         .to_str()
         .map_err(|_| {
-            AppError::unauthorized("invalid_token", "the Authorization header is not readable")
+            AppError::unauthorized(
+                ErrorCode::InvalidToken,
+                "the Authorization header is not readable",
+            )
         })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if rest.is_empty() {
         return Err(AppError::unauthorized(
-            "missing_credentials",
+            ErrorCode::MissingCredentials,
             "the Authorization header has no credentials",
         ));
     }
@@ -61,7 +67,7 @@ pub fn credentials(req: &HttpRequest) -> Result<Credentials, AppError> {
         Ok(Credentials::InitData(rest.to_owned()))
     } else {
         Err(AppError::unauthorized(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "use the Bearer or tma scheme",
         ))
     }
@@ -96,18 +102,23 @@ impl FromRequest for AuthUserEvenBlocked {
             let user = match creds? {
                 Credentials::Bearer(token) => {
                     let telegram_id = state.jwt.verify(&token).map_err(|e| match e {
-                        TokenError::Expired => {
-                            AppError::unauthorized("token_expired", "the access token has expired")
-                        }
-                        TokenError::Invalid => {
-                            AppError::unauthorized("invalid_token", "the access token is invalid")
-                        }
+                        TokenError::Expired => AppError::unauthorized(
+                            ErrorCode::TokenExpired,
+                            "the access token has expired",
+                        ),
+                        TokenError::Invalid => AppError::unauthorized(
+                            ErrorCode::InvalidToken,
+                            "the access token is invalid",
+                        ),
                     })?;
                     let mut conn = state.db.get().await?;
                     users::find_by_telegram_id(&mut conn, telegram_id)
                         .await?
                         .ok_or_else(|| {
-                            AppError::unauthorized("invalid_token", "the account no longer exists")
+                            AppError::unauthorized(
+                                ErrorCode::InvalidToken,
+                                "the account no longer exists",
+                            )
                         })?
                 }
                 Credentials::InitData(raw) => {
@@ -164,7 +175,7 @@ impl FromRequest for AdminUser {
                     Ok(AdminUser::ApiKey)
                 } else {
                     Err(AppError::unauthorized(
-                        "invalid_admin_key",
+                        ErrorCode::InvalidAdminKey,
                         "the X-Admin-API-Key is not valid",
                     ))
                 }
@@ -173,8 +184,8 @@ impl FromRequest for AdminUser {
         let user = AuthUser::from_request(req, payload);
         Box::pin(async move {
             let AuthUser(user) = user.await.map_err(|e| match e.code() {
-                "missing_credentials" => AppError::unauthorized(
-                    "missing_credentials",
+                ErrorCode::MissingCredentials => AppError::unauthorized(
+                    ErrorCode::MissingCredentials,
                     "send X-Admin-API-Key, or the access token of an admin",
                 ),
                 _ => e,
@@ -183,7 +194,7 @@ impl FromRequest for AdminUser {
                 Ok(AdminUser::Telegram(user.telegram_id))
             } else {
                 Err(AppError::forbidden(
-                    "not_admin",
+                    ErrorCode::NotAdmin,
                     "this account is not an admin",
                 ))
             }

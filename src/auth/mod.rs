@@ -14,9 +14,9 @@ use crate::db::models::User;
 use crate::db::users::{self, Profile};
 use crate::domain::credits::Reason;
 use crate::domain::referral;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
-use initdata::{InitData, InitDataError, Options, Verifier};
+use initdata::{InitData, Options, Verifier};
 
 /// Builds the initData verifier the settings describe.
 pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
@@ -28,17 +28,6 @@ pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
                 .map_err(|e| anyhow::anyhow!("TELEGRAM_PUBLIC_KEY: {e}"))?,
         },
     })
-}
-
-impl From<InitDataError> for AppError {
-    fn from(e: InitDataError) -> Self {
-        let code = if e.is_expired() {
-            "init_data_expired"
-        } else {
-            "invalid_init_data"
-        };
-        AppError::unauthorized(code, format!("initData rejected: {}", e.reason()))
-    }
 }
 
 /// The keyed hash that stands for a Telegram account once its owner has erased it
@@ -83,10 +72,9 @@ pub async fn login(state: &AppState, data: &InitData) -> AppResult<User> {
 /// [`login`] that also lets a blocked user in: for the rights a block does not take away
 /// (erasure and export, `extractor::AuthUserEvenBlocked`).
 pub async fn login_even_blocked(state: &AppState, data: &InitData) -> AppResult<User> {
-    let tg = data
-        .user
-        .as_ref()
-        .ok_or_else(|| AppError::unauthorized("invalid_init_data", "initData carries no user"))?;
+    let tg = data.user.as_ref().ok_or_else(|| {
+        AppError::unauthorized(ErrorCode::InvalidInitData, "initData carries no user")
+    })?;
     let profile = Profile {
         telegram_id: tg.id,
         username: tg.username.clone(),

@@ -29,7 +29,7 @@ use super::{Event, types};
 use crate::auth::jwt::TokenError;
 use crate::db::models::User;
 use crate::db::users;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 /// The subprotocol the server prefers to echo.
@@ -52,11 +52,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     params(("token" = Option<String>, Query, description = "The access token, when not sent as the `bearer.<jwt>` subprotocol")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn connect(
@@ -104,7 +104,7 @@ fn too_many_connections(state: &AppState) -> HttpResponse {
     let max = state.hub.settings().max_connections_per_user;
     let err = AppError::Client {
         status: StatusCode::TOO_MANY_REQUESTS,
-        code: "rate_limited",
+        code: ErrorCode::RateLimited,
         detail: format!("at most {max} live connections per user; close one first"),
     };
     let mut res = actix_web::ResponseError::error_response(&err);
@@ -146,13 +146,13 @@ fn credentials(req: &HttpRequest) -> Result<(String, Option<String>), AppError> 
         return match crate::auth::extractor::credentials(req)? {
             crate::auth::extractor::Credentials::Bearer(token) => Ok((token, echo)),
             crate::auth::extractor::Credentials::InitData(_) => Err(AppError::unauthorized(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the WebSocket takes an access token, not initData",
             )),
         };
     }
     Err(AppError::unauthorized(
-        "missing_credentials",
+        ErrorCode::MissingCredentials,
         "send the access token as the subprotocol bearer.<token> or as ?token=<token>",
     ))
 }
@@ -162,22 +162,24 @@ fn credentials(req: &HttpRequest) -> Result<(String, Option<String>), AppError> 
 async fn authenticate(state: &AppState, token: &str) -> Result<(User, Instant), AppError> {
     if token.is_empty() {
         return Err(AppError::unauthorized(
-            "missing_credentials",
+            ErrorCode::MissingCredentials,
             "the access token is empty",
         ));
     }
     let (telegram_id, exp) = state.jwt.verify_until(token).map_err(|e| match e {
         TokenError::Expired => {
-            AppError::unauthorized("token_expired", "the access token has expired")
+            AppError::unauthorized(ErrorCode::TokenExpired, "the access token has expired")
         }
         TokenError::Invalid => {
-            AppError::unauthorized("invalid_token", "the access token is invalid")
+            AppError::unauthorized(ErrorCode::InvalidToken, "the access token is invalid")
         }
     })?;
     let mut conn = state.db.get().await?;
     let user = users::find_by_telegram_id(&mut conn, telegram_id)
         .await?
-        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+        .ok_or_else(|| {
+            AppError::unauthorized(ErrorCode::InvalidToken, "the account no longer exists")
+        })?;
     if user.is_blocked {
         return Err(AppError::user_blocked());
     }
@@ -333,7 +335,10 @@ mod tests {
         assert_eq!(credentials(&req).unwrap(), ("q.w".to_owned(), None));
 
         let req = TestRequest::get().uri("/api/v1/ws").to_http_request();
-        assert_eq!(credentials(&req).unwrap_err().code(), "missing_credentials");
+        assert_eq!(
+            credentials(&req).unwrap_err().code(),
+            ErrorCode::MissingCredentials
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 use crate::auth::extractor::AdminUser;
 use crate::db::payments;
 use crate::domain::payments::format_amount;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -58,7 +58,7 @@ fn moscow_midnight(day: NaiveDate) -> AppResult<DateTime<Utc>> {
         .from_local_datetime(&day.and_time(NaiveTime::MIN))
         .single()
         .map(|t| t.to_utc())
-        .ok_or_else(|| AppError::bad_request("invalid_query", "bad date"))
+        .ok_or_else(|| AppError::bad_request(ErrorCode::InvalidQuery, "bad date"))
 }
 
 /// The income register for «Мой налог»: one row per succeeded rouble payment paid between
@@ -67,15 +67,18 @@ fn moscow_midnight(day: NaiveDate) -> AppResult<DateTime<Utc>> {
 #[utoipa::path(get, path = "/admin/payments/income.csv", tag = "admin",
     params(IncomeQuery, ("X-Admin-API-Key" = String, Header)),
     responses((status = 200, description = "CSV", content_type = "text/csv"),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the admin API is off", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 404, description = "the admin API is off", body = Problem)))]
 pub async fn income_csv(
     _: AdminUser,
     state: web::Data<AppState>,
     query: web::Query<IncomeQuery>,
 ) -> AppResult<HttpResponse> {
     if query.to < query.from {
-        return Err(AppError::bad_request("invalid_query", "to is before from"));
+        return Err(AppError::bad_request(
+            ErrorCode::InvalidQuery,
+            "to is before from",
+        ));
     }
     let from = moscow_midnight(query.from)?;
     let to = moscow_midnight(query.to)? + Duration::days(1);

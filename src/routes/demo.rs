@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::initdata;
 use crate::config::{DEV_BOT_TOKEN, InitDataKey};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/demo/index.html");
@@ -108,9 +108,9 @@ pub struct DevInitData {
 #[utoipa::path(post, path = "/dev/init-data", tag = "dev",
     request_body = DevInitDataRequest,
     responses((status = 200, body = DevInitData),
-              (status = 400, description = "`invalid_json`: not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "production, or a real credential (bot token, Telegram's key, a provider's key) is configured", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`invalid_json`: not JSON", body = Problem),
+              (status = 404, description = "production, or a real credential (bot token, Telegram's key, a provider's key) is configured", body = Problem),
+              (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem)))]
 pub async fn sign_init_data(
     state: web::Data<AppState>,
     body: web::Json<DevInitDataRequest>,
@@ -149,7 +149,8 @@ pub async fn sign_init_data(
 
 /// The `user` field of the initData, after checking every field of the request.
 fn test_user(req: &DevInitDataRequest) -> AppResult<String> {
-    let invalid = |detail: &str| AppError::unprocessable("invalid_field", detail.to_owned());
+    let invalid =
+        |detail: &str| AppError::unprocessable(ErrorCode::InvalidField, detail.to_owned());
     if !(1..=(1_i64 << 53) - 1).contains(&req.user_id) {
         return Err(invalid("user_id must be between 1 and 2^53 - 1"));
     }

@@ -27,7 +27,7 @@ use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
 use crate::domain::credits::PaidWith;
 use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::providers::openrouter::{AssistantError, AssistantRequest, Delta, FailureKind};
 use crate::realtime::{self, Event};
 use crate::state::AppState;
@@ -148,13 +148,13 @@ pub struct ResetRequest {
     params(("Idempotency-Key" = Option<String>, Header, description = "alternative to client_request_id")),
     request_body = ChatRequest,
     responses((status = 200, body = ChatReply),
-              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the session or the upload is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem, content_type = "application/problem+json"),
-              (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem, content_type = "application/problem+json")))]
+              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
+              (status = 404, description = "the session or the upload is not the user's", body = Problem),
+              (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem),
+              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem),
+              (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem),
+              (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem)))]
 pub async fn chat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -166,10 +166,13 @@ pub async fn chat(
     let key = super::client_request_id(&req, body.client_request_id.take())?;
     let max = state.settings.assistant.message_max_chars;
     let message = text::clean(&body.message, max).map_err(|e| match e {
-        TextError::Empty => AppError::unprocessable("empty_message", "the message is empty"),
-        TextError::TooLong { max } => {
-            AppError::unprocessable("message_too_long", format!("at most {max} characters"))
+        TextError::Empty => {
+            AppError::unprocessable(ErrorCode::EmptyMessage, "the message is empty")
         }
+        TextError::TooLong { max } => AppError::unprocessable(
+            ErrorCode::MessageTooLong,
+            format!("at most {max} characters"),
+        ),
     })?;
     let limit = state.settings.limits.chat_per_user;
     crate::ratelimit::hit(&state, "chat", &user.id.to_string(), limit).await?;
@@ -225,13 +228,13 @@ async fn editing_photo(
         .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
     if upload.purpose != "editing_source" {
         return Err(AppError::unprocessable(
-            "wrong_upload",
+            ErrorCode::WrongUpload,
             format!("upload {id} is not an editing photo"),
         ));
     }
     if upload.expires_at <= now + chrono::Duration::minutes(5) {
         return Err(AppError::unprocessable(
-            "upload_expired",
+            ErrorCode::UploadExpired,
             format!("upload {id} has expired; upload it again"),
         ));
     }
@@ -294,7 +297,7 @@ async fn open_turn(
                     let context = context.ok_or_else(|| AppError::not_found("no such session"))?;
                     if context.busy {
                         return Err(AppError::conflict(
-                            "turn_in_progress",
+                            ErrorCode::TurnInProgress,
                             "the assistant is still answering the previous message",
                         ));
                     }
@@ -303,7 +306,7 @@ async fn open_turn(
                     }
                     if context.message_count + 2 > assistant::MAX_SESSION_MESSAGES {
                         return Err(AppError::conflict(
-                            "session_full",
+                            ErrorCode::SessionFull,
                             "this conversation is full; start a new session",
                         ));
                     }
@@ -394,7 +397,10 @@ async fn open_turn(
             let earlier = chat_turns::find_by_client_request(&conn, user.id, &crid)
                 .await?
                 .ok_or_else(|| {
-                    AppError::conflict("turn_in_progress", "a request with this key is in progress")
+                    AppError::conflict(
+                        ErrorCode::TurnInProgress,
+                        "a request with this key is in progress",
+                    )
                 })?;
             Err(earlier)
         }
@@ -418,7 +424,7 @@ async fn replay(
     idempotency::check(turn.request_fingerprint.as_deref(), fingerprint)?;
     match turn.status.as_str() {
         "pending" => Err(AppError::conflict(
-            "turn_in_progress",
+            ErrorCode::TurnInProgress,
             "a request with this key is still being answered",
         )),
         "failed" => Err(failure_error(turn.error_code.as_deref().unwrap_or(""))),
@@ -435,7 +441,7 @@ async fn replay(
                     usage: m.usage.unwrap_or_default().into(),
                 }),
                 _ => Err(AppError::conflict(
-                    "idempotency_conflict",
+                    ErrorCode::IdempotencyConflict,
                     "this request was answered, and its history has been reset or deleted since",
                 )),
             }
@@ -606,27 +612,27 @@ fn failure_error(code: &str) -> AppError {
     match code {
         "message_rejected" => client(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "message_rejected",
+            ErrorCode::MessageRejected,
             "the message was refused by content moderation",
         ),
         "assistant_bad_reply" => client(
             StatusCode::BAD_GATEWAY,
-            "assistant_bad_reply",
+            ErrorCode::AssistantBadReply,
             "the assistant answered in a form that cannot be used",
         ),
         "session_deleted" => client(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "the session was deleted",
         ),
         "assistant_failed" => client(
             StatusCode::BAD_GATEWAY,
-            "assistant_failed",
+            ErrorCode::AssistantFailed,
             "the assistant could not answer",
         ),
         _ => client(
             StatusCode::SERVICE_UNAVAILABLE,
-            "assistant_unavailable",
+            ErrorCode::AssistantUnavailable,
             "the assistant is unavailable right now, try again in a minute",
         ),
     }
@@ -747,7 +753,7 @@ pub(crate) async fn session_dto(
 /// One of the user's sessions with its whole history. Another user's session is a 404.
 #[utoipa::path(get, path = "/api/v1/editing/sessions/{session_id}", tag = "editing", security(("bearer" = []), ("tma" = [])),
     params(("session_id" = Uuid, Path)),
-    responses((status = 200, body = SessionDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SessionDto), (status = 404, body = Problem)))]
 pub async fn get_session(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -771,7 +777,7 @@ pub struct ListQuery {
 /// The user's sessions, most recently active first.
 #[utoipa::path(get, path = "/api/v1/editing/sessions", tag = "editing", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
-    responses((status = 200, body = SessionPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SessionPage), (status = 400, body = Problem)))]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -820,9 +826,9 @@ fn preview(text: &str) -> String {
 #[utoipa::path(post, path = "/api/v1/editing/reset", tag = "editing", security(("bearer" = []), ("tma" = [])),
     request_body = ResetRequest,
     responses((status = 200, body = SessionDto),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`turn_in_progress`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`turn_in_progress`", body = Problem),
+              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = Problem)))]
 pub async fn reset(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -837,7 +843,7 @@ pub async fn reset(
                 .ok_or_else(|| AppError::not_found("no such session"))?;
             if chat_turns::has_pending_in_session(conn, session_id).await? {
                 return Err(AppError::conflict(
-                    "turn_in_progress",
+                    ErrorCode::TurnInProgress,
                     "the assistant is still answering; reset after its reply",
                 ));
             }

@@ -17,7 +17,7 @@ use crate::domain::credits::PaidWith;
 use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
 use crate::domain::zones::Zone;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::jobs::generation::{KIND, Payload};
 use crate::jobs::queue::{self, EnqueueOptions};
 use crate::realtime;
@@ -105,7 +105,7 @@ struct NewGeneration {
 fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
     super::client_request_id(req, body)?.ok_or_else(|| {
         AppError::bad_request(
-            "missing_client_request_id",
+            ErrorCode::MissingClientRequestId,
             "send client_request_id (or an Idempotency-Key header)",
         )
     })
@@ -116,11 +116,11 @@ fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<Str
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = FittingRequest,
     responses((status = 202, body = GenerationEnvelope),
-              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
-              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
+              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
+              (status = 404, description = "an upload is not the user's", body = Problem),
+              (status = 422, description = "unknown zone (`invalid_body`), `upload_expired`, `wrong_upload`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, description = "`rate_limited`, with Retry-After", body = Problem)))]
 pub async fn fitting_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -155,11 +155,11 @@ pub async fn fitting_generate(
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = EditingRequest,
     responses((status = 202, body = GenerationEnvelope),
-              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
-              (status = 402, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the upload or the session is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
+              (status = 402, body = Problem),
+              (status = 404, description = "the upload or the session is not the user's", body = Problem),
+              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), `empty_prompt`, `prompt_too_long`, `upload_expired`, `wrong_upload`, `invalid_variant_index`, `no_variants`, `session_without_photo`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, body = Problem)))]
 pub async fn editing_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -172,10 +172,13 @@ pub async fn editing_generate(
     let (prompt, chat) = match (body.prompt, body.session_id, body.variant_index) {
         (Some(prompt), session, None) => {
             let prompt = text::clean(&prompt, max).map_err(|e| match e {
-                TextError::Empty => AppError::unprocessable("empty_prompt", "the prompt is empty"),
-                TextError::TooLong { max } => {
-                    AppError::unprocessable("prompt_too_long", format!("at most {max} characters"))
+                TextError::Empty => {
+                    AppError::unprocessable(ErrorCode::EmptyPrompt, "the prompt is empty")
                 }
+                TextError::TooLong { max } => AppError::unprocessable(
+                    ErrorCode::PromptTooLong,
+                    format!("at most {max} characters"),
+                ),
             })?;
             (prompt, session.map(|s| (s, None)))
         }
@@ -184,21 +187,24 @@ pub async fn editing_generate(
                 .ok()
                 .filter(|i| *i < crate::domain::assistant::VARIANTS)
                 .ok_or_else(|| {
-                    AppError::unprocessable("invalid_variant_index", "variant_index is 0, 1 or 2")
+                    AppError::unprocessable(
+                        ErrorCode::InvalidVariantIndex,
+                        "variant_index is 0, 1 or 2",
+                    )
                 })?;
             // Filled in from the session inside the transaction.
             (String::new(), Some((session, Some(index))))
         }
         _ => {
             return Err(AppError::unprocessable(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "send either `prompt`, or `session_id` and `variant_index`",
             ));
         }
     };
     if body.upload_id.is_none() && chat.is_none() {
         return Err(AppError::unprocessable(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "send `upload_id` (or the `session_id` whose photo to edit)",
         ));
     }
@@ -256,13 +262,13 @@ async fn start(
                     .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
                 if upload.purpose != *purpose {
                     return Err(AppError::unprocessable(
-                        "wrong_upload",
+                        ErrorCode::WrongUpload,
                         format!("upload {id} is not a {purpose} photo"),
                     ));
                 }
                 if upload.expires_at <= now + Duration::minutes(5) {
                     return Err(AppError::unprocessable(
-                        "upload_expired",
+                        ErrorCode::UploadExpired,
                         format!("upload {id} has expired; upload it again"),
                     ));
                 }
@@ -364,7 +370,7 @@ async fn start(
                 .await?
                 .ok_or_else(|| {
                     AppError::conflict(
-                        "idempotency_conflict",
+                        ErrorCode::IdempotencyConflict,
                         "a request with this client_request_id is in progress",
                     )
                 })?;
@@ -405,7 +411,7 @@ async fn from_chat(
     let inputs = match (new.inputs.first(), session.upload_id) {
         (Some((id, _)), Some(photo)) if variant.is_some() && *id != photo => {
             return Err(AppError::unprocessable(
-                "wrong_upload",
+                ErrorCode::WrongUpload,
                 "a proposed variant edits the session's photo",
             ));
         }
@@ -413,7 +419,7 @@ async fn from_chat(
         (None, Some(photo)) => vec![(photo, "editing_source")],
         (None, None) => {
             return Err(AppError::unprocessable(
-                "session_without_photo",
+                ErrorCode::SessionWithoutPhoto,
                 "the session has no photo; send upload_id",
             ));
         }
@@ -429,7 +435,7 @@ async fn from_chat(
         .and_then(|m| m.variants.get(index).cloned())
         .ok_or_else(|| {
             AppError::unprocessable(
-                "no_variants",
+                ErrorCode::NoVariants,
                 "the session has no proposed variants (yet, or since its reset)",
             )
         })?;
@@ -439,7 +445,7 @@ async fn from_chat(
 /// One of the user's generations.
 #[utoipa::path(get, path = "/api/v1/generations/{id}", operation_id = "get_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem)))]
 pub async fn get(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -465,7 +471,7 @@ pub struct ListQuery {
 /// The user's generations, newest first.
 #[utoipa::path(get, path = "/api/v1/generations", operation_id = "list_generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
-    responses((status = 200, body = GenerationPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = GenerationPage), (status = 400, body = Problem)))]
 pub async fn list(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -489,8 +495,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/generations/{id}/cancel", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = GenerationEnvelope),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`not_cancelable`: it has started or finished", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`not_cancelable`: it has started or finished", body = Problem)))]
 pub async fn cancel(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -508,7 +514,10 @@ pub async fn cancel(
             crate::jobs::generation::cancel_queued(conn, &g, "canceled by the user")
                 .await?
                 .ok_or_else(|| {
-                    AppError::conflict("not_cancelable", format!("the generation is {status}"))
+                    AppError::conflict(
+                        ErrorCode::NotCancelable,
+                        format!("the generation is {status}"),
+                    )
                 })
         })
         .await?;
@@ -525,8 +534,8 @@ pub async fn cancel(
 #[utoipa::path(delete, path = "/api/v1/generations/{id}", operation_id = "delete_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Deleted"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`generation_active`: it is queued or running", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`generation_active`: it is queued or running", body = Problem)))]
 pub async fn delete(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -544,7 +553,7 @@ pub async fn kie_callback(
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let task_id = crate::providers::kie::parse_callback(&body)
-        .map_err(|e| AppError::bad_request("invalid_callback", e.to_string()))?;
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidCallback, e.to_string()))?;
     let g_settings = &state.settings.generation;
     if let Some(key) = &g_settings.kie_webhook_hmac_key {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -558,7 +567,7 @@ pub async fn kie_callback(
         );
         if !valid {
             return Err(AppError::unauthorized(
-                "invalid_signature",
+                ErrorCode::InvalidSignature,
                 "the callback signature is invalid",
             ));
         }

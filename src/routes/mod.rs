@@ -50,11 +50,11 @@ pub fn page(
     limit: Option<i64>,
     cursor: Option<&str>,
 ) -> crate::error::AppResult<(i64, Option<Cursor>)> {
-    use crate::error::AppError;
+    use crate::error::{AppError, ErrorCode};
     let limit = limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(AppError::bad_request(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             "limit must be 1–100",
         ));
     }
@@ -68,7 +68,7 @@ pub fn page(
     let before = cursor
         .map(|c| {
             parse(c).ok_or_else(|| {
-                AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
+                AppError::bad_request(ErrorCode::InvalidCursor, "the cursor is not one of ours")
             })
         })
         .transpose()?;
@@ -97,7 +97,7 @@ pub fn client_request_id(
 ) -> crate::error::AppResult<Option<String>> {
     idempotency_key(req, from_body).map_err(|_| {
         crate::error::AppError::unprocessable(
-            "invalid_client_request_id",
+            crate::error::ErrorCode::InvalidClientRequestId,
             "1–128 printable ASCII characters",
         )
     })
