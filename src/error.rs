@@ -262,6 +262,30 @@ impl From<&MediaError> for ErrorCode {
     }
 }
 
+/// What the client hears about a failed chat turn (always refunded).
+impl From<crate::assistant::TurnFailed> for AppError {
+    fn from(e: crate::assistant::TurnFailed) -> Self {
+        use crate::assistant::TurnFailed;
+        let (status, code) = match e {
+            TurnFailed::MessageRejected => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MessageRejected)
+            }
+            TurnFailed::BadReply => (StatusCode::BAD_GATEWAY, ErrorCode::AssistantBadReply),
+            TurnFailed::SessionDeleted => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            TurnFailed::Failed => (StatusCode::BAD_GATEWAY, ErrorCode::AssistantFailed),
+            TurnFailed::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::AssistantUnavailable,
+            ),
+        };
+        Self::Client {
+            status,
+            code,
+            detail: format!("{e}; the charge was refunded"),
+        }
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {

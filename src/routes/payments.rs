@@ -14,9 +14,8 @@ use crate::db::models::{Payment, Product};
 use crate::db::{payments, products};
 use crate::domain::payments::{ReceiptContact, format_amount};
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
-use crate::providers::yookassa::{
-    NotificationError, SandboxPayments, parse_notification, valid_object_id,
-};
+use crate::providers::sandbox::SandboxPayments;
+use crate::providers::yookassa::{NotificationError, parse_notification, valid_object_id};
 use crate::state::AppState;
 
 /// Largest notification body read.
@@ -333,14 +332,11 @@ pub async fn webhook(
     Ok(HttpResponse::Ok().finish())
 }
 
-fn sandbox(state: &AppState) -> AppResult<SandboxPayments> {
-    if state.payments.name() != "sandbox" || state.settings.is_production() {
-        return Err(AppError::not_found("the sandbox payment provider is off"));
+fn sandbox(state: &AppState) -> AppResult<&SandboxPayments> {
+    match &state.sandbox_payments {
+        Some(sandbox) if !state.settings.is_production() => Ok(sandbox),
+        _ => Err(AppError::not_found("the sandbox payment provider is off")),
     }
-    Ok(SandboxPayments::new(
-        state.db.clone(),
-        &state.settings.public_base_url,
-    ))
 }
 
 fn html(body: String) -> HttpResponse {
