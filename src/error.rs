@@ -1,5 +1,7 @@
 //! The one error type of the HTTP layer. Every failure becomes RFC 9457
-//! `application/problem+json` with a stable machine `code` that the frontend localises.
+//! `application/problem+json` with a stable machine `code` (an [`ErrorCode`] of the registry)
+//! that the frontend localises. The `From` impls that turn other layers' errors into HTTP
+//! answers live here, so that those layers know nothing of HTTP.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -8,22 +10,33 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::auth::initdata::InitDataError;
+use crate::db::ledger::LedgerError;
+use crate::domain::idempotency::KeyReused;
+use crate::http::multipart_guard::Refusal;
+use crate::media::image_pipeline::MediaError;
+
+mod codes;
+
+pub use codes::ErrorCode;
+
 pub type AppResult<T> = Result<T, AppError>;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// A client error with its HTTP status and stable code.
+    /// A client error with its HTTP status and stable code. The status is one the registry
+    /// gives the code ([`ErrorCode::statuses`]); debug builds check it on every answer.
     #[error("{code}: {detail}")]
     Client {
         status: StatusCode,
-        code: &'static str,
+        code: ErrorCode,
         detail: String,
     },
     /// Missing or bad credentials: 401 with `WWW-Authenticate`.
     #[error("unauthorized ({code}): {detail}")]
-    Unauthorized { code: &'static str, detail: String },
+    Unauthorized { code: ErrorCode, detail: String },
     #[error("insufficient credits: {required} required, {available} available")]
     InsufficientCredits { required: i64, available: i64 },
     #[error("rate limited, retry after {retry_after_secs} s")]
@@ -37,28 +50,28 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Client {
             status: StatusCode::BAD_REQUEST,
             code,
             detail: detail.into(),
         }
     }
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn unprocessable(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Client {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code,
             detail: detail.into(),
         }
     }
-    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn forbidden(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Client {
             status: StatusCode::FORBIDDEN,
             code,
             detail: detail.into(),
         }
     }
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Client {
             status: StatusCode::CONFLICT,
             code,
@@ -68,29 +81,32 @@ impl AppError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::Client {
             status: StatusCode::NOT_FOUND,
-            code: "not_found",
+            code: ErrorCode::NotFound,
             detail: detail.into(),
         }
     }
-    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+    pub fn unauthorized(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self::Unauthorized {
             code,
             detail: detail.into(),
         }
     }
     pub fn user_blocked() -> Self {
-        Self::forbidden("user_blocked", "this account is blocked; contact support")
+        Self::forbidden(
+            ErrorCode::UserBlocked,
+            "this account is blocked; contact support",
+        )
     }
 
     /// The stable machine code of this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Client { code, .. } | Self::Unauthorized { code, .. } => code,
-            Self::InsufficientCredits { .. } => "insufficient_credits",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "service_unavailable",
+            Self::Client { code, .. } | Self::Unauthorized { code, .. } => *code,
+            Self::InsufficientCredits { .. } => ErrorCode::InsufficientCredits,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Self::Database(e) => db_error_parts(e).1,
-            Self::Internal(_) => "internal_error",
+            Self::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -120,19 +136,20 @@ impl AppError {
 
 /// Maps a database error to a status and code: not found → 404, unique violations → 409
 /// named by constraint, U+0000 in client text → 400, everything else is internal.
-fn db_error_parts(e: &DieselError) -> (StatusCode, &'static str) {
+fn db_error_parts(e: &DieselError) -> (StatusCode, ErrorCode) {
     match e {
-        DieselError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        DieselError::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
             let code = match info.constraint_name() {
-                Some("credit_ledger_idempotency_key_key") => "idempotency_conflict",
-                _ => "conflict",
+                Some("credit_ledger_idempotency_key_key") => ErrorCode::IdempotencyConflict,
+                _ => ErrorCode::Conflict,
             };
             (StatusCode::CONFLICT, code)
         }
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
-        }
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ServiceUnavailable,
+        ),
         // PostgreSQL keeps no U+0000 in text (22021) or jsonb (22P05): client text that
         // carries one is refused as the client's error, wherever it reaches a query.
         DieselError::DatabaseError(_, info)
@@ -141,9 +158,9 @@ fn db_error_parts(e: &DieselError) -> (StatusCode, &'static str) {
                     .message()
                     .contains("unsupported Unicode escape sequence") =>
         {
-            (StatusCode::BAD_REQUEST, "nul_character")
+            (StatusCode::BAD_REQUEST, ErrorCode::NulCharacter)
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError),
     }
 }
 
@@ -155,20 +172,20 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    pub code: String,
+    pub code: ErrorCode,
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub extensions: Map<String, Value>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
             type_: format!("/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: detail.into(),
-            code: code.to_owned(),
+            code,
             extensions: Map::new(),
         }
     }
@@ -182,12 +199,66 @@ impl Problem {
     }
 }
 
-impl From<crate::domain::idempotency::KeyReused> for AppError {
-    fn from(e: crate::domain::idempotency::KeyReused) -> Self {
+impl From<KeyReused> for AppError {
+    fn from(e: KeyReused) -> Self {
         Self::unprocessable(
-            "idempotency_key_reused",
+            ErrorCode::IdempotencyKeyReused,
             format!("{e}; send a new key for a new request"),
         )
+    }
+}
+
+impl From<LedgerError> for AppError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Insufficient {
+                required,
+                available,
+            } => AppError::InsufficientCredits {
+                required,
+                available,
+            },
+            LedgerError::KeyReused(_) => {
+                AppError::conflict(ErrorCode::IdempotencyConflict, e.to_string())
+            }
+            LedgerError::NonPositiveAmount | LedgerError::Overflow => {
+                AppError::unprocessable(ErrorCode::InvalidAmount, e.to_string())
+            }
+            LedgerError::Db(db) => AppError::Database(db),
+        }
+    }
+}
+
+impl From<InitDataError> for AppError {
+    fn from(e: InitDataError) -> Self {
+        let code = if e.is_expired() {
+            ErrorCode::InitDataExpired
+        } else {
+            ErrorCode::InvalidInitData
+        };
+        AppError::unauthorized(code, format!("initData rejected: {}", e.reason()))
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(r: Refusal) -> Self {
+        AppError::Client {
+            status: r.status(),
+            code: r.code(),
+            detail: r.detail(),
+        }
+    }
+}
+
+/// The code of a refused image; the caller words the detail, which names the form field.
+impl From<&MediaError> for ErrorCode {
+    fn from(e: &MediaError) -> Self {
+        match e {
+            MediaError::Unsupported { .. } => ErrorCode::UnsupportedMediaType,
+            MediaError::TooLarge { .. } => ErrorCode::ImageTooLarge,
+            MediaError::TooSmall { .. } => ErrorCode::ImageTooSmall,
+            MediaError::Invalid(_) => ErrorCode::InvalidImage,
+        }
     }
 }
 
@@ -196,11 +267,16 @@ impl From<crate::assistant::TurnFailed> for AppError {
     fn from(e: crate::assistant::TurnFailed) -> Self {
         use crate::assistant::TurnFailed;
         let (status, code) = match e {
-            TurnFailed::MessageRejected => (StatusCode::UNPROCESSABLE_ENTITY, "message_rejected"),
-            TurnFailed::BadReply => (StatusCode::BAD_GATEWAY, "assistant_bad_reply"),
-            TurnFailed::SessionDeleted => (StatusCode::NOT_FOUND, "not_found"),
-            TurnFailed::Failed => (StatusCode::BAD_GATEWAY, "assistant_failed"),
-            TurnFailed::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "assistant_unavailable"),
+            TurnFailed::MessageRejected => {
+                (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::MessageRejected)
+            }
+            TurnFailed::BadReply => (StatusCode::BAD_GATEWAY, ErrorCode::AssistantBadReply),
+            TurnFailed::SessionDeleted => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            TurnFailed::Failed => (StatusCode::BAD_GATEWAY, ErrorCode::AssistantFailed),
+            TurnFailed::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::AssistantUnavailable,
+            ),
         };
         Self::Client {
             status,
@@ -225,13 +301,18 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
+        debug_assert!(
+            self.code().is_sent_with(status),
+            "{} is not registered with {status}",
+            self.code()
+        );
         match self {
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
             Self::Unavailable(why) => tracing::warn!(%why, "service unavailable"),
             Self::Database(e) if status.is_server_error() => {
                 tracing::error!(error = %e, "database error")
             }
-            _ => tracing::debug!(code = self.code(), "client error"),
+            _ => tracing::debug!(code = self.code().as_str(), "client error"),
         }
         let mut problem = Problem::new(status, self.code(), self.detail());
         if let Self::InsufficientCredits {
@@ -276,5 +357,41 @@ impl From<deadpool_redis::PoolError> for AppError {
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for AppError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         Self::Unavailable(format!("database pool: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The media layer names its refusals too (its own tests use them); they agree.
+    #[test]
+    fn media_refusals_keep_their_codes() {
+        let refusals = [
+            MediaError::Unsupported { detected: None },
+            MediaError::TooLarge {
+                width: 1,
+                height: 1,
+            },
+            MediaError::TooSmall {
+                width: 1,
+                height: 1,
+            },
+            MediaError::Invalid(String::new()),
+        ];
+        for e in &refusals {
+            assert_eq!(ErrorCode::from(e).as_str(), e.code(), "{e:?}");
+        }
+    }
+
+    /// The body is the one clients have always seen: the status's reason as `title`, the
+    /// code as a string.
+    #[test]
+    fn problem_body_is_unchanged() {
+        let problem = Problem::new(StatusCode::CONFLICT, ErrorCode::NotCancelable, "done");
+        assert_eq!(
+            serde_json::to_string(&problem).unwrap(),
+            r#"{"type":"/problems/not_cancelable","title":"Conflict","status":409,"detail":"done","code":"not_cancelable"}"#
+        );
     }
 }

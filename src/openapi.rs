@@ -1,8 +1,16 @@
 //! The OpenAPI document, generated from the handlers and DTOs. `openapi.yaml` at the
 //! repository root is this document; a test fails when they differ.
+//!
+//! Every error answer is the one `Problem` response (`#/components/responses/Problem`): a
+//! handler declares `(status = 404, description = "...", body = Problem)` and
+//! [`ProblemResponses`] turns it into a reference to that response, keeping the description
+//! (OpenAPI 3.1 lets a reference override it), so that the media type is written once.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+
+use crate::error::PROBLEM_JSON;
 
 use crate::routes;
 
@@ -54,8 +62,11 @@ use crate::routes;
         routes::health::ready,
         routes::demo::sign_init_data,
     ),
-    components(schemas(crate::error::Problem)),
-    modifiers(&SecuritySchemes, &CommonResponses, &Links),
+    components(
+        schemas(crate::error::Problem, crate::error::ErrorCode),
+        responses(ProblemResponse)
+    ),
+    modifiers(&SecuritySchemes, &ProblemResponses, &CommonResponses, &Links),
     tags(
         (name = "auth", description = "Login with Telegram initData"),
         (name = "me", description = "The signed-in user"),
@@ -94,9 +105,74 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The one error response: RFC 9457 problem+json, whose `code` says what went wrong. Its
+/// description names the codes any operation can answer with, whatever its own responses say.
+pub struct ProblemResponse;
+
+const PROBLEM: &str = "Problem";
+
+impl<'s> utoipa::ToResponse<'s> for ProblemResponse {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let description = "An RFC 9457 problem: `code` (see `ErrorCode`) says what went wrong, \
+                           `detail` says it in English for people. Besides the codes an \
+                           operation names, any request can be answered with `not_found` (no \
+                           such route), `method_not_allowed`, `bad_request`, `unauthorized` or \
+                           `forbidden` (refused before a handler), `request_timeout` (the body \
+                           arrived too slowly), `nul_character` (text holding U+0000), \
+                           `conflict` (it would duplicate existing data), `internal_error`, or \
+                           `error` (any other status). Routes outside this document answer \
+                           too: a signed media link with `invalid_signature` (403) or \
+                           `link_expired`, the kie.ai callback with `invalid_callback` or \
+                           `invalid_signature` (401).";
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name(PROBLEM)))
+                    .build(),
+            )
+            .build();
+        (PROBLEM, response.into())
+    }
+}
+
+/// Turns every response a handler declares with `body = Problem` into a reference to the one
+/// [`ProblemResponse`], keeping its description.
+struct ProblemResponses;
+
+impl Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let problem_schema = Ref::from_schema_name(PROBLEM).ref_location;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                for response in op.responses.responses.values_mut() {
+                    let RefOr::T(declared) = response else {
+                        continue;
+                    };
+                    let is_problem = declared.content.values().any(|c| {
+                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_schema)
+                    });
+                    if is_problem {
+                        *response = problem(&declared.description);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The answers every operation of a kind can give, which the handlers' annotations leave out:
 /// the auth extractor's, the JSON extractor's, the query extractor's, and 503 when PostgreSQL or
-/// Redis is unavailable. Added only where an annotation does not already describe the status.
+/// Redis is unavailable. Added where an annotation does not declare the status, and as the
+/// description of one it declares without a description.
 struct CommonResponses;
 
 impl Modify for CommonResponses {
@@ -157,10 +233,17 @@ impl Modify for CommonResponses {
                     ));
                 }
                 for (status, description) in add {
-                    if !op.responses.responses.contains_key(status) {
-                        op.responses
-                            .responses
-                            .insert(status.to_owned(), problem(description).into());
+                    match op.responses.responses.get_mut(status) {
+                        None => {
+                            op.responses
+                                .responses
+                                .insert(status.to_owned(), problem(description));
+                        }
+                        // Declared without a word: these are the codes it stands for.
+                        Some(RefOr::Ref(declared)) if declared.description.is_empty() => {
+                            declared.description = description.to_owned();
+                        }
+                        Some(_) => {}
                     }
                 }
             }
@@ -409,17 +492,11 @@ impl Modify for Links {
     }
 }
 
-fn problem(description: &str) -> utoipa::openapi::Response {
-    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
+/// A reference to the [`ProblemResponse`], with the operation's own description if it has one.
+fn problem(description: &str) -> RefOr<Response> {
+    let mut reference = Ref::from_response_name(PROBLEM);
+    reference.description = description.to_owned();
+    RefOr::Ref(reference)
 }
 
 /// The document as YAML, as committed in `openapi.yaml`.

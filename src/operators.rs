@@ -11,7 +11,7 @@ use crate::db::models::{Generation, User};
 use crate::db::{admin_audit, generations, users};
 use crate::domain::credits::Reason;
 use crate::domain::text;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::realtime;
 use crate::realtime::generations::notify_failed;
 use crate::state::AppState;
@@ -36,11 +36,14 @@ pub struct CreditMove {
 impl CreditMove {
     pub fn new(amount: i64, reason: &str) -> AppResult<Self> {
         let reason = text::clean(reason, 200).ok().ok_or_else(|| {
-            AppError::unprocessable("invalid_reason", "give a reason of 1-200 characters")
+            AppError::unprocessable(
+                ErrorCode::InvalidReason,
+                "give a reason of 1-200 characters",
+            )
         })?;
         if amount == 0 || !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&amount) {
             return Err(AppError::unprocessable(
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 "the amount must be 1 to 1 000 000 000 credits, either way",
             ));
         }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::config::Settings;
-use crate::error::{AppError, PROBLEM_JSON, Problem};
+use crate::error::{AppError, ErrorCode, PROBLEM_JSON, Problem};
 use crate::state::AppState;
 
 pub struct Application {
@@ -115,44 +115,43 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let origins = state.settings.cors_allowed_origins.clone();
     let production = state.settings.is_production();
     crate::telemetry::prometheus();
-    let server =
-        HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(json_limit)
-                        .error_handler(json_error),
-                )
-                .app_data(web::PayloadConfig::default().limit(json_limit))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    AppError::bad_request("invalid_query", e.to_string()).into()
-                }))
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
-                )
-                .configure(crate::routes::config)
-                .configure(|cfg| {
-                    if !production {
-                        crate::routes::health::metrics_config(cfg);
-                    }
-                })
-                .default_service(web::to(|| async {
-                    AppError::not_found("no such route").error_response_boxed()
-                }))
-                // Every body is read under REQUEST_BODY_TIMEOUT_SECS (408 after it).
-                .wrap(from_fn(crate::http::deadline::body_deadline))
-                .wrap(cors(&origins, production))
-                // Outside CORS, so that its refusals become problem+json too.
-                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
-                .wrap(from_fn(crate::telemetry::record_http_metrics))
-                .wrap(from_fn(request_id_header))
-                .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
-        })
-        .listen(listener)?
-        .shutdown_timeout(20)
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(json_limit)
+                    .error_handler(json_error),
+            )
+            .app_data(web::PayloadConfig::default().limit(json_limit))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                AppError::bad_request(ErrorCode::InvalidQuery, e.to_string()).into()
+            }))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| AppError::not_found(e.to_string()).into()),
+            )
+            .configure(crate::routes::config)
+            .configure(|cfg| {
+                if !production {
+                    crate::routes::health::metrics_config(cfg);
+                }
+            })
+            .default_service(web::to(|| async {
+                AppError::not_found("no such route").error_response_boxed()
+            }))
+            // Every body is read under REQUEST_BODY_TIMEOUT_SECS (408 after it).
+            .wrap(from_fn(crate::http::deadline::body_deadline))
+            .wrap(cors(&origins, production))
+            // Outside CORS, so that its refusals become problem+json too.
+            .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+            .wrap(from_fn(crate::telemetry::record_http_metrics))
+            .wrap(from_fn(request_id_header))
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+    })
+    .listen(listener)?
+    .shutdown_timeout(20)
+    .run();
     Ok(server)
 }
 
@@ -191,16 +190,18 @@ fn json_error(
     let app = match &err {
         E::Overflow { .. } | E::OverflowKnownLength { .. } => AppError::Client {
             status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "payload_too_large",
+            code: ErrorCode::PayloadTooLarge,
             detail: err.to_string(),
         },
         E::ContentType => AppError::Client {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code: "unsupported_media_type",
+            code: ErrorCode::UnsupportedMediaType,
             detail: "send the body as application/json".into(),
         },
-        E::Deserialize(e) if e.is_data() => AppError::unprocessable("invalid_body", e.to_string()),
-        _ => AppError::bad_request("invalid_json", err.to_string()),
+        E::Deserialize(e) if e.is_data() => {
+            AppError::unprocessable(ErrorCode::InvalidBody, e.to_string())
+        }
+        _ => AppError::bad_request(ErrorCode::InvalidJson, err.to_string()),
     };
     app.into()
 }
@@ -219,16 +220,16 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
     }
     let status = res.status();
     let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::REQUEST_TIMEOUT => "request_timeout",
-        s if s.is_server_error() => "internal_error",
-        _ => "error",
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
+        s if s.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::Error,
     };
     let detail = match status {
         StatusCode::METHOD_NOT_ALLOWED => "this route does not accept that method".to_owned(),

@@ -8,7 +8,7 @@ use crate::auth::Blocked;
 use crate::auth::initdata::InitData;
 use crate::db::models::User;
 use crate::db::users::Profile;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::ratelimit::{self, Window};
 use crate::state::AppState;
 
@@ -60,10 +60,9 @@ pub async fn user_for_init_data(state: &AppState, raw: &str, blocked: Blocked) -
 
 /// Signs in the account validated initData describes, with its `start_param`.
 async fn sign_in_with(state: &AppState, data: &InitData) -> AppResult<User> {
-    let tg = data
-        .user
-        .as_ref()
-        .ok_or_else(|| AppError::unauthorized("invalid_init_data", "initData carries no user"))?;
+    let tg = data.user.as_ref().ok_or_else(|| {
+        AppError::unauthorized(ErrorCode::InvalidInitData, "initData carries no user")
+    })?;
     let profile = Profile {
         telegram_id: tg.id,
         username: tg.username.clone(),

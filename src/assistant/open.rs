@@ -15,7 +15,7 @@ use crate::db::models::{Upload, User};
 use crate::db::uploads;
 use crate::domain::assistant::{self, Language, StoredMessage};
 use crate::domain::idempotency;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// Turns one user may have waiting for the model at once (across sessions).
@@ -246,7 +246,10 @@ impl ChargedAction for Open<'_> {
     }
 
     fn in_progress() -> AppError {
-        AppError::conflict("turn_in_progress", "a request with this key is in progress")
+        AppError::conflict(
+            ErrorCode::TurnInProgress,
+            "a request with this key is in progress",
+        )
     }
 }
 
@@ -261,7 +264,7 @@ fn too_many_pending() -> AppError {
 fn continuable(context: TurnContext) -> AppResult<(Option<Photo>, Vec<StoredMessage>)> {
     if context.busy {
         return Err(AppError::conflict(
-            "turn_in_progress",
+            ErrorCode::TurnInProgress,
             "the assistant is still answering the previous message",
         ));
     }
@@ -270,7 +273,7 @@ fn continuable(context: TurnContext) -> AppResult<(Option<Photo>, Vec<StoredMess
     }
     if context.message_count + 2 > assistant::MAX_SESSION_MESSAGES {
         return Err(AppError::conflict(
-            "session_full",
+            ErrorCode::SessionFull,
             "this conversation is full; start a new session",
         ));
     }
@@ -289,13 +292,13 @@ async fn editing_photo(
         .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
     if upload.purpose != "editing_source" {
         return Err(AppError::unprocessable(
-            "wrong_upload",
+            ErrorCode::WrongUpload,
             format!("upload {id} is not an editing photo"),
         ));
     }
     if upload.expires_at <= now + chrono::Duration::minutes(5) {
         return Err(AppError::unprocessable(
-            "upload_expired",
+            ErrorCode::UploadExpired,
             format!("upload {id} has expired; upload it again"),
         ));
     }
@@ -307,7 +310,7 @@ async fn editing_photo(
 async fn replay(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> AppResult<Reply> {
     match turn.status.as_str() {
         "pending" => Err(AppError::conflict(
-            "turn_in_progress",
+            ErrorCode::TurnInProgress,
             "a request with this key is still being answered",
         )),
         "failed" => Err(TurnFailed::from_code(turn.error_code.as_deref().unwrap_or("")).into()),
@@ -324,7 +327,7 @@ async fn replay(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> AppResult<Repl
                     usage: m.usage.unwrap_or_default(),
                 }),
                 _ => Err(AppError::conflict(
-                    "idempotency_conflict",
+                    ErrorCode::IdempotencyConflict,
                     "this request was answered, and its history has been reset or deleted since",
                 )),
             }

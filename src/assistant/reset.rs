@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::db::chat_sessions::{self, ChatSession};
 use crate::db::{chat_turns, uploads};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// Resets one of the user's sessions, unless a turn of it is waiting for the model (409
@@ -19,7 +19,7 @@ pub async fn reset(state: &AppState, user_id: i64, session_id: Uuid) -> AppResul
             .ok_or_else(|| AppError::not_found("no such session"))?;
         if chat_turns::has_pending_in_session(conn, session_id).await? {
             return Err(AppError::conflict(
-                "turn_in_progress",
+                ErrorCode::TurnInProgress,
                 "the assistant is still answering; reset after its reply",
             ));
         }

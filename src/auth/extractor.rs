@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::Blocked;
 use crate::db::models::User;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -40,17 +40,23 @@ pub fn credentials(req: &HttpRequest) -> Result<Credentials, AppError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| {
-            AppError::unauthorized("missing_credentials", "send Authorization: Bearer <token>")
+            AppError::unauthorized(
+                ErrorCode::MissingCredentials,
+                "send Authorization: Bearer <token>",
+            )
         })?
         .to_str()
         .map_err(|_| {
-            AppError::unauthorized("invalid_token", "the Authorization header is not readable")
+            AppError::unauthorized(
+                ErrorCode::InvalidToken,
+                "the Authorization header is not readable",
+            )
         })?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if rest.is_empty() {
         return Err(AppError::unauthorized(
-            "missing_credentials",
+            ErrorCode::MissingCredentials,
             "the Authorization header has no credentials",
         ));
     }
@@ -60,7 +66,7 @@ pub fn credentials(req: &HttpRequest) -> Result<Credentials, AppError> {
         Ok(Credentials::InitData(rest.to_owned()))
     } else {
         Err(AppError::unauthorized(
-            "invalid_token",
+            ErrorCode::InvalidToken,
             "use the Bearer or tma scheme",
         ))
     }
@@ -151,7 +157,7 @@ impl FromRequest for AdminUser {
                     Ok(AdminUser::ApiKey)
                 } else {
                     Err(AppError::unauthorized(
-                        "invalid_admin_key",
+                        ErrorCode::InvalidAdminKey,
                         "the X-Admin-API-Key is not valid",
                     ))
                 }
@@ -161,7 +167,7 @@ impl FromRequest for AdminUser {
         Box::pin(async move {
             let AuthUser(user) = user.await.map_err(|e| match e.code() {
                 "missing_credentials" => AppError::unauthorized(
-                    "missing_credentials",
+                    ErrorCode::MissingCredentials,
                     "send X-Admin-API-Key, or the access token of an admin",
                 ),
                 _ => e,
@@ -170,7 +176,7 @@ impl FromRequest for AdminUser {
                 Ok(AdminUser::Telegram(user.telegram_id))
             } else {
                 Err(AppError::forbidden(
-                    "not_admin",
+                    ErrorCode::NotAdmin,
                     "this account is not an admin",
                 ))
             }

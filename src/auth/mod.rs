@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 use crate::config::{InitDataKey, Settings};
 use crate::db::models::User;
 use crate::db::users;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 use initdata::{InitData, InitDataError, Options, Verifier};
 use jwt::TokenError;
@@ -26,17 +26,6 @@ pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
                 .map_err(|e| anyhow::anyhow!("TELEGRAM_PUBLIC_KEY: {e}"))?,
         },
     })
-}
-
-impl From<InitDataError> for AppError {
-    fn from(e: InitDataError) -> Self {
-        let code = if e.is_expired() {
-            "init_data_expired"
-        } else {
-            "invalid_init_data"
-        };
-        AppError::unauthorized(code, format!("initData rejected: {}", e.reason()))
-    }
 }
 
 /// The keyed hash that stands for a Telegram account once its owner has erased it
@@ -103,22 +92,24 @@ pub async fn user_for_token(
 ) -> AppResult<TokenUser> {
     if token.is_empty() {
         return Err(AppError::unauthorized(
-            "missing_credentials",
+            ErrorCode::MissingCredentials,
             "the access token is empty",
         ));
     }
     let (telegram_id, expires_at) = state.jwt.verify_until(token).map_err(|e| match e {
         TokenError::Expired => {
-            AppError::unauthorized("token_expired", "the access token has expired")
+            AppError::unauthorized(ErrorCode::TokenExpired, "the access token has expired")
         }
         TokenError::Invalid => {
-            AppError::unauthorized("invalid_token", "the access token is invalid")
+            AppError::unauthorized(ErrorCode::InvalidToken, "the access token is invalid")
         }
     })?;
     let mut conn = state.db.get().await?;
     let user = users::find_by_telegram_id(&mut conn, telegram_id)
         .await?
-        .ok_or_else(|| AppError::unauthorized("invalid_token", "the account no longer exists"))?;
+        .ok_or_else(|| {
+            AppError::unauthorized(ErrorCode::InvalidToken, "the account no longer exists")
+        })?;
     Ok(TokenUser {
         user: blocked.check(user)?,
         expires_at,

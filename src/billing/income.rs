@@ -8,7 +8,7 @@ use chrono::{
 use crate::db::models::Payment;
 use crate::db::payments;
 use crate::domain::payments::format_amount;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// Dates of the register are Moscow dates (UTC+3 all year), as «Мой налог» counts them.
@@ -21,7 +21,7 @@ fn moscow_midnight(day: NaiveDate) -> AppResult<DateTime<Utc>> {
         .from_local_datetime(&day.and_time(NaiveTime::MIN))
         .single()
         .map(|t| t.to_utc())
-        .ok_or_else(|| AppError::bad_request("invalid_query", "bad date"))
+        .ok_or_else(|| AppError::bad_request(ErrorCode::InvalidQuery, "bad date"))
 }
 
 /// The payments of a register, in the order they were paid.

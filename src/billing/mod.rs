@@ -24,7 +24,7 @@ use crate::domain::payments::{
     Bps, Expected, Fetched, ReceiptContact, Verdict, format_amount, plan_until,
     plan_until_after_refund, split, verify,
 };
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::providers::yookassa::{Notification, NotificationSubject, PaymentError};
 use crate::state::AppState;
 
@@ -68,7 +68,7 @@ pub async fn create_payment(
         .ok_or_else(|| AppError::not_found(format!("no product {product_id:?}")))?;
     if product.currency != "RUB" {
         return Err(AppError::unprocessable(
-            "unsupported_currency",
+            ErrorCode::UnsupportedCurrency,
             "this product is not sold in roubles",
         ));
     }
@@ -97,7 +97,9 @@ pub async fn create_payment(
             let key = client_key.unwrap_or_default();
             let existing = payments::find_by_client_key(&mut conn, user.id, key)
                 .await?
-                .ok_or_else(|| AppError::conflict("idempotency_conflict", "retry the request"))?;
+                .ok_or_else(|| {
+                    AppError::conflict(ErrorCode::IdempotencyConflict, "retry the request")
+                })?;
             drop(conn);
             return Ok((replay(state, existing, product_id).await?, false));
         }
@@ -130,7 +132,7 @@ pub async fn insert_pending(
         if payments::pending_since(conn, row.user_id, since).await? >= most {
             return Err(AppError::Client {
                 status: actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                code: "too_many_pending_payments",
+                code: ErrorCode::TooManyPendingPayments,
                 detail: format!(
                     "{most} payments are waiting to be paid: finish one, or try again later"
                 ),
@@ -182,7 +184,7 @@ pub fn new_payment(
 async fn replay(state: &AppState, existing: Payment, product_id: &str) -> AppResult<Payment> {
     if existing.product_id != product_id {
         return Err(AppError::conflict(
-            "idempotency_conflict",
+            ErrorCode::IdempotencyConflict,
             "this Idempotency-Key was used for another product",
         ));
     }
@@ -266,7 +268,7 @@ async fn send_create(state: &AppState, payment: Payment) -> AppResult<Payment> {
             payments::mark_create_refused(&mut conn, payment.id, &note).await?;
             let field = parameter.map(|p| format!(" ({p})")).unwrap_or_default();
             Err(AppError::unprocessable(
-                "payment_rejected",
+                ErrorCode::PaymentRejected,
                 format!("the payment provider refused the payment{field}: {description}"),
             ))
         }
@@ -275,7 +277,7 @@ async fn send_create(state: &AppState, payment: Payment) -> AppResult<Payment> {
             payments::mark_create_refused(&mut conn, payment.id, &e.to_string()).await?;
             Err(AppError::Client {
                 status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                code: "payments_unavailable",
+                code: ErrorCode::PaymentsUnavailable,
                 detail: "payments are unavailable right now".into(),
             })
         }

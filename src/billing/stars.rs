@@ -15,7 +15,7 @@ use super::Outcome;
 use crate::db::models::{Payment, User};
 use crate::db::payments;
 use crate::db::{products, users};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
 
@@ -27,7 +27,7 @@ pub const CURRENCY: &str = "XTR";
 fn client(state: &AppState) -> AppResult<&TelegramClient> {
     state.telegram.as_ref().ok_or_else(|| AppError::Client {
         status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-        code: "stars_unavailable",
+        code: ErrorCode::StarsUnavailable,
         detail: "payments in Telegram Stars are not configured".into(),
     })
 }
@@ -44,7 +44,10 @@ pub async fn create_invoice(
         .await?
         .ok_or_else(|| AppError::not_found(format!("no product {product_id:?}")))?;
     let stars = product.price_stars.ok_or_else(|| {
-        AppError::unprocessable("not_sold_for_stars", "this product has no price in Stars")
+        AppError::unprocessable(
+            ErrorCode::NotSoldForStars,
+            "this product has no price in Stars",
+        )
     })?;
     let id = Uuid::new_v4();
     let row = super::new_payment(id, user.id, PROVIDER, &product, stars, CURRENCY);
@@ -142,12 +145,12 @@ fn read_parts_are_objects(body: &Value) -> bool {
 pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome> {
     if !read_parts_are_objects(body) {
         return Err(AppError::bad_request(
-            "invalid_update",
+            ErrorCode::InvalidUpdate,
             "an Update and the parts of it that are read must be objects",
         ));
     }
     let update: Update = serde_json::from_value(body.clone())
-        .map_err(|e| AppError::bad_request("invalid_update", e.to_string()))?;
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidUpdate, e.to_string()))?;
     if let Some(query) = update.pre_checkout_query {
         return pre_checkout(state, &query).await;
     }
@@ -169,7 +172,7 @@ pub async fn handle_update(state: &AppState, body: &Value) -> AppResult<Outcome>
 fn charge_id(charge: &str) -> AppResult<&str> {
     if charge.is_empty() || charge.len() > 256 {
         return Err(AppError::bad_request(
-            "invalid_update",
+            ErrorCode::InvalidUpdate,
             "bad telegram_payment_charge_id",
         ));
     }

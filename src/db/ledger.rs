@@ -13,7 +13,6 @@ use super::Prepare as _;
 use super::models::{LedgerEntry, User};
 use super::schema::{credit_ledger, users};
 use crate::domain::credits::{self, Allowance, ChargeDecision, PaidWith, Reason};
-use crate::error::AppError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -27,25 +26,6 @@ pub enum LedgerError {
     Overflow,
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
-}
-
-impl From<LedgerError> for AppError {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::Insufficient {
-                required,
-                available,
-            } => AppError::InsufficientCredits {
-                required,
-                available,
-            },
-            LedgerError::KeyReused(_) => AppError::conflict("idempotency_conflict", e.to_string()),
-            LedgerError::NonPositiveAmount | LedgerError::Overflow => {
-                AppError::unprocessable("invalid_amount", e.to_string())
-            }
-            LedgerError::Db(db) => AppError::Database(db),
-        }
-    }
 }
 
 /// What caused a movement, and the key that makes applying it twice a no-op.

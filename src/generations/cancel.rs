@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::db::models::Generation;
 use crate::db::{generations, ledger};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::jobs::queue;
 use crate::realtime::generations::notify_failed;
 use crate::state::AppState;
@@ -26,7 +26,10 @@ pub async fn cancel(state: &AppState, user_id: i64, id: Uuid) -> AppResult<Gener
             cancel_queued(conn, &g, "canceled by the user")
                 .await?
                 .ok_or_else(|| {
-                    AppError::conflict("not_cancelable", format!("the generation is {status}"))
+                    AppError::conflict(
+                        ErrorCode::NotCancelable,
+                        format!("the generation is {status}"),
+                    )
                 })
         })
         .await?;

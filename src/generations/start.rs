@@ -12,7 +12,7 @@ use crate::db::models::{Generation, User};
 use crate::db::{chat_sessions, generations, uploads, users};
 use crate::domain::idempotency;
 use crate::domain::zones::Zone;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::jobs::generation::{KIND, Payload};
 use crate::jobs::queue::{self, EnqueueOptions};
 use crate::realtime;
@@ -205,7 +205,7 @@ impl ChargedAction for Start<'_> {
 
     fn in_progress() -> AppError {
         AppError::conflict(
-            "idempotency_conflict",
+            ErrorCode::IdempotencyConflict,
             "a request with this client_request_id is in progress",
         )
     }
@@ -267,13 +267,13 @@ async fn check_inputs(
             .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
         if upload.purpose != *purpose {
             return Err(AppError::unprocessable(
-                "wrong_upload",
+                ErrorCode::WrongUpload,
                 format!("upload {id} is not a {purpose} photo"),
             ));
         }
         if upload.expires_at <= now + Duration::minutes(5) {
             return Err(AppError::unprocessable(
-                "upload_expired",
+                ErrorCode::UploadExpired,
                 format!("upload {id} has expired; upload it again"),
             ));
         }
@@ -326,7 +326,7 @@ async fn from_chat(
     let inputs = match (new.inputs.first(), session.upload_id) {
         (Some((id, _)), Some(photo)) if variant.is_some() && *id != photo => {
             return Err(AppError::unprocessable(
-                "wrong_upload",
+                ErrorCode::WrongUpload,
                 "a proposed variant edits the session's photo",
             ));
         }
@@ -334,7 +334,7 @@ async fn from_chat(
         (None, Some(photo)) => vec![(photo, "editing_source")],
         (None, None) => {
             return Err(AppError::unprocessable(
-                "session_without_photo",
+                ErrorCode::SessionWithoutPhoto,
                 "the session has no photo; send upload_id",
             ));
         }
@@ -350,7 +350,7 @@ async fn from_chat(
         .and_then(|m| m.variants.get(index).cloned())
         .ok_or_else(|| {
             AppError::unprocessable(
-                "no_variants",
+                ErrorCode::NoVariants,
                 "the session has no proposed variants (yet, or since its reset)",
             )
         })?;

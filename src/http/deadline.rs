@@ -19,7 +19,7 @@ use actix_web::{HttpMessage as _, ResponseError as _, web};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 /// A body stream that fails with `TimedOut` once its deadline has passed, and says so in `fired`.
@@ -81,7 +81,7 @@ pub async fn body_deadline(
     }
     let mut timeout = AppError::Client {
         status: StatusCode::REQUEST_TIMEOUT,
-        code: "request_timeout",
+        code: ErrorCode::RequestTimeout,
         detail: "the request body was not received in time".into(),
     }
     .error_response();

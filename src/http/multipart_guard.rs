@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use memchr::memmem;
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// Longest header block of one part, its closing blank line included.
 pub const MAX_PART_HEADER_BYTES: usize = 8 * 1024;
@@ -60,14 +60,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn code(self) -> &'static str {
+    pub fn code(self) -> ErrorCode {
         match self {
-            Self::TooLarge { .. } => "payload_too_large",
-            Self::PartHeaderTooLarge => "part_header_too_large",
-            Self::TooManyParts { .. } => "too_many_parts",
-            Self::PreambleTooLong => "preamble_too_long",
-            Self::EpilogueTooLong => "epilogue_too_long",
-            Self::Malformed(_) => "invalid_multipart",
+            Self::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::PartHeaderTooLarge => ErrorCode::PartHeaderTooLarge,
+            Self::TooManyParts { .. } => ErrorCode::TooManyParts,
+            Self::PreambleTooLong => ErrorCode::PreambleTooLong,
+            Self::EpilogueTooLong => ErrorCode::EpilogueTooLong,
+            Self::Malformed(_) => ErrorCode::InvalidMultipart,
         }
     }
 
@@ -92,16 +92,6 @@ impl Refusal {
                 format!("more than {MAX_EPILOGUE_BYTES} bytes after the closing boundary")
             }
             Self::Malformed(detail) => detail.to_owned(),
-        }
-    }
-}
-
-impl From<Refusal> for AppError {
-    fn from(r: Refusal) -> Self {
-        AppError::Client {
-            status: r.status(),
-            code: r.code(),
-            detail: r.detail(),
         }
     }
 }

@@ -11,7 +11,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use validator::{Validate, ValidationErrors};
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// `web::Json<T>`, then `T::validate()`: 422 with the code of the rule that failed.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ fn refusal(status: StatusCode, errors: &ValidationErrors) -> AppError {
     let Some((field, error)) = first else {
         return AppError::Client {
             status,
-            code: "invalid_body",
+            code: ErrorCode::InvalidBody,
             detail: errors.to_string(),
         };
     };

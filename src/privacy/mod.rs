@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::db::models::User;
 use crate::db::privacy::{self, Carried};
 use crate::db::{generations, ledger, uploads, users};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 /// The hourly task limit's window.
@@ -131,7 +131,7 @@ pub async fn delete_generation(state: &AppState, user_id: i64, id: Uuid) -> AppR
             .ok_or_else(|| AppError::not_found("no such generation"))?;
         if matches!(g.status.as_str(), "queued" | "running") {
             return Err(AppError::conflict(
-                "generation_active",
+                ErrorCode::GenerationActive,
                 format!(
                     "the generation is {}; cancel it or wait until it finishes",
                     g.status
@@ -163,7 +163,7 @@ pub async fn delete_upload(state: &AppState, user_id: i64, id: Uuid) -> AppResul
             .ok_or_else(|| AppError::not_found("no such upload"))?;
         if generations::active_using_upload(conn, id).await? {
             return Err(AppError::conflict(
-                "upload_in_use",
+                ErrorCode::UploadInUse,
                 "a queued or running generation uses this photo; wait until it finishes",
             ));
         }

@@ -28,7 +28,7 @@ use super::hub::{Outbound, Refused, Registration};
 use super::{Event, types};
 use crate::auth::Blocked;
 use crate::db::models::User;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::state::AppState;
 
 /// The subprotocol the server prefers to echo.
@@ -51,11 +51,11 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     params(("token" = Option<String>, Query, description = "The access token, when not sent as the `bearer.<jwt>` subprotocol")),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, body = crate::error::Problem),
+        (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem),
+        (status = 503, body = crate::error::Problem),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn connect(
@@ -103,7 +103,7 @@ fn too_many_connections(state: &AppState) -> HttpResponse {
     let max = state.hub.settings().max_connections_per_user;
     let err = AppError::Client {
         status: StatusCode::TOO_MANY_REQUESTS,
-        code: "rate_limited",
+        code: ErrorCode::RateLimited,
         detail: format!("at most {max} live connections per user; close one first"),
     };
     let mut res = actix_web::ResponseError::error_response(&err);
@@ -145,13 +145,13 @@ fn credentials(req: &HttpRequest) -> Result<(String, Option<String>), AppError> 
         return match crate::auth::extractor::credentials(req)? {
             crate::auth::extractor::Credentials::Bearer(token) => Ok((token, echo)),
             crate::auth::extractor::Credentials::InitData(_) => Err(AppError::unauthorized(
-                "invalid_token",
+                ErrorCode::InvalidToken,
                 "the WebSocket takes an access token, not initData",
             )),
         };
     }
     Err(AppError::unauthorized(
-        "missing_credentials",
+        ErrorCode::MissingCredentials,
         "send the access token as the subprotocol bearer.<token> or as ?token=<token>",
     ))
 }

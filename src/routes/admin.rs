@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use crate::auth::extractor::AdminUser;
 use crate::billing;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -51,15 +51,18 @@ pub struct IncomeQuery {
 #[utoipa::path(get, path = "/admin/payments/income.csv", tag = "admin",
     params(IncomeQuery, ("X-Admin-API-Key" = String, Header)),
     responses((status = 200, description = "CSV", content_type = "text/csv"),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the admin API is off", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 404, description = "the admin API is off", body = Problem)))]
 pub async fn income_csv(
     _: AdminUser,
     state: web::Data<AppState>,
     query: web::Query<IncomeQuery>,
 ) -> AppResult<HttpResponse> {
     if query.to < query.from {
-        return Err(AppError::bad_request("invalid_query", "to is before from"));
+        return Err(AppError::bad_request(
+            ErrorCode::InvalidQuery,
+            "to is before from",
+        ));
     }
     let register = billing::income::register(&state, query.from, query.to).await?;
     let filename = format!("income-{}-{}.csv", query.from, query.to);

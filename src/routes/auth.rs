@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::me::UserDto;
 use crate::accounts;
 use crate::auth::extractor::{Credentials, credentials};
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -38,10 +38,10 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/api/v1/auth/telegram", tag = "auth",
     request_body(content = Option<LoginRequest>, description = "may be empty when `Authorization: tma <initData>` is sent"),
     responses((status = 200, body = LoginResponse),
-              (status = 400, description = "malformed body", body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 401, description = "`invalid_init_data`, `init_data_expired` or `missing_credentials`", body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 403, description = "`user_blocked`", body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`: too many logins, or failed logins, from this address", body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "malformed body", body = crate::error::Problem),
+              (status = 401, description = "`invalid_init_data`, `init_data_expired` or `missing_credentials`", body = crate::error::Problem),
+              (status = 403, description = "`user_blocked`", body = crate::error::Problem),
+              (status = 429, description = "`rate_limited`: too many logins, or failed logins, from this address", body = crate::error::Problem)))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -66,7 +66,7 @@ fn init_data(req: &HttpRequest, body: &[u8]) -> AppResult<String> {
     } else {
         serde_json::from_slice(body).map_err(|e| {
             AppError::bad_request(
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the body is not a login request: {e}"),
             )
         })?
@@ -77,7 +77,7 @@ fn init_data(req: &HttpRequest, body: &[u8]) -> AppResult<String> {
     match credentials(req)? {
         Credentials::InitData(raw) => Ok(raw),
         Credentials::Bearer(_) => Err(AppError::bad_request(
-            "missing_init_data",
+            ErrorCode::MissingInitData,
             "send init_data in the body or Authorization: tma",
         )),
     }

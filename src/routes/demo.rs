@@ -135,9 +135,9 @@ pub struct DevInitData {
 #[utoipa::path(post, path = "/dev/init-data", tag = "dev",
     request_body = DevInitDataRequest,
     responses((status = 200, body = DevInitData),
-              (status = 400, description = "`invalid_json`: not JSON", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "production, or a real credential (bot token, Telegram's key, a provider's key) is configured", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`invalid_json`: not JSON", body = Problem),
+              (status = 404, description = "production, or a real credential (bot token, Telegram's key, a provider's key) is configured", body = Problem),
+              (status = 422, description = "`invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range)", body = Problem)))]
 pub async fn sign_init_data(
     state: web::Data<AppState>,
     body: ValidatedJson<DevInitDataRequest>,

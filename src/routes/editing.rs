@@ -17,7 +17,7 @@ use crate::db::chat_sessions::{self, ChatSession};
 use crate::db::uploads;
 use crate::domain::assistant::{Role, Usage};
 use crate::domain::text;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
 use crate::state::AppState;
 
@@ -155,13 +155,13 @@ pub struct ResetRequest {
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = ChatRequest,
     responses((status = 200, body = ChatReply),
-              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the session or the upload is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem, content_type = "application/problem+json"),
-              (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem, content_type = "application/problem+json")))]
+              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
+              (status = 404, description = "the session or the upload is not the user's", body = Problem),
+              (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem),
+              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem),
+              (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem),
+              (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem)))]
 pub async fn chat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -174,7 +174,10 @@ pub async fn chat(
     let max = state.settings.assistant.message_max_chars;
     // Something visible is there (the DTO's rule): only the configured cap is left.
     let message = text::clean(&body.message, max).map_err(|_| {
-        AppError::unprocessable("message_too_long", format!("at most {max} characters"))
+        AppError::unprocessable(
+            ErrorCode::MessageTooLong,
+            format!("at most {max} characters"),
+        )
     })?;
     let turn = NewTurn::new(body.session_id, body.upload_id, message, key);
     let reply = assistant::chat(&state, &user, turn).await?;
@@ -237,7 +240,7 @@ pub(crate) async fn session_dto(
 /// One of the user's sessions with its whole history. Another user's session is a 404.
 #[utoipa::path(get, path = "/api/v1/editing/sessions/{session_id}", tag = "editing", security(("bearer" = []), ("tma" = [])),
     params(("session_id" = Uuid, Path)),
-    responses((status = 200, body = SessionDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SessionDto), (status = 404, body = Problem)))]
 pub async fn get_session(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -273,7 +276,7 @@ pub struct ListQuery {
 /// The user's sessions, most recently active first.
 #[utoipa::path(get, path = "/api/v1/editing/sessions", tag = "editing", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
-    responses((status = 200, body = SessionPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = SessionPage), (status = 400, body = Problem)))]
 pub async fn list_sessions(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -322,9 +325,9 @@ fn preview(text: &str) -> String {
 #[utoipa::path(post, path = "/api/v1/editing/reset", tag = "editing", security(("bearer" = []), ("tma" = [])),
     request_body = ResetRequest,
     responses((status = 200, body = SessionDto),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`turn_in_progress`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`turn_in_progress`", body = Problem),
+              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = Problem)))]
 pub async fn reset(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,

@@ -15,7 +15,7 @@ use crate::db::generations;
 use crate::db::models::Generation;
 use crate::domain::text;
 use crate::domain::zones::Zone;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::generations::NewGeneration;
 use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
 use crate::realtime;
@@ -103,7 +103,7 @@ pub struct GenerationPage {
 fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<String> {
     super::client_request_id(req, body)?.ok_or_else(|| {
         AppError::bad_request(
-            "missing_client_request_id",
+            ErrorCode::MissingClientRequestId,
             "send client_request_id (or an Idempotency-Key header)",
         )
     })
@@ -114,11 +114,11 @@ fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<Str
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = FittingRequest,
     responses((status = 202, body = GenerationEnvelope),
-              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
-              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "an upload is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`, with Retry-After", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
+              (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
+              (status = 404, description = "an upload is not the user's", body = Problem),
+              (status = 422, description = "unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, description = "`rate_limited`, with Retry-After", body = Problem)))]
 pub async fn fitting_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -138,11 +138,11 @@ pub async fn fitting_generate(
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "alternative to client_request_id: 1–128 printable ASCII characters")),
     request_body = EditingRequest,
     responses((status = 202, body = GenerationEnvelope),
-              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem, content_type = "application/problem+json"),
-              (status = 402, body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the upload or the session is not the user's", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request", body = Problem, content_type = "application/problem+json"),
-              (status = 429, body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
+              (status = 402, body = Problem),
+              (status = 404, description = "the upload or the session is not the user's", body = Problem),
+              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 429, body = Problem)))]
 pub async fn editing_generate(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -171,14 +171,14 @@ impl EditingRequest {
             }
             _ => {
                 return Err(AppError::unprocessable(
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     "send either `prompt`, or `session_id` and `variant_index`",
                 ));
             }
         };
         if self.upload_id.is_none() && self.session_id.is_none() {
             return Err(AppError::unprocessable(
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 "send `upload_id` (or the `session_id` whose photo to edit)",
             ));
         }
@@ -190,7 +190,10 @@ impl EditingRequest {
 fn edit_prompt(prompt: &str, max_chars: usize) -> AppResult<String> {
     // Something visible is there (the DTO's rule): only the configured cap is left.
     text::clean(prompt, max_chars).map_err(|_| {
-        AppError::unprocessable("prompt_too_long", format!("at most {max_chars} characters"))
+        AppError::unprocessable(
+            ErrorCode::PromptTooLong,
+            format!("at most {max_chars} characters"),
+        )
     })
 }
 
@@ -204,7 +207,7 @@ fn accepted(g: &Generation, state: &AppState) -> HttpResponse {
 /// One of the user's generations.
 #[utoipa::path(get, path = "/api/v1/generations/{id}", operation_id = "get_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = GenerationEnvelope), (status = 404, body = Problem)))]
 pub async fn get(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -242,7 +245,7 @@ pub struct ListQuery {
 /// The user's generations, newest first.
 #[utoipa::path(get, path = "/api/v1/generations", operation_id = "list_generations", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(ListQuery),
-    responses((status = 200, body = GenerationPage), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = GenerationPage), (status = 400, body = Problem)))]
 pub async fn list(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -266,8 +269,8 @@ pub async fn list(
 #[utoipa::path(post, path = "/api/v1/generations/{id}/cancel", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = GenerationEnvelope),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`not_cancelable`: it has started or finished", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`not_cancelable`: it has started or finished", body = Problem)))]
 pub async fn cancel(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -286,8 +289,8 @@ pub async fn cancel(
 #[utoipa::path(delete, path = "/api/v1/generations/{id}", operation_id = "delete_generation", tag = "generations", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Deleted"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`generation_active`: it is queued or running", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 409, description = "`generation_active`: it is queued or running", body = Problem)))]
 pub async fn delete(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -305,7 +308,7 @@ pub async fn kie_callback(
     body: web::Bytes,
 ) -> AppResult<HttpResponse> {
     let task_id = crate::providers::kie::parse_callback(&body)
-        .map_err(|e| AppError::bad_request("invalid_callback", e.to_string()))?;
+        .map_err(|e| AppError::bad_request(ErrorCode::InvalidCallback, e.to_string()))?;
     verify_kie_signature(&req, &state, &task_id)?;
     let woken = crate::generations::wake_task(&state, &task_id).await?;
     Ok(HttpResponse::build(StatusCode::OK)
@@ -330,7 +333,7 @@ fn verify_kie_signature(req: &HttpRequest, state: &AppState, task_id: &str) -> A
     );
     if !valid {
         return Err(AppError::unauthorized(
-            "invalid_signature",
+            ErrorCode::InvalidSignature,
             "the callback signature is invalid",
         ));
     }

@@ -8,7 +8,7 @@ use diesel_async::SimpleAsyncConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::Problem;
+use crate::error::{ErrorCode, Problem};
 use crate::state::AppState;
 
 /// `/health` and `/ready`.
@@ -58,7 +58,7 @@ pub async fn health() -> HttpResponse {
 /// `status` and `redis` say `degraded`.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, description = "ready, or degraded (Redis unavailable)", body = ReadyDto),
-              (status = 503, description = "`not_ready`: PostgreSQL unavailable", body = Problem, content_type = "application/problem+json")))]
+              (status = 503, description = "`not_ready`: PostgreSQL unavailable", body = Problem)))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = tokio::join!(check_postgres(&state), check_redis(&state));
     let dto = ReadyDto {
@@ -77,7 +77,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
     let mut problem = Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
+        ErrorCode::NotReady,
         "a dependency is unavailable",
     );
     problem

@@ -9,7 +9,7 @@ use crate::auth::extractor::AuthUser;
 use crate::db::ledger;
 use crate::db::models::LedgerEntry;
 use crate::domain::credits::Reason;
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -82,7 +82,7 @@ impl From<LedgerEntry> for LedgerEntryDto {
 /// The user's ledger entries, newest first.
 #[utoipa::path(get, path = "/api/v1/ledger", operation_id = "list_ledger", tag = "me", security(("bearer" = []), ("tma" = [])),
     params(LedgerQuery),
-    responses((status = 200, body = LedgerPage), (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = LedgerPage), (status = 400, description = "`invalid_cursor`", body = Problem)))]
 pub async fn list(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -92,8 +92,9 @@ pub async fn list(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| AppError::bad_request("invalid_cursor", "cursor is not one of ours"))
+            c.parse::<i64>().map_err(|_| {
+                AppError::bad_request(ErrorCode::InvalidCursor, "cursor is not one of ours")
+            })
         })
         .transpose()?;
     let limit = query.limit.unwrap_or(50).clamp(1, 100);

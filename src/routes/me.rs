@@ -98,8 +98,8 @@ pub struct MeDto {
 
 /// The signed-in user's profile with their balance.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
-    responses((status = 200, body = MeDto), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 403, description = "the user is blocked (`user_blocked`)", body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = MeDto), (status = 401, body = crate::error::Problem),
+              (status = 403, description = "the user is blocked (`user_blocked`)", body = crate::error::Problem)))]
 pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResult<HttpResponse> {
     let balance = BalanceDto::of(&user, state.settings.free_actions_per_month, Utc::now());
     Ok(HttpResponse::Ok().json(MeDto {
@@ -110,7 +110,7 @@ pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResu
 
 /// The money part of `/me`: credits, plan and free actions.
 #[utoipa::path(get, path = "/api/v1/balance", tag = "me", security(("bearer" = []), ("tma" = [])),
-    responses((status = 200, body = BalanceDto), (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = BalanceDto), (status = 401, body = crate::error::Problem)))]
 pub async fn balance(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,

@@ -17,6 +17,8 @@ pub mod uploads;
 
 use actix_web::{HttpRequest, web};
 
+use crate::error::ErrorCode;
+
 /// Every route of the API.
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::config)
@@ -63,7 +65,7 @@ pub fn page(
     let before = cursor
         .map(|c| {
             parse(c).ok_or_else(|| {
-                AppError::bad_request("invalid_cursor", "the cursor is not one of ours")
+                AppError::bad_request(ErrorCode::InvalidCursor, "the cursor is not one of ours")
             })
         })
         .transpose()?;
@@ -92,7 +94,7 @@ pub fn client_request_id(
 ) -> crate::error::AppResult<Option<String>> {
     idempotency_key(req, from_body).map_err(|_| {
         crate::error::AppError::unprocessable(
-            "invalid_client_request_id",
+            ErrorCode::InvalidClientRequestId,
             "1–128 printable ASCII characters",
         )
     })

@@ -13,7 +13,7 @@ use crate::billing::{self, Outcome, stars};
 use crate::db::models::{Payment, Product};
 use crate::db::{payments, products};
 use crate::domain::payments::{ReceiptContact, format_amount};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::providers::sandbox::SandboxPayments;
 use crate::providers::yookassa::{NotificationError, parse_notification, valid_object_id};
 use crate::state::AppState;
@@ -128,11 +128,11 @@ pub struct PaymentCreated {
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "makes the request repeatable: the same key returns the same payment; 1–128 printable ASCII characters")),
     request_body = CreatePaymentRequest,
     responses((status = 201, body = PaymentCreated), (status = 200, description = "a repeated Idempotency-Key", body = PaymentCreated),
-              (status = 404, description = "no such active product", body = Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`idempotency_conflict`: the key was used for another product", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_receipt_contact`, or `payment_rejected` by the provider", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (PAYMENTS_MAX_PENDING_PER_USER, default 5, opened in the last 24 h are unpaid)", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "the provider did not answer; repeat with the same Idempotency-Key", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, description = "no such active product", body = Problem),
+              (status = 409, description = "`idempotency_conflict`: the key was used for another product", body = Problem),
+              (status = 422, description = "`invalid_receipt_contact`, `invalid_idempotency_key`, `unsupported_currency`, or `payment_rejected` by the provider", body = Problem),
+              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (PAYMENTS_MAX_PENDING_PER_USER, default 5, opened in the last 24 h are unpaid)", body = Problem),
+              (status = 503, description = "the provider did not answer; repeat with the same Idempotency-Key. `payments_unavailable`: the provider refused our credentials", body = Problem)))]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -140,10 +140,10 @@ pub async fn create(
     body: web::Json<CreatePaymentRequest>,
 ) -> AppResult<HttpResponse> {
     let contact = ReceiptContact::parse(body.email.as_deref(), body.phone.as_deref())
-        .map_err(|why| AppError::unprocessable("invalid_receipt_contact", why))?;
+        .map_err(|why| AppError::unprocessable(ErrorCode::InvalidReceiptContact, why))?;
     let key = super::idempotency_key(&req, None).map_err(|_| {
         AppError::unprocessable(
-            "invalid_idempotency_key",
+            ErrorCode::InvalidIdempotencyKey,
             "Idempotency-Key: 1–128 printable ASCII characters",
         )
     })?;
@@ -201,7 +201,7 @@ impl From<Payment> for PaymentDto {
 /// One of the user's payments.
 #[utoipa::path(get, path = "/api/v1/payments/{id}", operation_id = "get_payment", tag = "payments", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = PaymentDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = PaymentDto), (status = 404, body = Problem)))]
 pub async fn get(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -234,10 +234,10 @@ pub struct StarsInvoice {
 #[utoipa::path(post, path = "/api/v1/payments/stars/invoice", tag = "payments", security(("bearer" = []), ("tma" = [])),
     request_body = StarsInvoiceRequest,
     responses((status = 201, body = StarsInvoice),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`not_sold_for_stars`", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid)", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "`stars_unavailable` without a bot token, or Telegram unreachable", body = Problem, content_type = "application/problem+json")))]
+              (status = 404, body = Problem),
+              (status = 422, description = "`not_sold_for_stars`", body = Problem),
+              (status = 429, description = "`rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid)", body = Problem),
+              (status = 503, description = "`stars_unavailable` without a bot token, or Telegram unreachable", body = Problem)))]
 pub async fn stars_invoice(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -296,9 +296,9 @@ struct NotificationObject {
 #[utoipa::path(post, path = "/api/v1/payments/webhook", operation_id = "yookassa_webhook", tag = "payments",
     request_body(content = NotificationBody, description = "`{type: notification, event, object}`"),
     responses((status = 200, description = "recorded (and acted on once verified)"),
-              (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "`forbidden_source`: not from YooKassa's networks", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "YooKassa could not be reached to confirm: send again", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`invalid_json`, `invalid_notification`: not a notification", body = Problem),
+              (status = 403, description = "`forbidden_source`: not from YooKassa's networks", body = Problem),
+              (status = 503, description = "YooKassa could not be reached to confirm: send again", body = Problem)))]
 pub async fn webhook(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -311,14 +311,14 @@ pub async fn webhook(
         tracing::warn!(source = ?source, "payment notification from outside the allowed networks");
         metrics::counter!("payment_notifications_total", "result" => "forbidden").increment(1);
         return Err(AppError::forbidden(
-            "forbidden_source",
+            ErrorCode::ForbiddenSource,
             "notifications are accepted from the payment provider only",
         ));
     }
     let notification = parse_notification(&body).map_err(|e| match e {
-        NotificationError::NotJson(detail) => AppError::bad_request("invalid_json", detail),
+        NotificationError::NotJson(detail) => AppError::bad_request(ErrorCode::InvalidJson, detail),
         NotificationError::Shape | NotificationError::Nul => {
-            AppError::bad_request("invalid_notification", e.to_string())
+            AppError::bad_request(ErrorCode::InvalidNotification, e.to_string())
         }
     })?;
     let outcome = billing::handle_notification(&state, &notification).await?;

@@ -62,7 +62,7 @@ pub struct KeptDto {
 /// A blocked user can erase too.
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ErasureDto),
-              (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 401, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]
 pub async fn erase(
     state: web::Data<AppState>,
@@ -119,7 +119,7 @@ pub struct ExportDto {
 /// attachment), with signed links to their images. A blocked user can export too.
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ExportDto),
-              (status = 401, body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 401, body = crate::error::Problem)))]
 #[tracing::instrument(skip_all, fields(user_id = user.id))]
 pub async fn export(
     state: web::Data<AppState>,

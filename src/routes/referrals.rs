@@ -30,7 +30,7 @@ pub struct ReferralsDto {
 
 /// The signed-in user's referral code, link and earnings.
 #[utoipa::path(get, path = "/api/v1/referrals", operation_id = "get_referrals", tag = "me", security(("bearer" = []), ("tma" = [])),
-    responses((status = 200, body = ReferralsDto), (status = 401, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = ReferralsDto), (status = 401, body = Problem)))]
 pub async fn get(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;
     let (invited, credits_earned) = referrals::stats(&mut conn, user.id).await?;

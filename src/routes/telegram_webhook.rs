@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
@@ -34,9 +34,9 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     params(("X-Telegram-Bot-Api-Secret-Token" = String, Header, description = "the secret_token given to setWebhook")),
     request_body(content = crate::billing::stars::Update, description = "a Telegram Update"),
     responses((status = 200, description = "handled, or ignored (including a body that is not an Update, which is logged)"),
-              (status = 401, description = "`invalid_secret_token`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the webhook is off (no TELEGRAM_WEBHOOK_SECRET)", body = Problem, content_type = "application/problem+json"),
-              (status = 503, description = "try again: Telegram sends the update again", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "`invalid_secret_token`", body = Problem),
+              (status = 404, description = "the webhook is off (no TELEGRAM_WEBHOOK_SECRET)", body = Problem),
+              (status = 503, description = "try again: Telegram sends the update again", body = Problem)))]
 pub async fn webhook(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -52,7 +52,7 @@ pub async fn webhook(
         .unwrap_or_default();
     if !same_secret(given, secret.expose_secret().as_bytes()) {
         return Err(AppError::unauthorized(
-            "invalid_secret_token",
+            ErrorCode::InvalidSecretToken,
             "X-Telegram-Bot-Api-Secret-Token does not match",
         ));
     }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Upload, User};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::multipart_guard::{self, Guard};
 use crate::media::signed_url::{self, LinkError};
 use crate::media::storage;
@@ -109,12 +109,12 @@ pub struct EditingUploadForm {
 #[utoipa::path(post, path = "/api/v1/fitting/upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     request_body(content = FittingUploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = FittingUploadDto),
-              (status = 400, description = "missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart`", body = Problem, content_type = "application/problem+json"),
-              (status = 408, description = "`request_timeout`: the body was not received in time", body = Problem, content_type = "application/problem+json"),
-              (status = 413, description = "`file_too_large` (one file), `payload_too_large` (the whole request)", body = Problem, content_type = "application/problem+json"),
-              (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`image_too_large`, `image_too_small`, `invalid_image`", body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart`", body = Problem),
+              (status = 408, description = "`request_timeout`: the body was not received in time", body = Problem),
+              (status = 413, description = "`file_too_large` (one file), `payload_too_large` (the whole request)", body = Problem),
+              (status = 415, description = "`unsupported_media_type`", body = Problem),
+              (status = 422, description = "`image_too_large`, `image_too_small`, `invalid_image`", body = Problem),
+              (status = 429, description = "`rate_limited`", body = Problem)))]
 pub async fn fitting_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -125,7 +125,7 @@ pub async fn fitting_upload(
     let mut files = read_files(&req, body, &["person", "item"], &state).await?;
     let (Some(person), Some(item)) = (files.remove("person"), files.remove("item")) else {
         return Err(AppError::bad_request(
-            "missing_field",
+            ErrorCode::MissingField,
             "both `person` and `item` files are required",
         ));
     };
@@ -141,12 +141,12 @@ pub async fn fitting_upload(
 #[utoipa::path(post, path = "/api/v1/editing/upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     request_body(content = EditingUploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = UploadDto),
-              (status = 400, body = Problem, content_type = "application/problem+json"),
-              (status = 408, body = Problem, content_type = "application/problem+json"),
-              (status = 413, body = Problem, content_type = "application/problem+json"),
-              (status = 415, body = Problem, content_type = "application/problem+json"),
-              (status = 422, body = Problem, content_type = "application/problem+json"),
-              (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, body = Problem),
+              (status = 408, body = Problem),
+              (status = 413, body = Problem),
+              (status = 415, body = Problem),
+              (status = 422, body = Problem),
+              (status = 429, description = "`rate_limited`", body = Problem)))]
 pub async fn editing_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -155,9 +155,9 @@ pub async fn editing_upload(
 ) -> AppResult<HttpResponse> {
     limit_uploads(&state, &user).await?;
     let mut files = read_files(&req, body, &["image"], &state).await?;
-    let image = files
-        .remove("image")
-        .ok_or_else(|| AppError::bad_request("missing_field", "the `image` file is required"))?;
+    let image = files.remove("image").ok_or_else(|| {
+        AppError::bad_request(ErrorCode::MissingField, "the `image` file is required")
+    })?;
     let upload = uploads::upload_editing(&state, user.id, image).await?;
     Ok(HttpResponse::Created().json(UploadDto::of(&upload, &state)))
 }
@@ -171,7 +171,7 @@ async fn limit_uploads(state: &AppState, user: &User) -> AppResult<()> {
 /// One of the user's uploads, with a fresh signed link. Another user's upload is a 404.
 #[utoipa::path(get, path = "/api/v1/uploads/{id}", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path, description = "upload id")),
-    responses((status = 200, body = UploadDto), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = UploadDto), (status = 404, body = Problem)))]
 pub async fn get_upload(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,
@@ -196,12 +196,14 @@ pub async fn media(
     let secret = state.settings.media.url_secret.expose_secret().as_bytes();
     let now = Utc::now().timestamp();
     signed_url::verify(secret, &key, query.exp, &query.sig, now).map_err(|e| match e {
-        LinkError::BadSignature => {
-            AppError::forbidden("invalid_signature", "the link's signature is invalid")
-        }
-        LinkError::Expired => {
-            AppError::forbidden("link_expired", "the link has expired; ask for a new one")
-        }
+        LinkError::BadSignature => AppError::forbidden(
+            ErrorCode::InvalidSignature,
+            "the link's signature is invalid",
+        ),
+        LinkError::Expired => AppError::forbidden(
+            ErrorCode::LinkExpired,
+            "the link has expired; ask for a new one",
+        ),
     })?;
     if !storage::is_valid_key(&key) {
         return Err(AppError::not_found("no such media"));
@@ -225,7 +227,7 @@ pub async fn media(
 fn too_large(detail: String) -> AppError {
     AppError::Client {
         status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "file_too_large",
+        code: ErrorCode::FileTooLarge,
         detail,
     }
 }
@@ -242,7 +244,7 @@ async fn read_files(
     let (mut body, guard) = multipart_guard::open(req.headers(), body, expected.len(), cap)?;
     let result = read_fields(&mut body, &guard, expected, state).await;
     if let Err(AppError::Client {
-        code: "file_too_large",
+        code: ErrorCode::FileTooLarge,
         ..
     }) = &result
     {
@@ -267,7 +269,7 @@ async fn read_fields(
         let name = field.name().unwrap_or_default().to_owned();
         let Some(&slot) = expected.iter().find(|e| **e == name) else {
             return Err(AppError::bad_request(
-                "unknown_field",
+                ErrorCode::UnknownField,
                 format!(
                     "unexpected field {name:?}; expected {}",
                     expected.join(", ")
@@ -276,7 +278,7 @@ async fn read_fields(
         };
         if files.contains_key(slot) {
             return Err(AppError::bad_request(
-                "too_many_files",
+                ErrorCode::TooManyFiles,
                 format!("field {slot:?} was sent more than once"),
             ));
         }
@@ -290,7 +292,7 @@ async fn read_fields(
 fn bad_multipart(guard: &Guard, e: actix_multipart::MultipartError) -> AppError {
     match guard.refusal() {
         Some(refusal) => AppError::from(refusal),
-        None => AppError::bad_request("invalid_multipart", e.to_string()),
+        None => AppError::bad_request(ErrorCode::InvalidMultipart, e.to_string()),
     }
 }
 
@@ -315,7 +317,7 @@ async fn read_file(
     }
     if bytes.is_empty() {
         return Err(AppError::bad_request(
-            "empty_file",
+            ErrorCode::EmptyFile,
             format!("{slot:?} is empty"),
         ));
     }
@@ -332,8 +334,8 @@ async fn read_file(
 #[utoipa::path(delete, path = "/api/v1/uploads/{id}", operation_id = "delete_upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204, description = "Erased"),
-              (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
-              (status = 409, description = "`upload_in_use`: a queued or running generation uses it", body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 404, body = crate::error::Problem),
+              (status = 409, description = "`upload_in_use`: a queued or running generation uses it", body = crate::error::Problem)))]
 pub async fn delete_upload(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,

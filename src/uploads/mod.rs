@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::db::models::Upload;
 use crate::db::uploads;
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, ErrorCode};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
 use crate::media::pool::PoolError;
 use crate::state::AppState;
@@ -90,7 +90,7 @@ async fn process(file: PhotoFile, state: &AppState) -> AppResult<Normalized> {
             tracing::error!(field, error = %e, "image task failed");
             match e {
                 PoolError::Panicked => AppError::unprocessable(
-                    "invalid_image",
+                    ErrorCode::InvalidImage,
                     format!("{field:?} could not be decoded"),
                 ),
                 PoolError::Stopped => AppError::Internal(anyhow::anyhow!("image task failed: {e}")),

@@ -927,6 +927,97 @@ export interface components {
             erased: components["schemas"]["ErasedDto"];
             kept: components["schemas"]["KeptDto"];
         };
+        /**
+         * @description The stable machine code of a problem: clients branch and localise on it, never on `detail`. Each code is sent with the status named here.
+         *
+         *     | code | status | title |
+         *     |---|---|---|
+         *     | `bad_request` | 400 | Bad request |
+         *     | `empty_file` | 400 | A file field is empty |
+         *     | `epilogue_too_long` | 400 | Multipart epilogue too long |
+         *     | `invalid_callback` | 400 | Provider callback not readable |
+         *     | `invalid_cursor` | 400 | Invalid page cursor |
+         *     | `invalid_json` | 400 | Body is not JSON |
+         *     | `invalid_multipart` | 400 | Malformed multipart body |
+         *     | `invalid_notification` | 400 | Payment notification not readable |
+         *     | `invalid_query` | 400 | Invalid query string |
+         *     | `invalid_update` | 400 | Telegram update not readable |
+         *     | `missing_client_request_id` | 400 | Request id missing |
+         *     | `missing_field` | 400 | A required field is missing |
+         *     | `missing_idempotency_key` | 400 | Idempotency-Key missing |
+         *     | `missing_init_data` | 400 | initData missing |
+         *     | `nul_character` | 400 | Text contains U+0000 |
+         *     | `part_header_too_large` | 400 | Multipart part headers too large |
+         *     | `preamble_too_long` | 400 | Multipart preamble too long |
+         *     | `too_many_files` | 400 | Too many files |
+         *     | `too_many_parts` | 400 | Too many multipart parts |
+         *     | `unknown_field` | 400 | Unknown form field |
+         *     | `init_data_expired` | 401 | initData expired |
+         *     | `invalid_admin_key` | 401 | Invalid admin key |
+         *     | `invalid_init_data` | 401 | Invalid initData |
+         *     | `invalid_secret_token` | 401 | Invalid webhook secret token |
+         *     | `invalid_token` | 401 | Invalid access token |
+         *     | `missing_credentials` | 401 | Credentials missing |
+         *     | `token_expired` | 401 | Access token expired |
+         *     | `unauthorized` | 401 | Unauthorized |
+         *     | `insufficient_credits` | 402 | Not enough credits |
+         *     | `forbidden` | 403 | Forbidden |
+         *     | `forbidden_source` | 403 | Notification from an unknown address |
+         *     | `invalid_signature` | 403, 401 | Invalid signature |
+         *     | `link_expired` | 403 | Signed link expired |
+         *     | `not_admin` | 403 | Not an operator |
+         *     | `user_blocked` | 403 | Account blocked |
+         *     | `not_found` | 404 | Not found |
+         *     | `method_not_allowed` | 405 | Method not allowed |
+         *     | `request_timeout` | 408 | Request body too slow |
+         *     | `conflict` | 409 | Conflicts with existing data |
+         *     | `generation_active` | 409 | A generation is still running |
+         *     | `idempotency_conflict` | 409 | Idempotency key already used |
+         *     | `not_cancelable` | 409 | Generation can no longer be canceled |
+         *     | `session_full` | 409 | Chat session full |
+         *     | `turn_in_progress` | 409 | A chat turn is in progress |
+         *     | `upload_in_use` | 409 | Upload in use |
+         *     | `file_too_large` | 413 | File too large |
+         *     | `payload_too_large` | 413 | Request too large |
+         *     | `unsupported_media_type` | 415 | Unsupported media type |
+         *     | `empty_message` | 422 | Empty message |
+         *     | `empty_prompt` | 422 | Empty prompt |
+         *     | `idempotency_key_reused` | 422 | Idempotency key reused for another request |
+         *     | `image_too_large` | 422 | Image too large |
+         *     | `image_too_small` | 422 | Image too small |
+         *     | `invalid_amount` | 422 | Invalid amount |
+         *     | `invalid_body` | 422 | Invalid body |
+         *     | `invalid_client_request_id` | 422 | Invalid request id |
+         *     | `invalid_field` | 422 | Invalid field value |
+         *     | `invalid_idempotency_key` | 422 | Invalid Idempotency-Key |
+         *     | `invalid_image` | 422 | Image not decodable |
+         *     | `invalid_reason` | 422 | Invalid reason |
+         *     | `invalid_receipt_contact` | 422 | Invalid receipt contact |
+         *     | `invalid_variant_index` | 422 | Invalid variant index |
+         *     | `message_rejected` | 422 | Message refused by moderation |
+         *     | `message_too_long` | 422 | Message too long |
+         *     | `no_variants` | 422 | Chat turn has no variants |
+         *     | `not_sold_for_stars` | 422 | Product not sold for Stars |
+         *     | `payment_rejected` | 422 | Payment refused by the provider |
+         *     | `prompt_too_long` | 422 | Prompt too long |
+         *     | `session_without_photo` | 422 | Chat session has no photo |
+         *     | `unsupported_currency` | 422 | Unsupported currency |
+         *     | `upload_expired` | 422 | Upload expired |
+         *     | `wrong_upload` | 422 | Upload of the wrong purpose |
+         *     | `rate_limited` | 429 | Too many requests |
+         *     | `too_many_pending_payments` | 429 | Too many unpaid payments |
+         *     | `internal_error` | 500 | Internal error |
+         *     | `assistant_bad_reply` | 502 | Assistant reply unusable |
+         *     | `assistant_failed` | 502 | Assistant failed |
+         *     | `assistant_unavailable` | 503 | Assistant unavailable |
+         *     | `not_ready` | 503 | Not ready |
+         *     | `payments_unavailable` | 503 | Payments unavailable |
+         *     | `service_unavailable` | 503 | Backing service unavailable |
+         *     | `stars_unavailable` | 503 | Telegram Stars not configured |
+         *     | `error` | any other | Other error |
+         * @enum {string}
+         */
+        ErrorCode: "bad_request" | "empty_file" | "epilogue_too_long" | "invalid_callback" | "invalid_cursor" | "invalid_json" | "invalid_multipart" | "invalid_notification" | "invalid_query" | "invalid_update" | "missing_client_request_id" | "missing_field" | "missing_idempotency_key" | "missing_init_data" | "nul_character" | "part_header_too_large" | "preamble_too_long" | "too_many_files" | "too_many_parts" | "unknown_field" | "init_data_expired" | "invalid_admin_key" | "invalid_init_data" | "invalid_secret_token" | "invalid_token" | "missing_credentials" | "token_expired" | "unauthorized" | "insufficient_credits" | "forbidden" | "forbidden_source" | "invalid_signature" | "link_expired" | "not_admin" | "user_blocked" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "generation_active" | "idempotency_conflict" | "not_cancelable" | "session_full" | "turn_in_progress" | "upload_in_use" | "file_too_large" | "payload_too_large" | "unsupported_media_type" | "empty_message" | "empty_prompt" | "idempotency_key_reused" | "image_too_large" | "image_too_small" | "invalid_amount" | "invalid_body" | "invalid_client_request_id" | "invalid_field" | "invalid_idempotency_key" | "invalid_image" | "invalid_reason" | "invalid_receipt_contact" | "invalid_variant_index" | "message_rejected" | "message_too_long" | "no_variants" | "not_sold_for_stars" | "payment_rejected" | "prompt_too_long" | "session_without_photo" | "unsupported_currency" | "upload_expired" | "wrong_upload" | "rate_limited" | "too_many_pending_payments" | "internal_error" | "assistant_bad_reply" | "assistant_failed" | "assistant_unavailable" | "not_ready" | "payments_unavailable" | "service_unavailable" | "stars_unavailable" | "error";
         /** @description Everything Atelier holds about a user, in one document. */
         ExportDto: {
             balance: components["schemas"]["BalanceDto"];
@@ -1211,7 +1302,7 @@ export interface components {
         };
         /** @description The RFC 9457 body. `code` is ours; extension members are flattened in. */
         Problem: Record<string, never> & {
-            code: string;
+            code: components["schemas"]["ErrorCode"];
             detail: string;
             /** Format: int32 */
             status: number;
@@ -1529,7 +1620,17 @@ export interface components {
         /** @enum {string} */
         Zone: "top" | "bottom" | "dress" | "full_outfit" | "outerwear" | "shoes" | "headwear" | "glasses" | "earrings" | "necklace" | "wrist" | "bag" | "scarf" | "swimwear";
     };
-    responses: never;
+    responses: {
+        /** @description An RFC 9457 problem: `code` (see `ErrorCode`) says what went wrong, `detail` says it in English for people. Besides the codes an operation names, any request can be answered with `not_found` (no such route), `method_not_allowed`, `bad_request`, `unauthorized` or `forbidden` (refused before a handler), `request_timeout` (the body arrived too slowly), `nul_character` (text holding U+0000), `conflict` (it would duplicate existing data), `internal_error`, or `error` (any other status). Routes outside this document answer too: a signed media link with `invalid_signature` (403) or `link_expired`, the kie.ai callback with `invalid_callback` or `invalid_signature` (401). */
+        Problem: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+    };
     parameters: never;
     requestBodies: never;
     headers: never;
@@ -1563,49 +1664,15 @@ export interface operations {
                 };
             };
             /** @description `invalid_query` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
             /** @description `not_admin` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description the admin API is off */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     admin_queue: {
@@ -1627,39 +1694,13 @@ export interface operations {
                     "application/json": components["schemas"]["QueueDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
+            /** @description `not_admin` */
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     admin_stats: {
@@ -1682,41 +1723,14 @@ export interface operations {
                     "application/json": components["schemas"]["Stats"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
             /** @description `not_admin` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description the admin API is off */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     admin_user: {
@@ -1740,39 +1754,13 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUserDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
+            /** @description `not_admin` */
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     block: {
@@ -1796,39 +1784,13 @@ export interface operations {
                     "application/json": components["schemas"]["BlockResult"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
+            /** @description `not_admin` */
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     credits: {
@@ -1859,83 +1821,22 @@ export interface operations {
                 };
             };
             /** @description `missing_idempotency_key` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
             /** @description `insufficient_credits` for a debit */
-            402: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            402: components["responses"]["Problem"];
+            /** @description `not_admin` */
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `invalid_amount`, `invalid_reason`, `idempotency_key_reused`: the key came first with another amount or reason */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     unblock: {
@@ -1959,39 +1860,13 @@ export interface operations {
                     "application/json": components["schemas"]["BlockResult"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_admin_key` */
+            401: components["responses"]["Problem"];
+            /** @description `not_admin` */
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     login: {
@@ -2016,69 +1891,20 @@ export interface operations {
                     "application/json": components["schemas"]["LoginResponse"];
                 };
             };
-            /** @description malformed body */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description malformed body; `missing_init_data`: no body and a Bearer token instead of initData */
+            400: components["responses"]["Problem"];
             /** @description `invalid_init_data`, `init_data_expired` or `missing_credentials` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `rate_limited`: too many logins, or failed logins, from this address */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     balance: {
@@ -2098,32 +1924,12 @@ export interface operations {
                     "application/json": components["schemas"]["BalanceDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     chat: {
@@ -2151,113 +1957,29 @@ export interface operations {
                 };
             };
             /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `insufficient_credits` with `required` and `available` */
-            402: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            402: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description the session or the upload is not the user's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
+            /** @description `empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request */
+            422: components["responses"]["Problem"];
             /** @description `rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `assistant_bad_reply`, `assistant_failed` (refunded) */
-            502: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            502: components["responses"]["Problem"];
             /** @description `assistant_unavailable` (refunded) */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     editing_generate: {
@@ -2285,93 +2007,23 @@ export interface operations {
                 };
             };
             /** @description `missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            402: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
+            402: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description the upload or the session is not the user's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
+            /** @description `invalid_body` (neither or both of prompt and session_id + variant_index), `empty_prompt`, `prompt_too_long`, `upload_expired`, `wrong_upload`, `invalid_variant_index`, `no_variants`, `session_without_photo`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request */
+            422: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     reset: {
@@ -2396,85 +2048,22 @@ export interface operations {
                 };
             };
             /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `turn_in_progress` */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `invalid_body`: unknown or ill-typed fields */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     list_sessions: {
@@ -2499,41 +2088,14 @@ export interface operations {
                     "application/json": components["schemas"]["SessionPage"];
                 };
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `invalid_query` */
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     get_session: {
@@ -2556,40 +2118,12 @@ export interface operations {
                 };
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     editing_upload: {
@@ -2613,82 +2147,19 @@ export interface operations {
                     "application/json": components["schemas"]["UploadDto"];
                 };
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            408: components["responses"]["Problem"];
+            413: components["responses"]["Problem"];
+            415: components["responses"]["Problem"];
+            422: components["responses"]["Problem"];
             /** @description `rate_limited` */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     fitting_generate: {
@@ -2716,95 +2187,25 @@ export interface operations {
                 };
             };
             /** @description `missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `insufficient_credits` with `required` and `available` */
-            402: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            402: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description an upload is not the user's */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
+            /** @description unknown zone (`invalid_body`), `upload_expired`, `wrong_upload`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request */
+            422: components["responses"]["Problem"];
             /** @description `rate_limited`, with Retry-After */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     fitting_upload: {
@@ -2828,87 +2229,24 @@ export interface operations {
                     "application/json": components["schemas"]["FittingUploadDto"];
                 };
             };
-            /** @description missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_field`, `unknown_field`, `too_many_files` (a field sent twice), `empty_file`; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `epilogue_too_long`, `invalid_multipart` */
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `request_timeout`: the body was not received in time */
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            408: components["responses"]["Problem"];
             /** @description `file_too_large` (one file), `payload_too_large` (the whole request) */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type` */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `image_too_large`, `image_too_small`, `invalid_image` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["Problem"];
             /** @description `rate_limited` */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     list_generations: {
@@ -2933,41 +2271,14 @@ export interface operations {
                     "application/json": components["schemas"]["GenerationPage"];
                 };
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `invalid_query` */
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     get_generation: {
@@ -2990,40 +2301,12 @@ export interface operations {
                 };
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     delete_generation: {
@@ -3045,49 +2328,14 @@ export interface operations {
                 content?: never;
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `generation_active`: it is queued or running */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     cancel: {
@@ -3110,49 +2358,14 @@ export interface operations {
                 };
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `not_cancelable`: it has started or finished */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     list_ledger: {
@@ -3178,41 +2391,13 @@ export interface operations {
                 };
             };
             /** @description `invalid_cursor` */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     me: {
@@ -3232,32 +2417,12 @@ export interface operations {
                     "application/json": components["schemas"]["MeDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
             /** @description the user is blocked (`user_blocked`) */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     erase: {
@@ -3277,32 +2442,12 @@ export interface operations {
                     "application/json": components["schemas"]["ErasureDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     export: {
@@ -3322,32 +2467,12 @@ export interface operations {
                     "application/json": components["schemas"]["ExportDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     create: {
@@ -3384,95 +2509,25 @@ export interface operations {
                 };
             };
             /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description no such active product */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `idempotency_conflict`: the key was used for another product */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description `invalid_receipt_contact`, or `payment_rejected` by the provider */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
+            /** @description `invalid_receipt_contact`, `invalid_idempotency_key`, `unsupported_currency`, or `payment_rejected` by the provider */
+            422: components["responses"]["Problem"];
             /** @description `rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (PAYMENTS_MAX_PENDING_PER_USER, default 5, opened in the last 24 h are unpaid) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description the provider did not answer; repeat with the same Idempotency-Key */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
+            /** @description the provider did not answer; repeat with the same Idempotency-Key. `payments_unavailable`: the provider refused our credentials */
+            503: components["responses"]["Problem"];
         };
     };
     list_products: {
@@ -3493,14 +2548,7 @@ export interface operations {
                 };
             };
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     stars_invoice: {
@@ -3525,85 +2573,22 @@ export interface operations {
                 };
             };
             /** @description `invalid_json`: the body is not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `not_sold_for_stars` */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["Problem"];
             /** @description `rate_limited` (RATE_LIMIT_PAYMENTS_PER_USER, shared by both providers; with Retry-After), `too_many_pending_payments` (5 opened in the last 24 h are unpaid) */
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            429: components["responses"]["Problem"];
             /** @description `stars_unavailable` without a bot token, or Telegram unreachable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     yookassa_webhook: {
@@ -3627,50 +2612,16 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `invalid_json`, `invalid_notification`: not a notification */
+            400: components["responses"]["Problem"];
             /** @description `forbidden_source`: not from YooKassa's networks */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description YooKassa could not be reached to confirm: send again */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     get_payment: {
@@ -3693,40 +2644,12 @@ export interface operations {
                 };
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     get_referrals: {
@@ -3746,32 +2669,12 @@ export interface operations {
                     "application/json": components["schemas"]["ReferralsDto"];
                 };
             };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     telegram_webhook: {
@@ -3799,41 +2702,13 @@ export interface operations {
                 content?: never;
             };
             /** @description `invalid_secret_token` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description the webhook is off (no TELEGRAM_WEBHOOK_SECRET) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description try again: Telegram sends the update again */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     get_upload: {
@@ -3857,40 +2732,12 @@ export interface operations {
                 };
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     delete_upload: {
@@ -3912,49 +2759,14 @@ export interface operations {
                 content?: never;
             };
             /** @description `missing_credentials`, `invalid_token` or `token_expired` */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            401: components["responses"]["Problem"];
             /** @description `user_blocked` */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            403: components["responses"]["Problem"];
+            404: components["responses"]["Problem"];
             /** @description `upload_in_use`: a queued or running generation uses it */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            409: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     connect: {
@@ -3976,46 +2788,13 @@ export interface operations {
                 };
                 content?: never;
             };
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            429: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            /** @description `invalid_query` */
+            400: components["responses"]["Problem"];
+            401: components["responses"]["Problem"];
+            403: components["responses"]["Problem"];
+            429: components["responses"]["Problem"];
+            /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
+            503: components["responses"]["Problem"];
         };
     };
     sign_init_data: {
@@ -4040,59 +2819,17 @@ export interface operations {
                 };
             };
             /** @description `invalid_json`: not JSON */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            400: components["responses"]["Problem"];
             /** @description production, or a real credential (bot token, Telegram's key, a provider's key) is configured */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            404: components["responses"]["Problem"];
             /** @description `payload_too_large` */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            415: components["responses"]["Problem"];
             /** @description `invalid_body` (a missing, unknown or mistyped field), `invalid_field` (a value out of range) */
-            422: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            422: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
     health: {
@@ -4133,14 +2870,7 @@ export interface operations {
                 };
             };
             /** @description `not_ready`: PostgreSQL unavailable */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
+            503: components["responses"]["Problem"];
         };
     };
 }

@@ -48,9 +48,9 @@ pub struct FailingJob {
 #[utoipa::path(get, path = "/admin/queue", operation_id = "admin_queue", tag = "admin",
     params(("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = QueueDto),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
 pub async fn get(state: web::Data<AppState>, _: AdminUser) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;
     let counts = queue::counts(&mut conn).await?;

@@ -126,9 +126,9 @@ pub struct Erased {
 #[utoipa::path(get, path = "/admin/stats", operation_id = "admin_stats", tag = "admin",
     params(("X-Admin-API-Key" = Option<String>, Header, description = "or the access token of an admin (ADMIN_IDS)")),
     responses((status = 200, body = Stats),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, description = "`not_admin`", body = Problem, content_type = "application/problem+json"),
-              (status = 404, description = "the admin API is off", body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 403, description = "`not_admin`", body = Problem),
+              (status = 404, description = "the admin API is off", body = Problem)))]
 pub async fn get(state: web::Data<AppState>, _: AdminUser) -> AppResult<HttpResponse> {
     let now = Utc::now();
     let today = now.date_naive();

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::auth::extractor::AdminUser;
 use crate::db::{generations, ledger, payments};
-use crate::error::{AppError, AppResult, Problem};
+use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::operators::{self, CreditMove};
 use crate::realtime::generations::GenerationDto;
 use crate::routes::ledger::LedgerEntryDto;
@@ -38,9 +38,9 @@ pub struct AdminUserDto {
 #[utoipa::path(get, path = "/admin/users/{telegram_id}", operation_id = "admin_user", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = AdminUserDto),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
 pub async fn get(
     state: web::Data<AppState>,
     _: AdminUser,
@@ -94,12 +94,12 @@ pub struct CreditsResult {
     params(("telegram_id" = i64, Path), ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128, pattern = "^[!-~]+$", description = "1–128 printable ASCII characters"), ("X-Admin-API-Key" = Option<String>, Header)),
     request_body = CreditsRequest,
     responses((status = 200, body = CreditsResult),
-              (status = 400, description = "`missing_idempotency_key`", body = Problem, content_type = "application/problem+json"),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 402, description = "`insufficient_credits` for a debit", body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json"),
-              (status = 422, description = "`invalid_amount`, `invalid_reason`, `idempotency_key_reused`: the key came first with another amount or reason", body = Problem, content_type = "application/problem+json")))]
+              (status = 400, description = "`missing_idempotency_key`", body = Problem),
+              (status = 401, body = Problem),
+              (status = 402, description = "`insufficient_credits` for a debit", body = Problem),
+              (status = 403, body = Problem),
+              (status = 404, body = Problem),
+              (status = 422, description = "`invalid_amount`, `invalid_reason`, `idempotency_key_reused`: the key came first with another amount or reason", body = Problem)))]
 #[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
 pub async fn credits(
     req: HttpRequest,
@@ -113,7 +113,7 @@ pub async fn credits(
         .flatten()
         .ok_or_else(|| {
             AppError::bad_request(
-                "missing_idempotency_key",
+                ErrorCode::MissingIdempotencyKey,
                 "send an Idempotency-Key header (1-128 printable ASCII characters)",
             )
         })?;
@@ -148,9 +148,9 @@ pub struct BlockResult {
 #[utoipa::path(post, path = "/admin/users/{telegram_id}/block", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = BlockResult),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
 pub async fn block(
     state: web::Data<AppState>,
@@ -164,9 +164,9 @@ pub async fn block(
 #[utoipa::path(post, path = "/admin/users/{telegram_id}/unblock", tag = "admin",
     params(("telegram_id" = i64, Path), ("X-Admin-API-Key" = Option<String>, Header)),
     responses((status = 200, body = BlockResult),
-              (status = 401, body = Problem, content_type = "application/problem+json"),
-              (status = 403, body = Problem, content_type = "application/problem+json"),
-              (status = 404, body = Problem, content_type = "application/problem+json")))]
+              (status = 401, body = Problem),
+              (status = 403, body = Problem),
+              (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(admin = %admin, telegram_id = *telegram_id))]
 pub async fn unblock(
     state: web::Data<AppState>,
