@@ -166,7 +166,7 @@ impl FromRequest for AdminUser {
         let user = AuthUser::from_request(req, payload);
         Box::pin(async move {
             let AuthUser(user) = user.await.map_err(|e| match e.code() {
-                "missing_credentials" => AppError::unauthorized(
+                ErrorCode::MissingCredentials => AppError::unauthorized(
                     ErrorCode::MissingCredentials,
                     "send X-Admin-API-Key, or the access token of an admin",
                 ),

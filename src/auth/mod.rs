@@ -13,7 +13,7 @@ use crate::db::models::User;
 use crate::db::users;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
-use initdata::{InitData, InitDataError, Options, Verifier};
+use initdata::{InitData, Options, Verifier};
 use jwt::TokenError;
 
 /// Builds the initData verifier the settings describe.

@@ -32,6 +32,11 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The code whose snake_case string is `code`, if it is one of ours.
+            pub fn parse(code: &str) -> Option<ErrorCode> {
+                Self::ALL.iter().copied().find(|c| c.as_str() == code)
+            }
+
             /// The statuses this code is sent with, the documented one first; empty for
             /// [`ErrorCode::Error`], which stands for any status without a code of its own.
             pub fn statuses(self) -> &'static [StatusCode] {
@@ -275,16 +280,39 @@ mod tests {
             .iter()
             .filter(|code| {
                 let needle = format!("ErrorCode::{}", code.variant_name());
+                // A request DTO's `#[validate(…, code = "…")]` rule sends its code too
+                // (`http::validated` parses it back into the registry).
+                let rule = format!("code = \"{}\"", code.as_str());
                 !sources.iter().any(|(_, text)| {
-                    text.match_indices(&needle).any(|(at, _)| {
-                        !text[at + needle.len()..]
-                            .starts_with(|c: char| c.is_alphanumeric() || c == '_')
-                    })
+                    text.contains(&rule)
+                        || text.match_indices(&needle).any(|(at, _)| {
+                            !text[at + needle.len()..]
+                                .starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                        })
                 })
             })
             .map(|code| code.variant_name())
             .collect();
         assert!(unused.is_empty(), "never used under src/: {unused:?}");
+    }
+
+    /// A validator rule whose code is not in the registry would be answered as `invalid_body`.
+    #[test]
+    fn every_validation_rule_names_a_registered_code() {
+        let mut unknown = Vec::new();
+        for (path, text) in sources() {
+            for (at, _) in text.match_indices("code = \"") {
+                let rest = &text[at + 8..];
+                let code = &rest[..rest.find('"').unwrap_or(0)];
+                if ErrorCode::parse(code).is_none() {
+                    unknown.push(format!("{path}: {code}"));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "rules with unregistered codes: {unknown:?}"
+        );
     }
 
     /// The text the document shows a client for each answer: every operation's response

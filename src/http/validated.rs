@@ -93,10 +93,7 @@ fn refusal(status: StatusCode, errors: &ValidationErrors) -> AppError {
             detail: errors.to_string(),
         };
     };
-    let code = match &error.code {
-        std::borrow::Cow::Borrowed(code) => *code,
-        std::borrow::Cow::Owned(_) => "invalid_body",
-    };
+    let code = ErrorCode::parse(&error.code).unwrap_or(ErrorCode::InvalidBody);
     let detail = match &error.message {
         Some(message) => message.to_string(),
         None => format!("{field} is invalid"),

@@ -312,7 +312,10 @@ mod tests {
         assert_eq!(credentials(&req).unwrap(), ("q.w".to_owned(), None));
 
         let req = TestRequest::get().uri("/api/v1/ws").to_http_request();
-        assert_eq!(credentials(&req).unwrap_err().code(), "missing_credentials");
+        assert_eq!(
+            credentials(&req).unwrap_err().code(),
+            ErrorCode::MissingCredentials
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct LoginResponse {
 #[utoipa::path(post, path = "/api/v1/auth/telegram", tag = "auth",
     request_body(content = Option<LoginRequest>, description = "may be empty when `Authorization: tma <initData>` is sent"),
     responses((status = 200, body = LoginResponse),
-              (status = 400, description = "malformed body", body = crate::error::Problem),
+              (status = 400, description = "malformed body; `missing_init_data`: no body and a Bearer token instead of initData", body = crate::error::Problem),
               (status = 401, description = "`invalid_init_data`, `init_data_expired` or `missing_credentials`", body = crate::error::Problem),
               (status = 403, description = "`user_blocked`", body = crate::error::Problem),
               (status = 429, description = "`rate_limited`: too many logins, or failed logins, from this address", body = crate::error::Problem)))]

@@ -158,7 +158,7 @@ pub struct ResetRequest {
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
               (status = 404, description = "the session or the upload is not the user's", body = Problem),
               (status = 409, description = "`turn_in_progress` (one turn at a time per session), `session_full`, `idempotency_conflict`", body = Problem),
-              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 422, description = "`empty_message`, `message_too_long`, `wrong_upload`, `upload_expired`; `message_rejected` by moderation (refunded); `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
               (status = 429, description = "`rate_limited`: too many turns waiting, or more than RATE_LIMIT_CHAT_PER_USER", body = Problem),
               (status = 502, description = "`assistant_bad_reply`, `assistant_failed` (refunded)", body = Problem),
               (status = 503, description = "`assistant_unavailable` (refunded)", body = Problem)))]

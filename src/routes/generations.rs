@@ -117,7 +117,7 @@ fn required_request_id(req: &HttpRequest, body: Option<String>) -> AppResult<Str
               (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
               (status = 402, description = "`insufficient_credits` with `required` and `available`", body = Problem),
               (status = 404, description = "an upload is not the user's", body = Problem),
-              (status = 422, description = "unknown zone, expired or wrong upload; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 422, description = "unknown zone (`invalid_body`), `upload_expired`, `wrong_upload`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
               (status = 429, description = "`rate_limited`, with Retry-After", body = Problem)))]
 pub async fn fitting_generate(
     req: HttpRequest,
@@ -141,7 +141,7 @@ pub async fn fitting_generate(
               (status = 400, description = "`missing_client_request_id`: neither client_request_id nor Idempotency-Key; `invalid_json`", body = Problem),
               (status = 402, body = Problem),
               (status = 404, description = "the upload or the session is not the user's", body = Problem),
-              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), empty or too long prompt, expired upload, `invalid_variant_index`, `no_variants`, `session_without_photo`; `idempotency_key_reused`: the key came first with another request", body = Problem),
+              (status = 422, description = "`invalid_body` (neither or both of prompt and session_id + variant_index), `empty_prompt`, `prompt_too_long`, `upload_expired`, `wrong_upload`, `invalid_variant_index`, `no_variants`, `session_without_photo`; `invalid_client_request_id`; `idempotency_key_reused`: the key came first with another request", body = Problem),
               (status = 429, body = Problem)))]
 pub async fn editing_generate(
     req: HttpRequest,

@@ -109,7 +109,7 @@ pub struct EditingUploadForm {
 #[utoipa::path(post, path = "/api/v1/fitting/upload", tag = "uploads", security(("bearer" = []), ("tma" = [])),
     request_body(content = FittingUploadForm, content_type = "multipart/form-data"),
     responses((status = 201, body = FittingUploadDto),
-              (status = 400, description = "missing, unknown or repeated fields; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `invalid_multipart`", body = Problem),
+              (status = 400, description = "`missing_field`, `unknown_field`, `too_many_files` (a field sent twice), `empty_file`; `too_many_parts`, `part_header_too_large`, `preamble_too_long`, `epilogue_too_long`, `invalid_multipart`", body = Problem),
               (status = 408, description = "`request_timeout`: the body was not received in time", body = Problem),
               (status = 413, description = "`file_too_large` (one file), `payload_too_large` (the whole request)", body = Problem),
               (status = 415, description = "`unsupported_media_type`", body = Problem),

@@ -122,7 +122,7 @@ fn media_error(field: &str, e: MediaError) -> AppError {
     };
     AppError::Client {
         status,
-        code: e.code(),
+        code: ErrorCode::from(&e),
         detail,
     }
 }
