@@ -1,5 +1,5 @@
 //! Pure rules with no I/O: credit pricing and the free allowance, referral codes, try-on zones, abuse-limit specs,
-//! networks and client addresses.
+//! networks and client addresses, and the stored vocabulary (statuses, kinds, providers).
 
 pub mod address;
 pub mod assistant;
@@ -10,4 +10,5 @@ pub mod payments;
 pub mod rate;
 pub mod referral;
 pub mod text;
+pub mod vocabulary;
 pub mod zones;

@@ -20,6 +20,7 @@ use super::queue::{self, EnqueueOptions, Job};
 use super::runner::{JobHandler, Outcome};
 use crate::db::models::Generation;
 use crate::db::{generations, ledger, uploads, users};
+use crate::domain::vocabulary::{GenerationStatus, PaidWith};
 use crate::media::image_pipeline::{self, Limits};
 use crate::media::watermark;
 use crate::providers::{
@@ -106,11 +107,18 @@ impl JobHandler for GenerationJob {
         let Some(g) = generations::lock(conn, payload.generation_id).await? else {
             return Ok(());
         };
-        if g.status == "succeeded" {
+        if g.status == GenerationStatus::Succeeded {
             // The user has the result: a later failure of the job itself refunds nothing.
             return Ok(());
         }
-        generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
+        generations::mark_finished_unsuccessfully(
+            conn,
+            g.id,
+            GenerationStatus::Failed,
+            code,
+            detail,
+        )
+        .await?;
         // Refunded in the same transaction as the failure (a second call finds it refunded).
         ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
         tracing::warn!(generation = %g.id, code, detail, "generation failed; charge refunded");
@@ -130,7 +138,7 @@ impl JobHandler for GenerationJob {
             }
         };
         match found {
-            Ok(Some(g)) if g.status == "failed" => {
+            Ok(Some(g)) if g.status == GenerationStatus::Failed => {
                 crate::realtime::generations::notify_failed(state, &g, true);
             }
             Ok(_) => {}
@@ -276,7 +284,7 @@ impl GenerationJob {
             store_max_side: media.image_store_max_side,
             ..Limits::default()
         };
-        let free = g.paid_with == "free_allowance";
+        let free = g.paid_with == PaidWith::FreeAllowance;
         let processed = state
             .images
             .run(move || {
@@ -393,11 +401,17 @@ pub async fn cancel_queued(
     g: &Generation,
     why: &str,
 ) -> Result<Option<Generation>, ledger::LedgerError> {
-    if g.status != "queued" || g.provider_task_id.is_some() {
+    if g.status != GenerationStatus::Queued || g.provider_task_id.is_some() {
         return Ok(None);
     }
-    let Some(canceled) =
-        generations::mark_finished_unsuccessfully(conn, g.id, "canceled", "canceled", why).await?
+    let Some(canceled) = generations::mark_finished_unsuccessfully(
+        conn,
+        g.id,
+        GenerationStatus::Canceled,
+        "canceled",
+        why,
+    )
+    .await?
     else {
         return Ok(None);
     };

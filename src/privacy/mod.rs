@@ -129,7 +129,7 @@ pub async fn delete_generation(state: &AppState, user_id: i64, id: Uuid) -> AppR
         let g = generations::lock_owned(conn, user_id, id)
             .await?
             .ok_or_else(|| AppError::not_found("no such generation"))?;
-        if matches!(g.status.as_str(), "queued" | "running") {
+        if g.status.is_active() {
             return Err(AppError::conflict(
                 "generation_active",
                 format!(

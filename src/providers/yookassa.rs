@@ -25,6 +25,7 @@ use crate::db::PgPool;
 use crate::db::Prepare as _;
 use crate::db::schema::sandbox_payments;
 use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
+use crate::domain::vocabulary::PaymentProviderName;
 
 const MAX_REPLY_BYTES: usize = 256 * 1024;
 /// How long a sandbox payment waits for its button before it expires.
@@ -88,7 +89,7 @@ pub struct Refund {
 /// stored by the caller, so that a repeat sends exactly the same bytes under the same key.
 pub trait PaymentProvider: Send + Sync {
     /// `yookassa` or `sandbox`: stored in `payments.provider`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> PaymentProviderName;
 
     fn create<'a>(
         &'a self,
@@ -335,7 +336,7 @@ impl YooKassaClient {
             )));
         }
         Ok(Refund {
-            succeeded: refund.status == "succeeded",
+            succeeded: RemoteStatus::parse(&refund.status) == Some(RemoteStatus::Succeeded),
             id: refund.id,
             payment_id: refund.payment_id,
             amount_minor,
@@ -406,8 +407,8 @@ impl YooKassaClient {
 }
 
 impl PaymentProvider for YooKassaClient {
-    fn name(&self) -> &'static str {
-        "yookassa"
+    fn name(&self) -> PaymentProviderName {
+        PaymentProviderName::Yookassa
     }
 
     fn create<'a>(
@@ -580,13 +581,17 @@ impl SandboxPayments {
     /// (final states stay). Returns whether it changed.
     pub async fn complete(&self, id: &str, succeed: bool) -> Result<bool, PaymentError> {
         let mut conn = self.conn().await?;
-        let to = if succeed { "succeeded" } else { "canceled" };
+        let to = if succeed {
+            RemoteStatus::Succeeded
+        } else {
+            RemoteStatus::Canceled
+        };
         let changed = diesel::update(
             sandbox_payments::table
                 .find(id)
-                .filter(sandbox_payments::status.eq("pending")),
+                .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str())),
         )
-        .set(sandbox_payments::status.eq(to))
+        .set(sandbox_payments::status.eq(to.as_str()))
         .prepared()
         .execute(&mut conn)
         .await
@@ -600,10 +605,10 @@ impl SandboxPayments {
         diesel::update(
             sandbox_payments::table
                 .find(id)
-                .filter(sandbox_payments::status.eq("pending"))
+                .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str()))
                 .filter(sandbox_payments::created_at.lt(Utc::now() - SANDBOX_EXPIRY)),
         )
-        .set(sandbox_payments::status.eq("canceled"))
+        .set(sandbox_payments::status.eq(RemoteStatus::Canceled.as_str()))
         .prepared()
         .execute(&mut conn)
         .await
@@ -625,8 +630,8 @@ impl SandboxPayments {
 }
 
 impl PaymentProvider for SandboxPayments {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn name(&self) -> PaymentProviderName {
+        PaymentProviderName::Sandbox
     }
 
     fn create<'a>(

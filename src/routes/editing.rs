@@ -24,9 +24,9 @@ use crate::db::chat_turns::{self, ChatTurn};
 use crate::db::models::{Upload, User};
 use crate::db::{ledger, uploads};
 use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
-use crate::domain::credits::PaidWith;
 use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
+use crate::domain::vocabulary::{TurnStatus, UploadPurpose};
 use crate::error::{AppError, AppResult, Problem};
 use crate::providers::openrouter::{AssistantError, AssistantRequest, Delta, FailureKind};
 use crate::realtime::{self, Event};
@@ -223,7 +223,7 @@ async fn editing_photo(
     let upload = uploads::find_owned(conn, user_id, id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
-    if upload.purpose != "editing_source" {
+    if upload.purpose != UploadPurpose::EditingSource {
         return Err(AppError::unprocessable(
             "wrong_upload",
             format!("upload {id} is not an editing photo"),
@@ -349,15 +349,11 @@ async fn open_turn(
                     id,
                     user_id: user.id,
                     session_id: Some(session_id),
-                    status: "pending".into(),
+                    status: TurnStatus::Pending,
                     client_request_id: crid.clone(),
                     charge_key: charge_key.clone(),
                     credits_spent: charged.credits_spent,
-                    paid_with: match charged.paid_with {
-                        PaidWith::FreeAllowance => "free_allowance",
-                        PaidWith::Credits => "credits",
-                    }
-                    .into(),
+                    paid_with: charged.paid_with,
                     model: model.clone(),
                     attempts: 0,
                     prompt_tokens: 0,
@@ -416,13 +412,13 @@ async fn replay(
     fingerprint: &str,
 ) -> AppResult<ChatReply> {
     idempotency::check(turn.request_fingerprint.as_deref(), fingerprint)?;
-    match turn.status.as_str() {
-        "pending" => Err(AppError::conflict(
+    match turn.status {
+        TurnStatus::Pending => Err(AppError::conflict(
             "turn_in_progress",
             "a request with this key is still being answered",
         )),
-        "failed" => Err(failure_error(turn.error_code.as_deref().unwrap_or(""))),
-        _ => {
+        TurnStatus::Failed => Err(failure_error(turn.error_code.as_deref().unwrap_or(""))),
+        TurnStatus::Completed => {
             let found = match turn.session_id {
                 Some(sid) => chat_sessions::reply_of_turn(conn, sid, turn.id).await?,
                 None => None,
@@ -555,7 +551,7 @@ async fn complete_turn(
         settle_failed(state, &turn, code, completion.attempts, usage).await?;
         return Err(failure_error(code));
     }
-    metrics::counter!("chat_turns_total", "outcome" => "completed").increment(1);
+    metrics::counter!("chat_turns_total", "outcome" => TurnStatus::Completed.as_str()).increment(1);
     let reply = ChatReply {
         session_id: turn.session_id,
         reply: completion.reply.reply,

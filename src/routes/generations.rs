@@ -13,9 +13,11 @@ use uuid::Uuid;
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Generation, User};
 use crate::db::{chat_sessions, generations, ledger, uploads, users};
-use crate::domain::credits::PaidWith;
 use crate::domain::idempotency;
 use crate::domain::text::{self, TextError};
+use crate::domain::vocabulary::{
+    GenerationKind, GenerationProviderName, GenerationStatus, UploadPurpose,
+};
 use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, Problem};
 use crate::jobs::generation::{KIND, Payload};
@@ -89,11 +91,11 @@ pub struct GenerationPage {
 
 /// What a new generation needs, whichever its kind.
 struct NewGeneration {
-    kind: &'static str,
+    kind: GenerationKind,
     zone: Option<Zone>,
     prompt: String,
     /// (upload id, the purpose it must have)
-    inputs: Vec<(Uuid, &'static str)>,
+    inputs: Vec<(Uuid, UploadPurpose)>,
     price: i64,
     /// An edit from the assistant's chat: its photo when `inputs` is empty, its variant when
     /// an index is given.
@@ -130,17 +132,17 @@ pub async fn fitting_generate(
     let body = body.into_inner();
     let crid = required_request_id(&req, body.client_request_id)?;
     let new = NewGeneration {
-        kind: "fitting",
+        kind: GenerationKind::Fitting,
         zone: Some(body.zone),
         prompt: body.zone.prompt(),
         inputs: vec![
-            (body.person_upload_id, "fitting_person"),
-            (body.item_upload_id, "fitting_item"),
+            (body.person_upload_id, UploadPurpose::FittingPerson),
+            (body.item_upload_id, UploadPurpose::FittingItem),
         ],
         price: state.settings.generation.fitting_price_credits,
         chat: None,
         fingerprint: idempotency::fingerprint(&serde_json::json!({
-            "kind": "fitting",
+            "kind": GenerationKind::Fitting,
             "person_upload_id": body.person_upload_id,
             "item_upload_id": body.item_upload_id,
             "zone": body.zone.as_str(),
@@ -203,19 +205,19 @@ pub async fn editing_generate(
         ));
     }
     let fingerprint = idempotency::fingerprint(&serde_json::json!({
-        "kind": "editing",
+        "kind": GenerationKind::Editing,
         "upload_id": body.upload_id,
         "prompt": (!prompt.is_empty()).then_some(&prompt),
         "session_id": body.session_id,
         "variant_index": chat.and_then(|(_, variant)| variant),
     }));
     let new = NewGeneration {
-        kind: "editing",
+        kind: GenerationKind::Editing,
         zone: None,
         prompt,
         inputs: body
             .upload_id
-            .map(|id| (id, "editing_source"))
+            .map(|id| (id, UploadPurpose::EditingSource))
             .into_iter()
             .collect(),
         price: state.settings.generation.editing_price_credits,
@@ -298,35 +300,30 @@ async fn start(
                 cause,
             )
             .await?;
-            let paid_with = match charged.paid_with {
-                PaidWith::FreeAllowance => "free_allowance",
-                PaidWith::Credits => "credits",
-            };
             let mut g = generations::insert(
                 conn,
                 &Generation {
                     id,
                     user_id: user.id,
-                    kind: new.kind.to_owned(),
-                    status: "queued".into(),
+                    kind: new.kind,
+                    status: GenerationStatus::Queued,
                     zone: new.zone.map(|z| z.as_str().to_owned()),
                     prompt,
-                    person_upload_id: (new.kind == "fitting").then(|| inputs[0].0),
+                    person_upload_id: (new.kind == GenerationKind::Fitting).then(|| inputs[0].0),
                     item_upload_id: inputs.get(1).map(|i| i.0),
-                    source_upload_id: (new.kind == "editing").then(|| inputs[0].0),
+                    source_upload_id: (new.kind == GenerationKind::Editing).then(|| inputs[0].0),
                     chat_session_id: new.chat.map(|(session_id, _)| session_id),
                     result_key: None,
                     result_width: None,
                     result_height: None,
                     credits_spent: charged.credits_spent,
-                    paid_with: paid_with.into(),
+                    paid_with: charged.paid_with,
                     charge_key,
                     provider: if g_settings.kie_api_key.is_some() {
-                        "kie"
+                        GenerationProviderName::Kie
                     } else {
-                        "sandbox"
-                    }
-                    .into(),
+                        GenerationProviderName::Sandbox
+                    },
                     provider_task_id: None,
                     attempts: 0,
                     progress: 0,
@@ -398,7 +395,7 @@ async fn from_chat(
     new: &NewGeneration,
     session_id: Uuid,
     variant: Option<usize>,
-) -> AppResult<(String, Vec<(Uuid, &'static str)>)> {
+) -> AppResult<(String, Vec<(Uuid, UploadPurpose)>)> {
     let session = chat_sessions::find_owned(conn, user_id, session_id)
         .await?
         .ok_or_else(|| AppError::not_found("no such session"))?;
@@ -410,7 +407,7 @@ async fn from_chat(
             ));
         }
         (Some(_), _) => new.inputs.clone(),
-        (None, Some(photo)) => vec![(photo, "editing_source")],
+        (None, Some(photo)) => vec![(photo, UploadPurpose::EditingSource)],
         (None, None) => {
             return Err(AppError::unprocessable(
                 "session_without_photo",
@@ -504,7 +501,7 @@ pub async fn cancel(
                 .await?
                 .filter(|g| g.user_id == user.id)
                 .ok_or_else(|| AppError::not_found("no such generation"))?;
-            let status = g.status.clone();
+            let status = g.status;
             crate::jobs::generation::cancel_queued(conn, &g, "canceled by the user")
                 .await?
                 .ok_or_else(|| {

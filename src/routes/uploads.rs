@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Upload, User};
 use crate::db::uploads;
+use crate::domain::vocabulary::UploadPurpose;
 use crate::error::{AppError, AppResult, Problem};
 use crate::http::multipart_guard::{self, Guard};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
@@ -42,8 +43,7 @@ pub fn media_config(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadDto {
     pub id: Uuid,
-    /// `fitting_person`, `fitting_item` or `editing_source`.
-    pub purpose: String,
+    pub purpose: UploadPurpose,
     /// `image/jpeg`, or `image/png` for photos with transparency.
     pub mime: String,
     pub width: i32,
@@ -60,7 +60,7 @@ impl UploadDto {
     pub fn of(u: &Upload, state: &AppState) -> Self {
         Self {
             id: u.id,
-            purpose: u.purpose.clone(),
+            purpose: u.purpose,
             mime: u.mime.clone(),
             width: u.width,
             height: u.height,
@@ -140,7 +140,10 @@ pub async fn fitting_upload(
     let mut stored = store(
         &state,
         user.id,
-        vec![(person, "fitting_person", ttl), (item, "fitting_item", ttl)],
+        vec![
+            (person, UploadPurpose::FittingPerson, ttl),
+            (item, UploadPurpose::FittingItem, ttl),
+        ],
     )
     .await?
     .into_iter();
@@ -179,7 +182,12 @@ pub async fn editing_upload(
         .ok_or_else(|| AppError::bad_request("missing_field", "the `image` file is required"))?;
     let image = process("image", image, &state).await?;
     let ttl = state.settings.media.editing_upload_ttl_secs;
-    let stored = store(&state, user.id, vec![(image, "editing_source", ttl)]).await?;
+    let stored = store(
+        &state,
+        user.id,
+        vec![(image, UploadPurpose::EditingSource, ttl)],
+    )
+    .await?;
     let upload = stored
         .first()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no upload came back")))?;
@@ -400,7 +408,7 @@ fn media_error(field: &str, e: MediaError) -> AppError {
 async fn store(
     state: &AppState,
     user_id: i64,
-    photos: Vec<(Normalized, &str, u64)>,
+    photos: Vec<(Normalized, UploadPurpose, u64)>,
 ) -> AppResult<Vec<Upload>> {
     let now = Utc::now();
     let mut rows = Vec::with_capacity(photos.len());
@@ -417,7 +425,7 @@ async fn store(
         rows.push(Upload {
             id,
             user_id,
-            purpose: purpose.to_owned(),
+            purpose,
             storage_key: key,
             mime: photo.mime.to_owned(),
             width: i32::try_from(photo.width).map_err(anyhow::Error::from)?,

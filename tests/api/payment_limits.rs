@@ -3,6 +3,7 @@
 //! pile up, the reconciliation sweep still reaches the real ones.
 
 use atelier::db::{payments, products};
+use atelier::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -106,7 +107,7 @@ async fn a_flood_of_abandoned_payments_does_not_starve_the_reconciliation_of_a_r
             let mut p = atelier::billing::new_payment(
                 Uuid::new_v4(),
                 flooder,
-                "yookassa",
+                PaymentProviderName::Yookassa,
                 &product,
                 product.price_minor,
                 "RUB",
@@ -134,7 +135,7 @@ async fn a_flood_of_abandoned_payments_does_not_starve_the_reconciliation_of_a_r
 
     let changed = atelier::billing::reconcile(&app.state, now).await.unwrap();
     assert_eq!(changed, 1);
-    assert_eq!(row(&app, &real).await.status, "succeeded");
+    assert_eq!(row(&app, &real).await.status, PaymentStatus::Succeeded);
     assert_eq!(balance(&app, &token).await["balance_credits"], 10);
     assert_eq!(yk.gets() - gets, 1, "the abandoned ones were not due");
 }

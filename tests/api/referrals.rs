@@ -1,6 +1,7 @@
 //! Referrals: +10 credits to the referrer per new user arriving with `start_param=ref_<code>`,
 //! once, never for oneself, up to a daily cap; or at the referred user's first payment.
 
+use atelier::domain::vocabulary::PaymentStatus;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, init_data_with, now, spawn_app_with};
@@ -135,7 +136,7 @@ async fn with_the_first_payment_trigger_the_bonus_waits_for_a_payment() {
         assert_eq!(res.status(), 200);
         assert_eq!(
             row(&app, body["payment_id"].as_str().unwrap()).await.status,
-            "succeeded"
+            PaymentStatus::Succeeded
         );
         assert_eq!(credits(&app, &alice).await, expected);
     }

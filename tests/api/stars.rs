@@ -1,6 +1,7 @@
 //! Telegram Stars: the invoice link in XTR, the pre-checkout answered in time after checking
 //! product, price and payer, and the grant on `successful_payment`, once per charge id.
 
+use atelier::domain::vocabulary::PaymentStatus;
 use serde_json::{Value, json};
 
 use crate::fakes::telegram::{BOT_TOKEN, FakeTelegram};
@@ -116,7 +117,7 @@ async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
     }
     assert_eq!(balance(&app, &token).await["balance_credits"], 10);
     let p = row(&app, payload).await;
-    assert_eq!(p.status, "succeeded");
+    assert_eq!(p.status, PaymentStatus::Succeeded);
     assert_eq!(p.currency, "XTR");
     assert_eq!(p.provider_payment_id.as_deref(), Some("stxCHARGE-1"));
     assert_eq!(
@@ -163,7 +164,7 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
         assert_eq!(res.status(), 200);
     }
     assert_eq!(balance(&app, &token).await["balance_credits"], 0);
-    assert_eq!(row(&app, payload).await.status, "refunded");
+    assert_eq!(row(&app, payload).await.status, PaymentStatus::Refunded);
     let uid = app.user_id(1).await;
     let mut conn = app.conn().await;
     let reasons: Vec<String> = atelier::db::ledger::list(&mut conn, uid, None, 100)
