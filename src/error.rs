@@ -191,6 +191,25 @@ impl From<crate::domain::idempotency::KeyReused> for AppError {
     }
 }
 
+/// What the client hears about a failed chat turn (always refunded).
+impl From<crate::assistant::TurnFailed> for AppError {
+    fn from(e: crate::assistant::TurnFailed) -> Self {
+        use crate::assistant::TurnFailed;
+        let (status, code) = match e {
+            TurnFailed::MessageRejected => (StatusCode::UNPROCESSABLE_ENTITY, "message_rejected"),
+            TurnFailed::BadReply => (StatusCode::BAD_GATEWAY, "assistant_bad_reply"),
+            TurnFailed::SessionDeleted => (StatusCode::NOT_FOUND, "not_found"),
+            TurnFailed::Failed => (StatusCode::BAD_GATEWAY, "assistant_failed"),
+            TurnFailed::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "assistant_unavailable"),
+        };
+        Self::Client {
+            status,
+            code,
+            detail: format!("{e}; the charge was refunded"),
+        }
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {

@@ -1,6 +1,7 @@
 //! Atelier: the backend of a Telegram Mini App for AI virtual try-on and photo editing,
 //! paid with credits. `main.rs` only parses the command line and calls into this library.
 
+pub mod assistant;
 pub mod auth;
 pub mod billing;
 pub mod bot;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod error_reporting;
+pub mod generations;
 pub mod http;
 pub mod jobs;
 pub mod media;

@@ -117,7 +117,7 @@ pub async fn set_blocked_in(
             let locked = generations::lock(conn, g.id).await?;
             if let Some(g) = locked {
                 let why = "canceled: the account was blocked";
-                if let Some(done) = crate::jobs::generation::cancel_queued(conn, &g, why).await? {
+                if let Some(done) = crate::generations::cancel_queued(conn, &g, why).await? {
                     canceled.push(done);
                 }
             }

@@ -3,6 +3,7 @@
 //! what was bought exactly once, refunds, and the sweep that re-checks payments left pending.
 //! The webhook, the sandbox page and the worker all go through [`confirm_payment`].
 
+pub mod charged;
 pub mod referrals;
 pub mod stars;
 

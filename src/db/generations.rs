@@ -59,7 +59,7 @@ pub async fn find_owned(
 }
 
 pub async fn find_by_client_request(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user_id: i64,
     client_request_id: &str,
 ) -> QueryResult<Option<Generation>> {
@@ -67,7 +67,7 @@ pub async fn find_by_client_request(
         .filter(generations::user_id.eq(user_id))
         .filter(generations::client_request_id.eq(client_request_id))
         .select(Generation::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }

@@ -12,6 +12,7 @@ pub mod payments;
 pub mod privacy;
 pub mod products;
 pub mod referrals;
+pub mod sandbox_payments;
 pub mod schema;
 pub mod stats;
 pub mod uploads;

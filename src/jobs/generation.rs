@@ -4,7 +4,8 @@
 //! at once, so a retried or reclaimed job resumes polling and never pays for a second task),
 //! poll on a widening schedule (or early, when a kie.ai callback wakes the job), then fetch,
 //! check and store the result. A generation that fails for good is marked failed and its charge
-//! refunded in one transaction, exactly once (`on_final_failure`).
+//! refunded in one transaction, exactly once (`on_final_failure`, through
+//! `generations::fail_and_refund`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +20,7 @@ use uuid::Uuid;
 use super::queue::{self, EnqueueOptions, Job};
 use super::runner::{JobHandler, Outcome};
 use crate::db::models::Generation;
-use crate::db::{generations, ledger, uploads, users};
-use crate::domain::vocabulary::{GenerationStatus, PaidWith};
+use crate::db::{generations, uploads, users};
 use crate::media::image_pipeline::{self, Limits};
 use crate::media::watermark;
 use crate::providers::{
@@ -104,24 +104,7 @@ impl JobHandler for GenerationJob {
             }
             _ => ("internal_error", error),
         };
-        let Some(g) = generations::lock(conn, payload.generation_id).await? else {
-            return Ok(());
-        };
-        if g.status == GenerationStatus::Succeeded {
-            // The user has the result: a later failure of the job itself refunds nothing.
-            return Ok(());
-        }
-        generations::mark_finished_unsuccessfully(
-            conn,
-            g.id,
-            GenerationStatus::Failed,
-            code,
-            detail,
-        )
-        .await?;
-        // Refunded in the same transaction as the failure (a second call finds it refunded).
-        ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
-        tracing::warn!(generation = %g.id, code, detail, "generation failed; charge refunded");
+        crate::generations::fail_and_refund(conn, payload.generation_id, code, detail).await?;
         Ok(())
     }
 
@@ -130,20 +113,7 @@ impl JobHandler for GenerationJob {
         let Ok(payload) = job.decode_payload::<Payload>() else {
             return;
         };
-        let found = match state.db.get().await {
-            Ok(mut conn) => generations::find(&mut conn, payload.generation_id).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "no connection to announce a failed generation");
-                return;
-            }
-        };
-        match found {
-            Ok(Some(g)) if g.status == GenerationStatus::Failed => {
-                crate::realtime::generations::notify_failed(state, &g, true);
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "could not read the failed generation"),
-        }
+        crate::generations::announce_failed(state, payload.generation_id).await;
     }
 
     fn timeout(&self) -> Duration {
@@ -284,7 +254,7 @@ impl GenerationJob {
             store_max_side: media.image_store_max_side,
             ..Limits::default()
         };
-        let free = g.paid_with == PaidWith::FreeAllowance;
+        let free = g.paid_with == crate::domain::vocabulary::PaidWith::FreeAllowance;
         let processed = state
             .images
             .run(move || {
@@ -391,33 +361,4 @@ async fn store_task(state: &AppState, id: Uuid, task: &str) -> anyhow::Result<()
             }
         }
     }
-}
-
-/// Cancels a generation that has not started (still `queued`, no provider task): marks it
-/// canceled, refunds its charge and cancels its job, in the caller's transaction. `None` when
-/// it had already moved on. The caller announces it after the commit.
-pub async fn cancel_queued(
-    conn: &mut AsyncPgConnection,
-    g: &Generation,
-    why: &str,
-) -> Result<Option<Generation>, ledger::LedgerError> {
-    if g.status != GenerationStatus::Queued || g.provider_task_id.is_some() {
-        return Ok(None);
-    }
-    let Some(canceled) = generations::mark_finished_unsuccessfully(
-        conn,
-        g.id,
-        GenerationStatus::Canceled,
-        "canceled",
-        why,
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
-    if let Some(job) = g.job_id {
-        queue::cancel(conn, queue::JobId(job)).await?;
-    }
-    Ok(Some(canceled))
 }

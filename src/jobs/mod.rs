@@ -12,12 +12,13 @@ use std::time::Duration;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 
-/// The job kinds this process runs: each job module registers its handler here.
+/// The job kinds this process runs: each job module registers its handler here, with the
+/// state's provider clients.
 pub fn registry(state: &AppState) -> anyhow::Result<runner::Registry> {
-    let provider = crate::providers::image_provider(state)?;
+    let provider = state.image_provider.clone();
     let mut registry = runner::Registry::new()
         .register(generation::KIND, generation::GenerationJob::new(provider));
-    if let Some(client) = crate::providers::telegram_client(state)? {
+    if let Some(client) = state.telegram_delivery.clone() {
         registry = registry.register(delivery::KIND, delivery::DeliveryJob::new(client));
     }
     Ok(registry)

@@ -12,10 +12,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::http::{self, BuildError, ReadError, Transport, describe, normalise_base_url, truncate};
 use super::{
-    BoxFuture, BuildError, CreateTask, ErrorAction, GenerationProvider, ProviderError, RetryPolicy,
-    Sleeper, TaskId, TaskInfo, TaskState, build_client, describe, http_builder, http_client,
-    measured, normalise_base_url, truncate,
+    BoxFuture, CreateTask, ErrorAction, GenerationProvider, ProviderError, RetryPolicy, Sleeper,
+    TaskId, TaskInfo, TaskState, measured,
 };
 
 /// Longest prompt kie.ai accepts, in characters.
@@ -252,18 +252,18 @@ impl KieClient {
     ) -> Result<Self, BuildError> {
         let base_url = normalise_base_url(base_url)?;
         // API calls never follow redirects: a redirect would carry the bearer key elsewhere.
-        let api = http_client(timeout, reqwest::redirect::Policy::none())?;
+        let api = http::client(timeout, reqwest::redirect::Policy::none())?;
         // Result URLs come from kie.ai's answers: they may not lead into our own networks
         // (SSRF), unless kie.ai itself is configured there (a local stand-in, as in tests).
         let private_ok = reqwest::Url::parse(&base_url)
             .ok()
             .and_then(|u| u.host_str().map(|h| !is_public_host(h)))
             .unwrap_or(false);
-        let mut downloads = http_builder(timeout, download_redirects(private_ok));
+        let mut downloads = http::builder(timeout, download_redirects(private_ok));
         if !private_ok {
             downloads = downloads.dns_resolver(std::sync::Arc::new(PublicOnly));
         }
-        let downloads = build_client(downloads)?;
+        let downloads = http::build(downloads)?;
         Ok(Self {
             api,
             downloads,
@@ -312,10 +312,12 @@ impl KieClient {
             Err(e) => return Err(KieError::CreateOutcomeUnknown(describe(e))),
         };
         let status = response.status().as_u16();
-        let bytes = match read_capped(response, MAX_REPLY_BYTES).await {
+        let bytes = match http::read_capped(response, MAX_REPLY_BYTES).await {
             Ok(b) => b,
-            Err(KieError::Timeout) => return Err(KieError::CreateTimeout),
-            Err(e) => return Err(KieError::CreateOutcomeUnknown(e.to_string())),
+            Err(e) => match KieError::from(e) {
+                KieError::Timeout => return Err(KieError::CreateTimeout),
+                e => return Err(KieError::CreateOutcomeUnknown(e.to_string())),
+            },
         };
         let data = match open_envelope(status, &bytes, Call::Create) {
             Ok(data) => data,
@@ -353,11 +355,11 @@ impl KieClient {
             .await
             .map_err(transport_error)?;
         let status = response.status().as_u16();
-        let bytes = read_capped(response, MAX_REPLY_BYTES)
+        let bytes = http::read_capped(response, MAX_REPLY_BYTES)
             .await
             .map_err(|e| match e {
-                KieError::ResultTooLarge { .. } => KieError::Protocol("reply too large".into()),
-                e => e,
+                ReadError::TooLarge { .. } => KieError::Protocol("reply too large".into()),
+                e => e.into(),
             })?;
         let data = match open_envelope(status, &bytes, Call::RecordInfo)? {
             Some(data @ Value::Object(_)) => data,
@@ -430,7 +432,7 @@ impl KieClient {
             }
             _ => return Err(KieError::ResultUnavailable { status }),
         }
-        read_capped(response, max_bytes).await
+        Ok(http::read_capped(response, max_bytes).await?)
     }
 
     /// Runs `call` up to `max_attempts` times while it fails with [`ErrorAction::Retry`].
@@ -562,38 +564,19 @@ fn refused_by_resolver(err: &reqwest::Error) -> bool {
 }
 
 fn transport_error(err: reqwest::Error) -> KieError {
-    if err.is_timeout() {
-        KieError::Timeout
-    } else {
-        KieError::Network(describe(err))
+    match Transport::from(err) {
+        Transport::Timeout => KieError::Timeout,
+        Transport::Network(detail) => KieError::Network(detail),
     }
 }
 
-/// Reads a body chunk by chunk, failing as soon as it exceeds `max_bytes`.
-async fn read_capped(
-    mut response: reqwest::Response,
-    max_bytes: usize,
-) -> Result<Vec<u8>, KieError> {
-    let too_large = KieError::ResultTooLarge { max_bytes };
-    if response
-        .content_length()
-        .is_some_and(|len| len > max_bytes as u64)
-    {
-        return Err(too_large);
-    }
-    let mut body = Vec::with_capacity(
-        response
-            .content_length()
-            .map_or(0, |len| len as usize)
-            .min(max_bytes),
-    );
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(too_large);
+impl From<ReadError> for KieError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::TooLarge { max_bytes } => Self::ResultTooLarge { max_bytes },
+            ReadError::Transport(e) => transport_error(e),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
 
 /// The documented models take `image_urls`; the newer Pro/2 models call it `image_input`.
@@ -837,8 +820,8 @@ mod tests {
     #[tokio::test]
     async fn a_name_that_resolves_to_no_public_address_is_refused_when_connecting() {
         // `localhost` passes no check by name here: the resolver is what refuses it.
-        let client = build_client(
-            http_builder(Duration::from_secs(5), download_redirects(false))
+        let client = http::build(
+            http::builder(Duration::from_secs(5), download_redirects(false))
                 .dns_resolver(std::sync::Arc::new(PublicOnly)),
         )
         .unwrap();

@@ -1,8 +1,12 @@
-//! Outbound provider clients: kie.ai (image generation) and the Telegram Bot API (delivery).
-//! Each is a small typed client with explicit timeouts, its base URL from config, and bounded,
-//! jittered retries only where repeating a call is safe. The generation worker drives any
-//! image provider (kie.ai, the local sandbox) through [`GenerationProvider`].
+//! Outbound provider clients and the traits the rest of the crate drives them through:
+//! [`GenerationProvider`] (kie.ai, or the sandbox), [`PaymentProvider`] (YooKassa, or the
+//! sandbox) and [`Assistant`] (OpenRouter, or the sandbox); the Telegram Bot API client is used
+//! as it is. Each client is small and typed, with explicit timeouts, its base URL from config,
+//! and bounded, jittered retries only where repeating a call is safe; [`http`] holds what they
+//! share. Clients are built once, at start (`AppState::build`); none reads the settings or the
+//! application state, and none writes our tables.
 
+pub mod http;
 pub mod kie;
 pub mod openrouter;
 pub mod sandbox;
@@ -14,6 +18,14 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub use http::BuildError;
+
+use crate::domain::assistant::{AssistantReply, Language, PromptMessage, Usage};
+use crate::domain::payments::{Fetched, RemoteStatus};
 
 /// A boxed, sendable future: what [`GenerationProvider`] methods return, so the trait stays
 /// object-safe (`Arc<dyn GenerationProvider>`) without an async-trait macro.
@@ -353,129 +365,161 @@ impl fmt::Debug for Sleeper {
     }
 }
 
-/// A client could not be built from its configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("invalid base URL {url:?}: {reason}")]
-    BaseUrl { url: String, reason: String },
-    #[error("HTTP client: {0}")]
-    Http(String),
+// Payments: what billing needs from YooKassa or the sandbox.
+
+/// A failed provider call, in the terms the caller acts on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentError {
+    /// 500, timeout, connection lost: the operation may or may not have happened. Repeat it
+    /// with the same key and body, or GET the object.
+    #[error("payment provider outcome unknown: {0}")]
+    Unknown(String),
+    /// 429: nothing was done; try again later.
+    #[error("payment provider rate limited the call")]
+    RateLimited,
+    /// 400 and other final refusals: nothing was done; a later attempt needs a new key.
+    #[error("payment provider rejected the request ({status} {code}): {description}")]
+    Rejected {
+        status: u16,
+        code: String,
+        description: String,
+        parameter: Option<String>,
+    },
+    /// 401, 403: our shop id or key is wrong. Needs an operator.
+    #[error("payment provider refused our credentials ({status}): {description}")]
+    Credentials { status: u16, description: String },
+    /// 404 on a GET: no such object.
+    #[error("payment provider does not know {0}")]
+    NotFound(String),
+    /// A reply that does not have the documented shape.
+    #[error("unexpected payment provider reply: {0}")]
+    Protocol(String),
 }
 
-/// `base_url` without its trailing slash, once checked to be an absolute http(s) URL.
-fn normalise_base_url(base_url: &str) -> Result<String, BuildError> {
-    let bad = |reason: String| BuildError::BaseUrl {
-        url: base_url.to_owned(),
-        reason,
-    };
-    let parsed = reqwest::Url::parse(base_url).map_err(|e| bad(e.to_string()))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(bad("expected http or https".into()));
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(bad("must not carry a query or fragment".into()));
-    }
-    Ok(base_url.trim_end_matches('/').to_owned())
-}
-
-fn http_client(
-    timeout: Duration,
-    redirect: reqwest::redirect::Policy,
-) -> Result<reqwest::Client, BuildError> {
-    build_client(http_builder(timeout, redirect))
-}
-
-fn http_builder(timeout: Duration, redirect: reqwest::redirect::Policy) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .redirect(redirect)
-        .user_agent(concat!("atelier/", env!("CARGO_PKG_VERSION")))
-}
-
-fn build_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, BuildError> {
-    builder
-        .build()
-        .map_err(|e| BuildError::Http(e.without_url().to_string()))
-}
-
-/// A reqwest error as text, without its URL (the Telegram token sits in the path) and with
-/// its causes, which is where the useful part ("connection refused") usually is.
-fn describe(err: reqwest::Error) -> String {
-    use std::error::Error as _;
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// At most `max` characters of `text` (provider bodies end up in logs and error rows).
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_owned(),
+impl PaymentError {
+    /// Another try with the same key may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unknown(_) | Self::RateLimited)
     }
 }
 
-/// The image provider the settings call for: kie.ai with a key, else the local sandbox
-/// (which configuration refuses in production).
-pub fn image_provider(
-    state: &crate::state::AppState,
-) -> anyhow::Result<Arc<dyn GenerationProvider>> {
-    let g = &state.settings.generation;
-    Ok(match &g.kie_api_key {
-        Some(key) => Arc::new(kie::KieClient::new(
-            &g.kie_base_url,
-            key.clone(),
-            Duration::from_secs(g.kie_timeout_secs),
-        )?),
-        None => Arc::new(sandbox::SandboxProvider::new(
-            state.storage.clone(),
-            state.images.clone(),
-            Duration::from_millis(g.sandbox_duration_ms),
-        )),
-    })
+/// The answer to a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: String,
+    pub status: RemoteStatus,
+    pub confirmation_url: Option<String>,
 }
 
-/// The Bot API client, when a bot token is configured.
-pub fn telegram_client(
-    state: &crate::state::AppState,
-) -> anyhow::Result<Option<telegram::TelegramClient>> {
-    let s = &state.settings;
-    let Some(token) = &s.telegram_bot_token else {
-        return Ok(None);
-    };
-    Ok(Some(telegram::TelegramClient::new(
-        &s.telegram_api_base_url,
-        token.clone(),
-        Duration::from_secs(30),
-    )?))
+/// A refund as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: String,
+    pub payment_id: String,
+    pub succeeded: bool,
+    pub amount_minor: i64,
+    pub currency: String,
 }
 
-/// The payment provider the settings call for: YooKassa with keys, else the local sandbox
-/// (which configuration refuses in production).
-pub fn payment_provider(
-    settings: &crate::config::Settings,
-    db: &crate::db::PgPool,
-) -> anyhow::Result<Arc<dyn yookassa::PaymentProvider>> {
-    let p = &settings.payments;
-    Ok(match &p.yookassa {
-        Some(keys) => Arc::new(yookassa::YooKassaClient::new(
-            &p.yookassa_base_url,
-            &keys.shop_id,
-            keys.secret_key.clone(),
-            Duration::from_secs(p.yookassa_timeout_secs),
-        )?),
-        None => Arc::new(yookassa::SandboxPayments::new(
-            db.clone(),
-            &settings.public_base_url,
-        )),
-    })
+/// What payments need from a provider. `create` takes the whole request body, built and
+/// stored by the caller, so that a repeat sends exactly the same bytes under the same key.
+pub trait PaymentProvider: Send + Sync {
+    /// `yookassa` or `sandbox`: stored in `payments.provider`.
+    fn name(&self) -> crate::domain::vocabulary::PaymentProviderName;
+
+    fn create<'a>(
+        &'a self,
+        idempotence_key: &'a str,
+        body: &'a Value,
+    ) -> BoxFuture<'a, Result<Created, PaymentError>>;
+
+    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>>;
+
+    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>>;
+}
+
+// The editing assistant: what a chat turn needs from a model.
+
+/// What the chat route needs from a model.
+pub trait Assistant: Send + Sync {
+    /// The model asked for (stored with each turn).
+    fn model(&self) -> &str;
+
+    /// One answer, retries included.
+    fn complete<'a>(
+        &'a self,
+        req: &'a AssistantRequest,
+    ) -> BoxFuture<'a, Result<Completion, AssistantError>>;
+}
+
+#[derive(Debug, Clone)]
+pub struct AssistantRequest {
+    pub language: Language,
+    /// System prompt, history window, the new message (see `assistant::build_messages`).
+    pub messages: Vec<PromptMessage>,
+    /// Variants longer than this are refused (they must run as edit prompts).
+    pub max_variant_chars: usize,
+    /// Where the reply's text goes while it is written (when the assistant streams).
+    pub deltas: Option<UnboundedSender<Delta>>,
+}
+
+/// A piece of the reply being written. A retried call writes it again from the start, under
+/// the next `attempt` number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub attempt: u32,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub reply: AssistantReply,
+    /// Tokens and cost of every attempt, the failed ones included.
+    pub usage: Usage,
+    pub attempts: u32,
+}
+
+/// How a turn failed, in the terms the route acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 408, 429, 5xx, timeouts, connection failures, an error after the start: still failing
+    /// after the retries.
+    Unavailable,
+    /// 401, 402: our key or our OpenRouter balance. An operator must act; not the user's fault.
+    Account,
+    /// 403, `finish_reason: content_filter`, a refusal: the input was refused by moderation.
+    Moderated,
+    /// 400 and other 4xx: our request is wrong.
+    Rejected,
+    /// Not JSON, the wrong shape, or cut off (`finish_reason: length`), also on the retry.
+    BadReply,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("assistant {kind:?} after {attempts} attempt(s): {message}")]
+pub struct AssistantError {
+    pub kind: FailureKind,
+    /// Never holds secrets; may quote the provider's error message.
+    pub message: String,
+    /// What the failed attempts cost (billed even though the user is refunded).
+    pub spent: Usage,
+    pub attempts: u32,
+}
+
+impl AssistantError {
+    /// Stable code, stored on the turn and sent to the client.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Unavailable | FailureKind::Account => "assistant_unavailable",
+            FailureKind::Moderated => "message_rejected",
+            FailureKind::Rejected => "assistant_failed",
+            FailureKind::BadReply => "assistant_bad_reply",
+        }
+    }
+
+    pub fn alerts_operator(&self) -> bool {
+        self.kind == FailureKind::Account
+    }
 }
 
 #[cfg(test)]
@@ -490,21 +534,5 @@ mod tests {
             let full = (Duration::from_millis(100) * 2u32.pow(retry.min(16))).min(p.max_delay);
             assert!(d >= full / 2 && d <= full, "{retry}: {d:?}");
         }
-    }
-
-    #[test]
-    fn base_urls_are_checked() {
-        assert_eq!(
-            normalise_base_url("https://api.kie.ai/").ok().as_deref(),
-            Some("https://api.kie.ai")
-        );
-        assert!(normalise_base_url("ftp://x").is_err());
-        assert!(normalise_base_url("not a url").is_err());
-    }
-
-    #[test]
-    fn truncates_on_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "hé…");
-        assert_eq!(truncate("hi", 5), "hi");
     }
 }

@@ -1,5 +1,6 @@
-//! The editing assistant's model: OpenRouter chat completions (OpenAI-compatible), and the
-//! sandbox assistant that answers deterministically when no key is configured.
+//! OpenRouter chat completions (OpenAI-compatible): the editing assistant's model behind
+//! [`Assistant`]. Without a key the sandbox assistant stands in
+//! ([`super::sandbox::SandboxAssistant`]).
 //!
 //! OpenRouter has no idempotency and bills every call, so a call is repeated only when no usable
 //! answer came back: 408/429/5xx and errors after the start (HTTP 200 with `error`, or an SSE
@@ -10,134 +11,22 @@
 //! answer is written, the readable part of its `reply` is handed out as [`Delta`]s. Tokens and
 //! cost of every attempt are added up.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::{
-    BoxFuture, BuildError, RetryPolicy, Sleeper, describe, http_client, normalise_base_url,
-    truncate,
-};
-use crate::config::AssistantSettings;
-use crate::domain::assistant::{
-    self, AssistantReply, Language, PromptMessage, ReplyPreview, Usage, cost_micros,
-    estimate_tokens,
-};
+use super::http::{self, BuildError, ReadError, describe, normalise_base_url, truncate};
+use super::{BoxFuture, RetryPolicy, Sleeper};
+// The assistant's vocabulary lives with its trait; these paths stay for callers.
+pub use super::{Assistant, AssistantError, AssistantRequest, Completion, Delta, FailureKind};
+use crate::domain::assistant::{self, AssistantReply, ReplyPreview, Usage, cost_micros};
 
 /// Largest reply we read (answers are a few kilobytes).
 const MAX_REPLY_BYTES: usize = 1 << 20;
 /// Longest `Retry-After` we wait for inside one turn; a longer one gives up at once.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(20);
-
-/// What the chat route needs from a model.
-pub trait Assistant: Send + Sync {
-    /// The model asked for (stored with each turn).
-    fn model(&self) -> &str;
-
-    /// One answer, retries included.
-    fn complete<'a>(
-        &'a self,
-        req: &'a AssistantRequest,
-    ) -> BoxFuture<'a, Result<Completion, AssistantError>>;
-}
-
-#[derive(Debug, Clone)]
-pub struct AssistantRequest {
-    pub language: Language,
-    /// System prompt, history window, the new message (see `assistant::build_messages`).
-    pub messages: Vec<PromptMessage>,
-    /// Variants longer than this are refused (they must run as edit prompts).
-    pub max_variant_chars: usize,
-    /// Where the reply's text goes while it is written (when the assistant streams).
-    pub deltas: Option<UnboundedSender<Delta>>,
-}
-
-/// A piece of the reply being written. A retried call writes it again from the start, under
-/// the next `attempt` number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delta {
-    pub attempt: u32,
-    pub text: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Completion {
-    pub reply: AssistantReply,
-    /// Tokens and cost of every attempt, the failed ones included.
-    pub usage: Usage,
-    pub attempts: u32,
-}
-
-/// How a turn failed, in the terms the route acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// 408, 429, 5xx, timeouts, connection failures, an error after the start: still failing
-    /// after the retries.
-    Unavailable,
-    /// 401, 402: our key or our OpenRouter balance. An operator must act; not the user's fault.
-    Account,
-    /// 403, `finish_reason: content_filter`, a refusal: the input was refused by moderation.
-    Moderated,
-    /// 400 and other 4xx: our request is wrong.
-    Rejected,
-    /// Not JSON, the wrong shape, or cut off (`finish_reason: length`), also on the retry.
-    BadReply,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("assistant {kind:?} after {attempts} attempt(s): {message}")]
-pub struct AssistantError {
-    pub kind: FailureKind,
-    /// Never holds secrets; may quote the provider's error message.
-    pub message: String,
-    /// What the failed attempts cost (billed even though the user is refunded).
-    pub spent: Usage,
-    pub attempts: u32,
-}
-
-impl AssistantError {
-    /// Stable code, stored on the turn and sent to the client.
-    pub fn code(&self) -> &'static str {
-        match self.kind {
-            FailureKind::Unavailable | FailureKind::Account => "assistant_unavailable",
-            FailureKind::Moderated => "message_rejected",
-            FailureKind::Rejected => "assistant_failed",
-            FailureKind::BadReply => "assistant_bad_reply",
-        }
-    }
-
-    pub fn alerts_operator(&self) -> bool {
-        self.kind == FailureKind::Account
-    }
-}
-
-/// The assistant the settings call for: OpenRouter with a key, else the sandbox (which
-/// configuration refuses in production).
-pub fn from_settings(
-    settings: &AssistantSettings,
-    public_base_url: &str,
-) -> Result<Arc<dyn Assistant>, BuildError> {
-    Ok(match &settings.openrouter_api_key {
-        Some(key) => Arc::new(
-            OpenRouterClient::new(
-                &settings.openrouter_base_url,
-                key.clone(),
-                &settings.openrouter_model,
-                Duration::from_secs(settings.openrouter_timeout_secs),
-            )?
-            .with_attempts(
-                settings.openrouter_max_attempts,
-                Duration::from_secs(settings.turn_timeout_secs),
-            )
-            .with_referer(public_base_url)
-            .with_streaming(settings.openrouter_stream),
-        ),
-        None => Arc::new(SandboxAssistant),
-    })
-}
 
 /// Client of `POST {base}/chat/completions`. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -165,7 +54,7 @@ impl OpenRouterClient {
     ) -> Result<Self, BuildError> {
         Ok(Self {
             // Never follow redirects: one would carry the bearer key elsewhere.
-            http: http_client(timeout, reqwest::redirect::Policy::none())?,
+            http: http::client(timeout, reqwest::redirect::Policy::none())?,
             base_url: normalise_base_url(base_url)?,
             api_key,
             model: model.to_owned(),
@@ -316,7 +205,15 @@ impl OpenRouterClient {
             Some(sink) if is_stream && (200..300).contains(&status) => {
                 read_stream(response, sink).await
             }
-            _ => read_capped(response, MAX_REPLY_BYTES).await,
+            _ => http::read_capped(response, MAX_REPLY_BYTES)
+                .await
+                .map_err(|e| match e {
+                    ReadError::TooLarge { max_bytes } => format!("reply over {max_bytes} bytes"),
+                    ReadError::Transport(e) if e.is_timeout() => {
+                        "timed out reading the reply".into()
+                    }
+                    ReadError::Transport(e) => describe(e),
+                }),
         };
         match read {
             Ok(bytes) => interpret(status, &bytes, retry_after, max_variant_chars),
@@ -629,65 +526,10 @@ fn request_body(model: &str, req: &AssistantRequest, stream: bool) -> Value {
     })
 }
 
-/// Reads a body chunk by chunk, failing as soon as it exceeds `max_bytes`.
-async fn read_capped(mut response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > max_bytes => {
-                return Err(format!("reply over {max_bytes} bytes"));
-            }
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => return Err("timed out reading the reply".into()),
-            Err(e) => return Err(describe(e)),
-        }
-    }
-}
-
-/// Answers at once and deterministically from the user's message (see
-/// [`assistant::sandbox_reply`]), so that `make run` shows the whole flow without a key.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SandboxAssistant;
-
-impl Assistant for SandboxAssistant {
-    fn model(&self) -> &str {
-        "sandbox"
-    }
-
-    fn complete<'a>(
-        &'a self,
-        req: &'a AssistantRequest,
-    ) -> BoxFuture<'a, Result<Completion, AssistantError>> {
-        Box::pin(async move {
-            let message = req.messages.last().map_or("", |m| m.text.as_str());
-            let reply = assistant::sandbox_reply(&req.language, message, req.max_variant_chars);
-            // Written out word by word, as a streaming model would, so `chat.delta` can be seen.
-            if let Some(tx) = &req.deltas {
-                for word in reply.reply.split_inclusive(' ') {
-                    let _ = tx.send(Delta {
-                        attempt: 1,
-                        text: word.to_owned(),
-                    });
-                }
-            }
-            let prompt_tokens = req.messages.iter().map(|m| estimate_tokens(&m.text)).sum();
-            Ok(Completion {
-                usage: Usage {
-                    prompt_tokens,
-                    completion_tokens: estimate_tokens(&reply.to_json()),
-                    cost_usd_micros: 0,
-                },
-                reply,
-                attempts: 1,
-            })
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assistant::Language;
 
     const GOOD: &str = r#"{\"reply\":\"Sure\",\"variants\":[\"a\",\"b\",\"c\"]}"#;
 

@@ -10,9 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    BuildError, RetryPolicy, Sleeper, describe, http_client, normalise_base_url, truncate,
-};
+use super::http::{self, BuildError, ReadError, Transport, normalise_base_url, truncate};
+use super::{RetryPolicy, Sleeper};
 
 /// Largest multipart photo Telegram accepts.
 pub const MAX_PHOTO_BYTES: usize = 10 * 1024 * 1024;
@@ -190,7 +189,7 @@ impl TelegramClient {
         timeout: Duration,
     ) -> Result<Self, BuildError> {
         Ok(Self {
-            http: http_client(timeout, reqwest::redirect::Policy::none())?,
+            http: http::client(timeout, reqwest::redirect::Policy::none())?,
             base_url: normalise_base_url(base_url)?,
             token: bot_token,
             retry: RetryPolicy::new(3, Duration::from_millis(500), Duration::from_secs(5)),
@@ -367,7 +366,7 @@ impl TelegramClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body = read_capped(response).await?;
+        let body = http::read_capped(response, MAX_REPLY_BYTES).await?;
         parse_reply(status, header_retry_after, &body)
     }
 }
@@ -454,7 +453,7 @@ impl TelegramClient {
                     .await
                     .map_err(transport_error)?;
                 let status = response.status().as_u16();
-                let body = read_capped(response).await?;
+                let body = http::read_capped(response, MAX_REPLY_BYTES).await?;
                 parse_envelope(status, None, &body)
             }
             .await;
@@ -492,22 +491,19 @@ fn sent(message: Message, migrated_to_chat_id: Option<i64>) -> SentMessage {
 }
 
 fn transport_error(err: reqwest::Error) -> TelegramError {
-    if err.is_timeout() {
-        TelegramError::Timeout
-    } else {
-        TelegramError::Network(describe(err))
+    match Transport::from(err) {
+        Transport::Timeout => TelegramError::Timeout,
+        Transport::Network(detail) => TelegramError::Network(detail),
     }
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, TelegramError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-        if body.len() + chunk.len() > MAX_REPLY_BYTES {
-            return Err(TelegramError::Protocol("reply too large".into()));
+impl From<ReadError> for TelegramError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::TooLarge { .. } => Self::Protocol("reply too large".into()),
+            ReadError::Transport(e) => transport_error(e),
         }
-        body.extend_from_slice(&chunk);
     }
-    Ok(body)
 }
 
 fn parse_reply(

@@ -1,7 +1,7 @@
-//! YooKassa API v3 client (`POST /payments`, `GET /payments/{id}`, `GET /refunds/{id}`) and the
-//! local sandbox that stands in for it without keys. Both sit behind [`PaymentProvider`], so a
-//! notification, a sandbox button and the reconciliation sweep all verify payments the same way:
-//! by fetching them from the provider.
+//! YooKassa API v3 client (`POST /payments`, `GET /payments/{id}`, `GET /refunds/{id}`) behind
+//! [`PaymentProvider`], and YooKassa's notification format. Without keys the sandbox stands in
+//! ([`super::sandbox::SandboxPayments`]), so a notification, a sandbox button and the
+//! reconciliation sweep all verify payments the same way: by fetching them from the provider.
 //!
 //! A create that ends in 500, a timeout or a lost connection has an unknown outcome: it is
 //! repeated with the same `Idempotence-Key` and the same body (YooKassa then returns the original
@@ -10,97 +10,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::Utc;
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    BoxFuture, BuildError, RetryPolicy, Sleeper, describe, http_client, normalise_base_url,
-    truncate,
-};
-use crate::db::PgPool;
-use crate::db::Prepare as _;
-use crate::db::schema::sandbox_payments;
+use super::http::{self, BuildError, ReadError, describe, normalise_base_url, truncate};
+use super::{BoxFuture, RetryPolicy, Sleeper};
+// The payments vocabulary lives with its trait; these paths stay for callers.
+pub use super::{Created, PaymentError, PaymentProvider, Refund};
 use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
 use crate::domain::vocabulary::PaymentProviderName;
 
 const MAX_REPLY_BYTES: usize = 256 * 1024;
-/// How long a sandbox payment waits for its button before it expires.
-const SANDBOX_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// A failed provider call, in the terms the caller acts on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PaymentError {
-    /// 500, timeout, connection lost: the operation may or may not have happened. Repeat it
-    /// with the same key and body, or GET the object.
-    #[error("payment provider outcome unknown: {0}")]
-    Unknown(String),
-    /// 429: nothing was done; try again later.
-    #[error("payment provider rate limited the call")]
-    RateLimited,
-    /// 400 and other final refusals: nothing was done; a later attempt needs a new key.
-    #[error("payment provider rejected the request ({status} {code}): {description}")]
-    Rejected {
-        status: u16,
-        code: String,
-        description: String,
-        parameter: Option<String>,
-    },
-    /// 401, 403: our shop id or key is wrong. Needs an operator.
-    #[error("payment provider refused our credentials ({status}): {description}")]
-    Credentials { status: u16, description: String },
-    /// 404 on a GET: no such object.
-    #[error("payment provider does not know {0}")]
-    NotFound(String),
-    /// A reply that does not have the documented shape.
-    #[error("unexpected payment provider reply: {0}")]
-    Protocol(String),
-}
-
-impl PaymentError {
-    /// Another try with the same key may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unknown(_) | Self::RateLimited)
-    }
-}
-
-/// The answer to a create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
-    pub id: String,
-    pub status: RemoteStatus,
-    pub confirmation_url: Option<String>,
-}
-
-/// A refund as the provider reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refund {
-    pub id: String,
-    pub payment_id: String,
-    pub succeeded: bool,
-    pub amount_minor: i64,
-    pub currency: String,
-}
-
-/// What payments need from a provider. `create` takes the whole request body, built and
-/// stored by the caller, so that a repeat sends exactly the same bytes under the same key.
-pub trait PaymentProvider: Send + Sync {
-    /// `yookassa` or `sandbox`: stored in `payments.provider`.
-    fn name(&self) -> PaymentProviderName;
-
-    fn create<'a>(
-        &'a self,
-        idempotence_key: &'a str,
-        body: &'a Value,
-    ) -> BoxFuture<'a, Result<Created, PaymentError>>;
-
-    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>>;
-
-    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>>;
-}
 
 /// Ids are YooKassa's (`2f0…-000f-5000-8000-…`) or the sandbox's UUIDs: short and plain.
 pub fn valid_object_id(id: &str) -> bool {
@@ -241,7 +162,7 @@ impl YooKassaClient {
         timeout: Duration,
     ) -> Result<Self, BuildError> {
         Ok(Self {
-            http: http_client(timeout, reqwest::redirect::Policy::none())?,
+            http: http::client(timeout, reqwest::redirect::Policy::none())?,
             base_url: normalise_base_url(base_url)?,
             shop_id: shop_id.to_owned(),
             secret_key,
@@ -370,7 +291,7 @@ impl YooKassaClient {
             .await
             .map_err(|e| PaymentError::Unknown(describe(e)))?;
         let status = response.status().as_u16();
-        let body = read_capped(response).await?;
+        let body = http::read_capped(response, MAX_REPLY_BYTES).await?;
         if status == 200 {
             return serde_json::from_slice(&body)
                 .map_err(|e| PaymentError::Protocol(format!("reply is not JSON: {e}")));
@@ -451,204 +372,13 @@ fn fetched(payment: &PaymentObject) -> Result<Fetched, PaymentError> {
     })
 }
 
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, PaymentError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| PaymentError::Unknown(describe(e)))?
-    {
-        if body.len() + chunk.len() > MAX_REPLY_BYTES {
-            return Err(PaymentError::Protocol("reply too large".into()));
+impl From<ReadError> for PaymentError {
+    fn from(err: ReadError) -> Self {
+        match err {
+            ReadError::TooLarge { .. } => Self::Protocol("reply too large".into()),
+            // A reply cut off may have followed a done operation.
+            ReadError::Transport(e) => Self::Unknown(describe(e)),
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The payment provider without YooKassa keys: it keeps its payments in `sandbox_payments` (as
-/// YooKassa would on its side) and confirms them on a local page. Configuration refuses it in
-/// production.
-#[derive(Clone)]
-pub struct SandboxPayments {
-    db: PgPool,
-    public_base_url: String,
-}
-
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = sandbox_payments)]
-#[diesel(check_for_backend(diesel::pg::Pg))]
-pub struct SandboxPayment {
-    pub id: String,
-    pub idempotence_key: String,
-    pub request: Value,
-    pub status: String,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub description: String,
-    pub metadata: Value,
-    pub return_url: String,
-}
-
-impl SandboxPayments {
-    pub fn new(db: PgPool, public_base_url: &str) -> Self {
-        Self {
-            db,
-            public_base_url: public_base_url.to_owned(),
-        }
-    }
-
-    fn confirmation_url(&self, id: &str) -> String {
-        format!("{}/sandbox/payments/{id}", self.public_base_url)
-    }
-
-    async fn conn(&self) -> Result<crate::db::PgConn, PaymentError> {
-        self.db
-            .get()
-            .await
-            .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))
-    }
-
-    async fn create_payment(&self, key: &str, body: &Value) -> Result<Created, PaymentError> {
-        let rejected = |description: &str, parameter: &str| PaymentError::Rejected {
-            status: 400,
-            code: "invalid_request".into(),
-            description: description.into(),
-            parameter: Some(parameter.into()),
-        };
-        let amount_minor = body["amount"]["value"]
-            .as_str()
-            .and_then(parse_amount)
-            .filter(|a| *a > 0)
-            .ok_or_else(|| rejected("bad amount", "amount.value"))?;
-        let currency = body["amount"]["currency"]
-            .as_str()
-            .ok_or_else(|| rejected("no currency", "amount.currency"))?;
-        let return_url = body["confirmation"]["return_url"]
-            .as_str()
-            .ok_or_else(|| rejected("no return_url", "confirmation.return_url"))?;
-        let mut conn = self.conn().await?;
-        let db = |e: diesel::result::Error| PaymentError::Unknown(format!("sandbox database: {e}"));
-        let existing: Option<SandboxPayment> = sandbox_payments::table
-            .filter(sandbox_payments::idempotence_key.eq(key))
-            .select(SandboxPayment::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(db)?;
-        let payment = match existing {
-            Some(p) if p.request != *body => {
-                return Err(rejected("Idempotence key duplicated", "Idempotence-Key"));
-            }
-            Some(p) => p,
-            None => diesel::insert_into(sandbox_payments::table)
-                .values((
-                    sandbox_payments::id.eq(uuid::Uuid::new_v4().to_string()),
-                    sandbox_payments::idempotence_key.eq(key),
-                    sandbox_payments::request.eq(body),
-                    sandbox_payments::amount_minor.eq(amount_minor),
-                    sandbox_payments::currency.eq(currency),
-                    sandbox_payments::description.eq(body["description"].as_str().unwrap_or("")),
-                    sandbox_payments::metadata.eq(&body["metadata"]),
-                    sandbox_payments::return_url.eq(return_url),
-                ))
-                .returning(SandboxPayment::as_returning())
-                .prepared()
-                .get_result(&mut conn)
-                .await
-                .map_err(db)?,
-        };
-        Ok(Created {
-            confirmation_url: Some(self.confirmation_url(&payment.id)),
-            status: RemoteStatus::parse(&payment.status).unwrap_or(RemoteStatus::Pending),
-            id: payment.id,
-        })
-    }
-
-    /// A sandbox payment, for its confirmation page.
-    pub async fn find(&self, id: &str) -> Result<Option<SandboxPayment>, PaymentError> {
-        let mut conn = self.conn().await?;
-        sandbox_payments::table
-            .find(id)
-            .select(SandboxPayment::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))
-    }
-
-    /// What the payer's button does: a pending payment becomes `succeeded` or `canceled`
-    /// (final states stay). Returns whether it changed.
-    pub async fn complete(&self, id: &str, succeed: bool) -> Result<bool, PaymentError> {
-        let mut conn = self.conn().await?;
-        let to = if succeed {
-            RemoteStatus::Succeeded
-        } else {
-            RemoteStatus::Canceled
-        };
-        let changed = diesel::update(
-            sandbox_payments::table
-                .find(id)
-                .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str())),
-        )
-        .set(sandbox_payments::status.eq(to.as_str()))
-        .prepared()
-        .execute(&mut conn)
-        .await
-        .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
-        Ok(changed == 1)
-    }
-
-    async fn payment(&self, id: &str) -> Result<Fetched, PaymentError> {
-        // As at YooKassa, a payment nobody confirmed expires (canceled, expired_on_confirmation).
-        let mut conn = self.conn().await?;
-        diesel::update(
-            sandbox_payments::table
-                .find(id)
-                .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str()))
-                .filter(sandbox_payments::created_at.lt(Utc::now() - SANDBOX_EXPIRY)),
-        )
-        .set(sandbox_payments::status.eq(RemoteStatus::Canceled.as_str()))
-        .prepared()
-        .execute(&mut conn)
-        .await
-        .map_err(|e| PaymentError::Unknown(format!("sandbox database: {e}")))?;
-        drop(conn);
-        let p = self
-            .find(id)
-            .await?
-            .ok_or_else(|| PaymentError::NotFound(id.to_owned()))?;
-        Ok(Fetched {
-            status: RemoteStatus::parse(&p.status)
-                .ok_or_else(|| PaymentError::Protocol(format!("status {:?}", p.status)))?,
-            amount_minor: p.amount_minor,
-            currency: p.currency,
-            our_payment_id: p.metadata["payment_id"].as_str().map(str::to_owned),
-            id: p.id,
-        })
-    }
-}
-
-impl PaymentProvider for SandboxPayments {
-    fn name(&self) -> PaymentProviderName {
-        PaymentProviderName::Sandbox
-    }
-
-    fn create<'a>(
-        &'a self,
-        idempotence_key: &'a str,
-        body: &'a Value,
-    ) -> BoxFuture<'a, Result<Created, PaymentError>> {
-        Box::pin(self.create_payment(idempotence_key, body))
-    }
-
-    fn get_payment<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Fetched, PaymentError>> {
-        Box::pin(self.payment(id))
-    }
-
-    fn get_refund<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Refund, PaymentError>> {
-        // The sandbox takes no refunds.
-        Box::pin(async move { Err(PaymentError::NotFound(id.to_owned())) })
     }
 }
 

@@ -1,39 +1,23 @@
-//! The editing assistant: a chat turn (charged before the model is asked; the history and the
-//! token accounting appended in one transaction after it; refunded when the model fails for
-//! good), the user's sessions and their history, and emptying a history.
-//!
-//! A turn is a `chat_turns` row: `pending` from the charge on, then `completed` or `failed`
-//! (refunded) exactly once. The model is asked on a task of its own, so a client that hangs up
-//! does not leave a paid turn behind; a turn that a crash left pending is refunded by the
-//! worker's sweeper (`jobs::sweeper::refund_abandoned_turns`).
+//! The editing assistant over HTTP: a chat turn (`assistant::chat`: charged before the model is
+//! asked, refunded when the model fails for good), the user's sessions and their history, and
+//! emptying a history.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::assistant::{self, NewTurn};
 use crate::auth::extractor::AuthUser;
-use crate::db::chat_sessions::{self, ChatSession, Photo, TurnWritten};
-use crate::db::chat_turns::{self, ChatTurn};
-use crate::db::models::{Upload, User};
-use crate::db::{ledger, uploads};
-use crate::domain::assistant::{self, Language, Role, StoredMessage, Usage};
-use crate::domain::idempotency;
+use crate::db::chat_sessions::{self, ChatSession};
+use crate::db::uploads;
+use crate::domain::assistant::{Role, Usage};
 use crate::domain::text::{self, TextError};
-use crate::domain::vocabulary::{TurnStatus, UploadPurpose};
 use crate::error::{AppError, AppResult, Problem};
-use crate::providers::openrouter::{AssistantError, AssistantRequest, Delta, FailureKind};
-use crate::realtime::{self, Event};
 use crate::state::AppState;
-
-/// Turns one user may have waiting for the model at once (across sessions).
-const MAX_PENDING_TURNS_PER_USER: i64 = 3;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/editing/chat").route(web::post().to(chat)))
@@ -83,6 +67,17 @@ pub struct ChatReply {
     pub variants: Vec<String>,
     /// Tokens of this turn (its retries included).
     pub usage: TokenUsage,
+}
+
+impl From<assistant::Reply> for ChatReply {
+    fn from(r: assistant::Reply) -> Self {
+        Self {
+            session_id: r.session_id,
+            reply: r.reply,
+            variants: r.variants,
+            usage: r.usage.into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -161,9 +156,9 @@ pub async fn chat(
     AuthUser(user): AuthUser,
     body: web::Json<ChatRequest>,
 ) -> AppResult<HttpResponse> {
-    let mut body = body.into_inner();
+    let body = body.into_inner();
     // Optional here: without one, every request is a new turn.
-    let key = super::client_request_id(&req, body.client_request_id.take())?;
+    let key = super::client_request_id(&req, body.client_request_id)?;
     let max = state.settings.assistant.message_max_chars;
     let message = text::clean(&body.message, max).map_err(|e| match e {
         TextError::Empty => AppError::unprocessable("empty_message", "the message is empty"),
@@ -171,520 +166,9 @@ pub async fn chat(
             AppError::unprocessable("message_too_long", format!("at most {max} characters"))
         }
     })?;
-    let limit = state.settings.limits.chat_per_user;
-    crate::ratelimit::hit(&state, "chat", &user.id.to_string(), limit).await?;
-    let fingerprint = idempotency::fingerprint(&serde_json::json!({
-        "session_id": body.session_id,
-        "upload_id": body.upload_id,
-        "message": message,
-    }));
-    let turn = match open_turn(&state, &user, &body, key, message, fingerprint).await? {
-        Opened::Answered(reply) => return Ok(HttpResponse::Ok().json(reply)),
-        Opened::New(turn) => turn,
-    };
-    // On a task of its own: the turn completes (or is refunded) even if the client hangs up.
-    let state = state.get_ref().clone();
-    let reply = tokio::spawn(async move { run_turn(&state, turn).await })
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("the chat turn task failed: {e}")))??;
-    Ok(HttpResponse::Ok().json(reply))
-}
-
-/// A charged turn waiting for the model.
-struct PendingTurn {
-    id: Uuid,
-    user_id: i64,
-    session_id: Uuid,
-    new_session: bool,
-    charge_key: String,
-    language: Language,
-    history: Vec<StoredMessage>,
-    message: String,
-    /// The upload attached with this message.
-    attached: Option<Uuid>,
-    /// The session's photo, sent to the model.
-    photo: Option<Photo>,
-    started_at: DateTime<Utc>,
-}
-
-enum Opened {
-    /// The request's key was answered before: the same answer again, nothing charged.
-    Answered(ChatReply),
-    New(Box<PendingTurn>),
-}
-
-/// An editing photo of the user's that can still be used.
-async fn editing_photo(
-    conn: &mut diesel_async::AsyncPgConnection,
-    user_id: i64,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> AppResult<Upload> {
-    let upload = uploads::find_owned(conn, user_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
-    if upload.purpose != UploadPurpose::EditingSource {
-        return Err(AppError::unprocessable(
-            "wrong_upload",
-            format!("upload {id} is not an editing photo"),
-        ));
-    }
-    if upload.expires_at <= now + chrono::Duration::minutes(5) {
-        return Err(AppError::unprocessable(
-            "upload_expired",
-            format!("upload {id} has expired; upload it again"),
-        ));
-    }
-    Ok(upload)
-}
-
-/// In one transaction, under the user's row lock: the idempotency key, the session (created or
-/// locked), the photo, the charge, and the pending turn.
-async fn open_turn(
-    state: &AppState,
-    user: &User,
-    body: &ChatRequest,
-    key: Option<String>,
-    message: String,
-    fingerprint: String,
-) -> AppResult<Opened> {
-    let mut conn = state.db.get().await?;
-    let keyed = key.is_some();
-    let crid = key.unwrap_or_else(|| format!("auto:{}", Uuid::new_v4()));
-    let price = state.settings.assistant.price_credits;
-    let free_limit = state.settings.free_actions_per_month;
-    let model = state.assistant.model().to_owned();
-    let opened = conn
-        .transaction(async |conn| -> AppResult<Result<PendingTurn, ChatTurn>> {
-            // No lock on the user yet: the charge takes it. Two requests with one key are kept
-            // apart by the turn's unique key (the loser rolls back, its charge with it).
-            // The key's lookup and the session's lock go out together (pipelined).
-            let (earlier, context) = futures_util::future::join(
-                async {
-                    if !keyed {
-                        return Ok(None);
-                    }
-                    chat_turns::find_by_client_request(conn, user.id, &crid).await
-                },
-                async {
-                    match body.session_id {
-                        Some(sid) => {
-                            let n = assistant::HISTORY_WINDOW;
-                            chat_sessions::lock_for_turn(conn, user.id, sid, n).await
-                        }
-                        None => Ok(None),
-                    }
-                },
-            )
-            .await;
-            if let Some(turn) = earlier? {
-                return Ok(Err(turn));
-            }
-            let context = context?;
-            let too_many = || AppError::RateLimited {
-                retry_after_secs: 5,
-            };
-            let now = Utc::now();
-            let attached = match body.upload_id {
-                Some(id) => Some(editing_photo(conn, user.id, id, now).await?),
-                None => None,
-            };
-            let (session_id, new_session, session_photo, history) = match body.session_id {
-                Some(sid) => {
-                    let context = context.ok_or_else(|| AppError::not_found("no such session"))?;
-                    if context.busy {
-                        return Err(AppError::conflict(
-                            "turn_in_progress",
-                            "the assistant is still answering the previous message",
-                        ));
-                    }
-                    if context.user_pending >= MAX_PENDING_TURNS_PER_USER {
-                        return Err(too_many());
-                    }
-                    if context.message_count + 2 > assistant::MAX_SESSION_MESSAGES {
-                        return Err(AppError::conflict(
-                            "session_full",
-                            "this conversation is full; start a new session",
-                        ));
-                    }
-                    // A new photo becomes the session's with the answer (in `complete_turn`).
-                    // An erased photo is not sent.
-                    (sid, false, context.photo, context.recent)
-                }
-                None => {
-                    if chat_turns::pending_for_user(conn, user.id).await?
-                        >= MAX_PENDING_TURNS_PER_USER
-                    {
-                        return Err(too_many());
-                    }
-                    let sid = Uuid::new_v4();
-                    let photo_id = attached.as_ref().map(|u| u.id);
-                    chat_sessions::create(conn, user.id, sid, photo_id).await?;
-                    (sid, true, None, Vec::new())
-                }
-            };
-            let photo = match &attached {
-                Some(u) => Some(Photo {
-                    id: u.id,
-                    storage_key: u.storage_key.clone(),
-                    expires_at: u.expires_at,
-                }),
-                None => session_photo,
-            };
-            let id = Uuid::new_v4();
-            let id_text = id.to_string();
-            let charge_key = format!("chat:{}:{crid}", user.id);
-            let charged = ledger::charge(
-                conn,
-                user.id,
-                price,
-                free_limit,
-                now.date_naive(),
-                ledger::Cause::new("chat_turn", &id_text, &charge_key),
-            )
-            .await?;
-            chat_turns::insert(
-                conn,
-                &ChatTurn {
-                    id,
-                    user_id: user.id,
-                    session_id: Some(session_id),
-                    status: TurnStatus::Pending,
-                    client_request_id: crid.clone(),
-                    charge_key: charge_key.clone(),
-                    credits_spent: charged.credits_spent,
-                    paid_with: charged.paid_with,
-                    model: model.clone(),
-                    attempts: 0,
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
-                    cost_usd_micros: 0,
-                    error_code: None,
-                    created_at: now,
-                    finished_at: None,
-                    request_fingerprint: Some(fingerprint.clone()),
-                },
-            )
-            .await?;
-            Ok(Ok(PendingTurn {
-                id,
-                user_id: user.id,
-                session_id,
-                new_session,
-                charge_key,
-                language: Language::from_code(user.language_code.as_deref()),
-                history,
-                message: message.clone(),
-                attached: attached.map(|u| u.id),
-                photo,
-                started_at: now,
-            }))
-        })
-        .await;
-    let opened = match opened {
-        // A request with the same key won the race: answer as it will be answered.
-        Err(AppError::Database(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            info,
-        ))) if info.constraint_name() == Some("chat_turns_client_request_key") => {
-            let earlier = chat_turns::find_by_client_request(&conn, user.id, &crid)
-                .await?
-                .ok_or_else(|| {
-                    AppError::conflict("turn_in_progress", "a request with this key is in progress")
-                })?;
-            Err(earlier)
-        }
-        other => other?,
-    };
-    match opened {
-        Ok(turn) => Ok(Opened::New(Box::new(turn))),
-        Err(earlier) => replay(&mut conn, &earlier, &fingerprint)
-            .await
-            .map(Opened::Answered),
-    }
-}
-
-/// The answer to a key seen before: the stored reply, or the same refusal; for the same
-/// request only.
-async fn replay(
-    conn: &mut diesel_async::AsyncPgConnection,
-    turn: &ChatTurn,
-    fingerprint: &str,
-) -> AppResult<ChatReply> {
-    idempotency::check(turn.request_fingerprint.as_deref(), fingerprint)?;
-    match turn.status {
-        TurnStatus::Pending => Err(AppError::conflict(
-            "turn_in_progress",
-            "a request with this key is still being answered",
-        )),
-        TurnStatus::Failed => Err(failure_error(turn.error_code.as_deref().unwrap_or(""))),
-        TurnStatus::Completed => {
-            let found = match turn.session_id {
-                Some(sid) => chat_sessions::reply_of_turn(conn, sid, turn.id).await?,
-                None => None,
-            };
-            match (turn.session_id, found) {
-                (Some(session_id), Some(m)) => Ok(ChatReply {
-                    session_id,
-                    reply: m.content,
-                    variants: m.variants,
-                    usage: m.usage.unwrap_or_default().into(),
-                }),
-                _ => Err(AppError::conflict(
-                    "idempotency_conflict",
-                    "this request was answered, and its history has been reset or deleted since",
-                )),
-            }
-        }
-    }
-}
-
-/// Asks the model, then settles the turn: completed with its history, or failed and refunded.
-async fn run_turn(state: &AppState, turn: Box<PendingTurn>) -> AppResult<ChatReply> {
-    let image_url = turn.photo.as_ref().map(|p| state.media_url(&p.storage_key));
-    let (deltas, written) = tokio::sync::mpsc::unbounded_channel();
-    let previews = tokio::spawn(publish_deltas(
-        state.clone(),
-        turn.user_id,
-        turn.session_id,
-        written,
-    ));
-    let request = AssistantRequest {
-        language: turn.language.clone(),
-        messages: assistant::build_messages(
-            &turn.language,
-            &turn.history,
-            &turn.message,
-            image_url.as_deref(),
-        ),
-        max_variant_chars: state.settings.generation.edit_prompt_max_chars,
-        deltas: Some(deltas),
-    };
-    // The client bounds itself by the same budget; this only guards against a hung call.
-    let budget = Duration::from_secs(state.settings.assistant.turn_timeout_secs + 5);
-    let outcome = tokio::time::timeout(budget, state.assistant.complete(&request))
-        .await
-        .unwrap_or_else(|_| {
-            Err(AssistantError {
-                kind: FailureKind::Unavailable,
-                message: "the turn ran out of time".into(),
-                spent: Usage::default(),
-                attempts: 0,
-            })
-        });
-    // Closes the previews' channel: the publisher drains what is queued and ends.
-    drop(request);
-    match outcome {
-        Ok(completion) => complete_turn(state, turn, completion, previews).await,
-        Err(e) => {
-            if e.alerts_operator() {
-                tracing::error!(error = %e, "OpenRouter refused our account: an operator must act");
-                metrics::counter!("operator_alerts_total", "source" => "openrouter").increment(1);
-            } else if e.kind == FailureKind::Rejected {
-                tracing::error!(error = %e, "OpenRouter rejected our request");
-            } else {
-                tracing::warn!(error = %e, "chat turn failed");
-            }
-            settle_failed(state, &turn, e.code(), e.attempts, e.spent).await?;
-            Err(failure_error(e.code()))
-        }
-    }
-}
-
-async fn complete_turn(
-    state: &AppState,
-    turn: Box<PendingTurn>,
-    completion: crate::providers::openrouter::Completion,
-    previews: tokio::task::JoinHandle<()>,
-) -> AppResult<ChatReply> {
-    let now = Utc::now();
-    let usage = completion.usage;
-    let messages = [
-        StoredMessage {
-            role: Role::User,
-            content: turn.message.clone(),
-            upload_id: turn.attached,
-            variants: Vec::new(),
-            timestamp: turn.started_at,
-            turn_id: Some(turn.id),
-            usage: None,
-        },
-        StoredMessage {
-            role: Role::Assistant,
-            content: completion.reply.reply.clone(),
-            upload_id: None,
-            variants: completion.reply.variants.clone(),
-            timestamp: now,
-            turn_id: Some(turn.id),
-            usage: Some(usage),
-        },
-    ];
-    let written = chat_sessions::complete_turn(
-        &mut *state.db.get().await?,
-        &chat_sessions::TurnAnswer {
-            session_id: turn.session_id,
-            turn_id: turn.id,
-            messages: &messages,
-            usage,
-            attempts: i32::try_from(completion.attempts).unwrap_or(i32::MAX),
-            new_photo: turn.attached,
-            keep_photo_until: now + session_ttl(state),
-            now,
-        },
-    )
-    .await;
-    let code = match written {
-        Ok(TurnWritten::Completed) => None,
-        Ok(TurnWritten::Abandoned) => Some("turn_abandoned"),
-        Ok(TurnWritten::SessionDeleted) => Some("session_deleted"),
-        Err(e) => {
-            // Refund now rather than leave it to the sweeper, if the database lets us.
-            if let Err(again) =
-                settle_failed(state, &turn, "internal_error", completion.attempts, usage).await
-            {
-                tracing::warn!(error = %again, "settling a chat turn failed; the sweeper will refund it");
-            }
-            return Err(e.into());
-        }
-    };
-    if let Some(code) = code {
-        settle_failed(state, &turn, code, completion.attempts, usage).await?;
-        return Err(failure_error(code));
-    }
-    metrics::counter!("chat_turns_total", "outcome" => TurnStatus::Completed.as_str()).increment(1);
-    let reply = ChatReply {
-        session_id: turn.session_id,
-        reply: completion.reply.reply,
-        variants: completion.reply.variants,
-        usage: usage.into(),
-    };
-    publish_reply(state, turn.user_id, &reply, previews);
-    Ok(reply)
-}
-
-fn session_ttl(state: &AppState) -> chrono::Duration {
-    chrono::Duration::seconds(
-        i64::try_from(state.settings.assistant.session_ttl_secs).unwrap_or(i64::MAX / 2),
-    )
-}
-
-/// Marks a pending turn failed and refunds it, once; a new session left empty goes too.
-async fn settle_failed(
-    state: &AppState,
-    turn: &PendingTurn,
-    code: &'static str,
-    attempts: u32,
-    spent: Usage,
-) -> AppResult<()> {
-    metrics::counter!("chat_turns_total", "outcome" => code).increment(1);
-    let mut conn = state.db.get().await?;
-    conn.transaction(async |conn| -> AppResult<()> {
-        let now = Utc::now();
-        if chat_turns::finish(conn, turn.id, Some(code), attempts, spent, now).await? == 1 {
-            ledger::refund(conn, &turn.charge_key, now.date_naive()).await?;
-            if turn.new_session {
-                chat_sessions::delete_if_empty(conn, turn.session_id).await?;
-            }
-        }
-        Ok(())
-    })
-    .await
-}
-
-/// What the client hears about a failed turn (always refunded). The assistant's own account
-/// problems are ours, not the user's: they read as "unavailable".
-fn failure_error(code: &str) -> AppError {
-    let client = |status, code, detail: &str| AppError::Client {
-        status,
-        code,
-        detail: format!("{detail}; the charge was refunded"),
-    };
-    match code {
-        "message_rejected" => client(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "message_rejected",
-            "the message was refused by content moderation",
-        ),
-        "assistant_bad_reply" => client(
-            StatusCode::BAD_GATEWAY,
-            "assistant_bad_reply",
-            "the assistant answered in a form that cannot be used",
-        ),
-        "session_deleted" => client(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "the session was deleted",
-        ),
-        "assistant_failed" => client(
-            StatusCode::BAD_GATEWAY,
-            "assistant_failed",
-            "the assistant could not answer",
-        ),
-        _ => client(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "assistant_unavailable",
-            "the assistant is unavailable right now, try again in a minute",
-        ),
-    }
-}
-
-/// Pushes the reply's text to the user's sockets while it is written, as `chat.delta` events
-/// `{session_id, attempt, text}` (in order; pieces that queued up meanwhile go in one event).
-/// Clients append `text` to the reply of `attempt`, and start over when the attempt changes
-/// (a retried call); `chat.reply` has the final, checked text.
-async fn publish_deltas(
-    state: AppState,
-    user_id: i64,
-    session_id: Uuid,
-    mut written: tokio::sync::mpsc::UnboundedReceiver<Delta>,
-) {
-    while let Some(first) = written.recv().await {
-        let mut batch = vec![first];
-        while let Ok(more) = written.try_recv() {
-            match batch.last_mut() {
-                Some(last) if last.attempt == more.attempt => last.text.push_str(&more.text),
-                _ => batch.push(more),
-            }
-        }
-        for delta in batch {
-            let event = Event::new(realtime::types::CHAT_DELTA)
-                .with("session_id", session_id.to_string())
-                .with("attempt", delta.attempt)
-                .with("text", delta.text);
-            if let Err(e) = realtime::publish(&state, user_id, &event).await {
-                tracing::debug!(error = %e, "publishing chat.delta failed");
-            }
-        }
-    }
-}
-
-/// Pushes the answer to the user's sockets, after the previews of it (`previews` ends once they
-/// are out), without holding up the response and without failing the turn.
-fn publish_reply(
-    state: &AppState,
-    user_id: i64,
-    reply: &ChatReply,
-    previews: tokio::task::JoinHandle<()>,
-) {
-    let event = match Event::from_serialize(realtime::types::CHAT_REPLY, reply) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "building the chat.reply event failed");
-            return;
-        }
-    };
-    let state = state.clone();
-    tokio::spawn(async move {
-        if tokio::time::timeout(Duration::from_secs(2), previews)
-            .await
-            .is_err()
-        {
-            tracing::warn!("chat.delta events still queued after 2 s; chat.reply goes out anyway");
-        }
-        if let Err(e) = realtime::publish(&state, user_id, &event).await {
-            tracing::warn!(error = %e, "publishing chat.reply failed");
-        }
-    });
+    let turn = NewTurn::new(body.session_id, body.upload_id, message, key);
+    let reply = assistant::chat(&state, &user, turn).await?;
+    Ok(HttpResponse::Ok().json(ChatReply::from(reply)))
 }
 
 /// Signed links of the user's live uploads among `ids`.
@@ -824,29 +308,7 @@ pub async fn reset(
     AuthUser(user): AuthUser,
     body: web::Json<ResetRequest>,
 ) -> AppResult<HttpResponse> {
-    let session_id = body.session_id;
+    let session = assistant::reset(&state, user.id, body.session_id).await?;
     let mut conn = state.db.get().await?;
-    let session = conn
-        .transaction(async |conn| -> AppResult<ChatSession> {
-            let session = chat_sessions::lock_owned(conn, user.id, session_id)
-                .await?
-                .ok_or_else(|| AppError::not_found("no such session"))?;
-            if chat_turns::has_pending_in_session(conn, session_id).await? {
-                return Err(AppError::conflict(
-                    "turn_in_progress",
-                    "the assistant is still answering; reset after its reply",
-                ));
-            }
-            let now = Utc::now();
-            chat_sessions::reset(conn, session_id, now).await?;
-            // The photo lives as long as the session, which a reset keeps alive.
-            if let Some(photo) = session.upload_id {
-                uploads::extend_expiry(conn, photo, now + session_ttl(&state)).await?;
-            }
-            chat_sessions::find_owned(conn, user.id, session_id)
-                .await?
-                .ok_or_else(|| AppError::not_found("no such session"))
-        })
-        .await?;
     Ok(HttpResponse::Ok().json(session_dto(&state, &mut conn, &session).await?))
 }

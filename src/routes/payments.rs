@@ -15,9 +15,8 @@ use crate::db::{payments, products};
 use crate::domain::payments::{ReceiptContact, RemoteStatus, format_amount};
 use crate::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use crate::error::{AppError, AppResult, Problem};
-use crate::providers::yookassa::{
-    NotificationError, SandboxPayments, parse_notification, valid_object_id,
-};
+use crate::providers::sandbox::SandboxPayments;
+use crate::providers::yookassa::{NotificationError, parse_notification, valid_object_id};
 use crate::state::AppState;
 
 /// Largest notification body read.
@@ -332,14 +331,11 @@ pub async fn webhook(
     Ok(HttpResponse::Ok().finish())
 }
 
-fn sandbox(state: &AppState) -> AppResult<SandboxPayments> {
-    if state.payments.name() != PaymentProviderName::Sandbox || state.settings.is_production() {
-        return Err(AppError::not_found("the sandbox payment provider is off"));
+fn sandbox(state: &AppState) -> AppResult<&SandboxPayments> {
+    match &state.sandbox_payments {
+        Some(sandbox) if !state.settings.is_production() => Ok(sandbox),
+        _ => Err(AppError::not_found("the sandbox payment provider is off")),
     }
-    Ok(SandboxPayments::new(
-        state.db.clone(),
-        &state.settings.public_base_url,
-    ))
 }
 
 fn html(body: String) -> HttpResponse {

@@ -8,13 +8,13 @@ use std::time::Duration;
 use image::{DynamicImage, Rgb, imageops};
 use uuid::Uuid;
 
-use super::{
-    BoxFuture, CreateTask, ErrorAction, GenerationProvider, ProviderError, TaskId, TaskInfo,
-    TaskState,
-};
 use crate::media::image_pipeline::{self, Limits};
 use crate::media::pool::ImagePool;
 use crate::media::storage::Storage;
+use crate::providers::{
+    BoxFuture, CreateTask, ErrorAction, GenerationProvider, ProviderError, TaskId, TaskInfo,
+    TaskState,
+};
 
 const PREFIX: &str = "sandbox_";
 const RESULT_SCHEME: &str = "sandbox:";
