@@ -15,6 +15,7 @@ use crate::db::models::{Upload, User};
 use crate::db::uploads;
 use crate::domain::assistant::{self, Language, StoredMessage};
 use crate::domain::idempotency;
+use crate::domain::vocabulary::{TurnStatus, UploadPurpose};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
@@ -209,11 +210,11 @@ impl ChargedAction for Open<'_> {
                 id: paid.id,
                 user_id: self.user.id,
                 session_id: Some(checked.session_id),
-                status: "pending".into(),
+                status: TurnStatus::Pending,
                 client_request_id: self.client_key.to_owned(),
                 charge_key: paid.charge_key.clone(),
                 credits_spent: paid.credits_spent,
-                paid_with: paid.paid_with.into(),
+                paid_with: paid.paid_with,
                 model: self.model.to_owned(),
                 attempts: 0,
                 prompt_tokens: 0,
@@ -290,7 +291,7 @@ async fn editing_photo(
     let upload = uploads::find_owned(conn, user_id, id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no upload {id}")))?;
-    if upload.purpose != "editing_source" {
+    if upload.purpose != UploadPurpose::EditingSource {
         return Err(AppError::unprocessable(
             ErrorCode::WrongUpload,
             format!("upload {id} is not an editing photo"),
@@ -308,13 +309,15 @@ async fn editing_photo(
 /// The answer to a key seen before (for the same request, which `charged::run` checked): the
 /// stored reply, or the same refusal.
 async fn replay(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> AppResult<Reply> {
-    match turn.status.as_str() {
-        "pending" => Err(AppError::conflict(
+    match turn.status {
+        TurnStatus::Pending => Err(AppError::conflict(
             ErrorCode::TurnInProgress,
             "a request with this key is still being answered",
         )),
-        "failed" => Err(TurnFailed::from_code(turn.error_code.as_deref().unwrap_or("")).into()),
-        _ => {
+        TurnStatus::Failed => {
+            Err(TurnFailed::from_code(turn.error_code.as_deref().unwrap_or("")).into())
+        }
+        TurnStatus::Completed => {
             let found = match turn.session_id {
                 Some(sid) => chat_sessions::reply_of_turn(conn, sid, turn.id).await?,
                 None => None,

@@ -49,7 +49,7 @@ pub struct Paid {
     pub charge_key: String,
     pub credits_spent: i64,
     /// `free_allowance` or `credits`.
-    pub paid_with: &'static str,
+    pub paid_with: PaidWith,
     pub now: chrono::DateTime<Utc>,
 }
 
@@ -145,10 +145,7 @@ pub async fn run<A: ChargedAction>(
             let paid = Paid {
                 id,
                 credits_spent: charged.credits_spent,
-                paid_with: match charged.paid_with {
-                    PaidWith::FreeAllowance => "free_allowance",
-                    PaidWith::Credits => "credits",
-                },
+                paid_with: charged.paid_with,
                 charge_key,
                 now,
             };

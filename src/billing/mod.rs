@@ -24,6 +24,7 @@ use crate::domain::payments::{
     Bps, Expected, Fetched, ReceiptContact, Verdict, format_amount, plan_until,
     plan_until_after_refund, split, verify,
 };
+use crate::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::providers::yookassa::{Notification, NotificationSubject, PaymentError};
 use crate::state::AppState;
@@ -107,7 +108,8 @@ pub async fn create_payment(
     };
     // No connection is held while the provider is called.
     drop(conn);
-    metrics::counter!("payments_created_total", "provider" => state.payments.name()).increment(1);
+    metrics::counter!("payments_created_total", "provider" => state.payments.name().as_str())
+        .increment(1);
     Ok((send_create(state, inserted).await?, true))
 }
 
@@ -147,7 +149,7 @@ pub async fn insert_pending(
 pub fn new_payment(
     id: Uuid,
     user_id: i64,
-    provider: &str,
+    provider: PaymentProviderName,
     product: &Product,
     amount_minor: i64,
     currency: &str,
@@ -156,12 +158,12 @@ pub fn new_payment(
     Payment {
         id,
         user_id,
-        provider: provider.to_owned(),
+        provider,
         provider_payment_id: None,
         product_id: product.id.clone(),
         amount_minor,
         currency: currency.to_owned(),
-        status: "pending".into(),
+        status: PaymentStatus::Pending,
         credits: product.credits,
         plan: product.plan.clone(),
         period_days: product.period_days,
@@ -237,7 +239,7 @@ async fn send_create(state: &AppState, payment: Payment) -> AppResult<Payment> {
     let Some(body) = payment.create_request.clone() else {
         return Ok(payment);
     };
-    if payment.status != "pending" {
+    if payment.status != PaymentStatus::Pending {
         return Ok(payment);
     }
     let result = state.payments.create(&payment.idempotency_key, &body).await;
@@ -371,12 +373,12 @@ pub async fn apply_success(
     provider_payment_id: &str,
     now: DateTime<Utc>,
 ) -> AppResult<Outcome> {
-    match payment.status.as_str() {
-        "succeeded" | "refunded" => return Ok(Outcome::Unchanged),
-        "canceled" => {
+    match payment.status {
+        PaymentStatus::Succeeded | PaymentStatus::Refunded => return Ok(Outcome::Unchanged),
+        PaymentStatus::Canceled => {
             tracing::warn!(payment_id = %payment.id, "money arrived for a payment we had given up; granting it")
         }
-        _ => {}
+        PaymentStatus::Pending => {}
     }
     let p = &settings.payments;
     let tax = (payment.currency == "RUB")
@@ -415,7 +417,7 @@ pub async fn apply_success(
             referrals::award(conn, settings, referrer, user.id, Some(payment.id), now).await?;
         }
     }
-    metrics::counter!("payments_succeeded_total", "provider" => payment.provider.clone())
+    metrics::counter!("payments_succeeded_total", "provider" => payment.provider.as_str())
         .increment(1);
     tracing::info!(payment_id = %payment.id, product = %payment.product_id, "payment succeeded");
     Ok(Outcome::Applied)
@@ -438,7 +440,7 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
     let provider = state.payments.name();
     let mut conn = state.db.get().await?;
     let known = payments::find_by_provider_id(&mut conn, provider, &refund.payment_id).await?;
-    if known.is_none_or(|p| p.status == "pending") {
+    if known.is_none_or(|p| p.status == PaymentStatus::Pending) {
         // Out of order: the refund is announced before the payment's own notification was
         // acted on (or before we learned its id). Settle the payment first, from its GET.
         drop(conn);
@@ -452,14 +454,14 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
             return Ok(Outcome::Rejected("refund of an unknown payment".into()));
         };
         let payment = payments::lock(conn, found.id).await?;
-        match payment.status.as_str() {
-            "refunded" => return Ok(Outcome::Unchanged),
-            "succeeded" => {}
+        match payment.status {
+            PaymentStatus::Refunded => return Ok(Outcome::Unchanged),
+            PaymentStatus::Succeeded => {}
             // Not confirmed yet (YooKassa unsure, or a mismatch being looked at): look again
             // when the notification comes back.
-            "pending" => return Ok(Outcome::NotFinal),
-            other => {
-                tracing::error!(payment_id = %payment.id, status = other, "refund of a payment that never succeeded");
+            PaymentStatus::Pending => return Ok(Outcome::NotFinal),
+            other @ PaymentStatus::Canceled => {
+                tracing::error!(payment_id = %payment.id, status = other.as_str(), "refund of a payment that never succeeded");
                 return Ok(Outcome::Rejected(format!("refund of a {other} payment")));
             }
         }
@@ -507,7 +509,7 @@ pub async fn apply_refund(
         }
     }
     payments::mark_refunded(conn, payment.id, shortfall, now).await?;
-    metrics::counter!("payments_refunded_total", "provider" => payment.provider.clone())
+    metrics::counter!("payments_refunded_total", "provider" => payment.provider.as_str())
         .increment(1);
     Ok(Outcome::Applied)
 }
@@ -551,7 +553,7 @@ pub async fn handle_notification(
 /// that a later delivery of the same event is looked at again.
 pub(crate) async fn once_per_event(
     state: &AppState,
-    provider: &str,
+    provider: PaymentProviderName,
     event: &str,
     object_id: &str,
     body: &serde_json::Value,

@@ -15,11 +15,12 @@ use super::Outcome;
 use crate::db::models::{Payment, User};
 use crate::db::payments;
 use crate::db::{products, users};
+use crate::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
 
-pub const PROVIDER: &str = "telegram_stars";
+pub const PROVIDER: PaymentProviderName = PaymentProviderName::TelegramStars;
 pub const CURRENCY: &str = "XTR";
 
 /// The Bot API client for Stars (the state's: short timeouts, as a pre-checkout answer is due
@@ -67,7 +68,7 @@ pub async fn create_invoice(
         })?;
     let mut conn = state.db.get().await?;
     payments::set_confirmation_url(&mut conn, payment.id, &link).await?;
-    metrics::counter!("payments_created_total", "provider" => PROVIDER).increment(1);
+    metrics::counter!("payments_created_total", "provider" => PROVIDER.as_str()).increment(1);
     Ok((payment, link))
 }
 
@@ -225,7 +226,7 @@ async fn pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> AppResult<O
     )
     .await?;
     let refusal = match &verdict {
-        Ok(payment) if payment.status == "pending" => None,
+        Ok(payment) if payment.status == PaymentStatus::Pending => None,
         Ok(_) => Some("This invoice has already been paid."),
         Err(message) => Some(*message),
     };
@@ -308,19 +309,21 @@ async fn refunded_payment(
                 return Ok(Outcome::Rejected("refund of an unknown payment".into()));
             };
             let payment = payments::lock(conn, found.id).await?;
-            match (payment.status.as_str(), payment.provider_payment_id.as_deref()) {
-                ("refunded", Some(paid)) if paid == charge => return Ok(Outcome::Unchanged),
-                ("succeeded", Some(paid)) if paid == charge => {}
+            match (payment.status, payment.provider_payment_id.as_deref()) {
+                (PaymentStatus::Refunded, Some(paid)) if paid == charge => {
+                    return Ok(Outcome::Unchanged);
+                }
+                (PaymentStatus::Succeeded, Some(paid)) if paid == charge => {}
                 // Its successful_payment is not acted on yet: Telegram sends this one again.
                 // (One refused as not fitting its invoice granted nothing to take back.)
-                ("pending", None)
+                (PaymentStatus::Pending, None)
                     if !payments::event_done(conn, PROVIDER, "successful_payment", charge)
                         .await? =>
                 {
                     return Ok(Outcome::NotFinal);
                 }
                 (status, paid) => {
-                    tracing::error!(payment_id = %payment.id, status, charge, paid, "a Stars refund that does not fit the payment");
+                    tracing::error!(payment_id = %payment.id, status = status.as_str(), charge, paid, "a Stars refund that does not fit the payment");
                     return Ok(Outcome::Rejected(format!("refund of a {status} payment")));
                 }
             }

@@ -12,6 +12,7 @@ use super::texts::{self, Lang};
 use crate::accounts::Balance;
 use crate::db::models::User;
 use crate::db::{bot as bot_db, stats, users};
+use crate::domain::ids::TelegramId;
 use crate::error::{AppError, AppResult};
 use crate::jobs::queue;
 use crate::operators::{self, CreditMove};
@@ -161,7 +162,7 @@ async fn userinfo(chat: &Chat<'_>, who: &str) -> AppResult<String> {
     let Some(user) = user else {
         return Ok(texts::not_found(chat.lang).to_owned());
     };
-    let source = bot_db::start_source(&mut conn, user.telegram_id).await?;
+    let source = bot_db::start_source(&mut conn, TelegramId(user.telegram_id)).await?;
     Ok(describe(chat, &user, source.as_deref()))
 }
 

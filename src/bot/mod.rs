@@ -22,6 +22,7 @@ use crate::billing::stars;
 use crate::db::models::User;
 use crate::db::users::{self, Profile};
 use crate::db::{bot as bot_db, products};
+use crate::domain::ids::TelegramId;
 use crate::error::{AppError, AppResult};
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
@@ -85,7 +86,7 @@ async fn handle(state: &AppState, client: &TelegramClient, update: Update) -> Ap
             let mut conn = state.db.get().await?;
             conn.transaction(async |conn| -> AppResult<()> {
                 if bot_db::claim_update(conn, id).await? {
-                    bot_db::set_chat_blocked(conn, member.from.id, blocked).await?;
+                    bot_db::set_chat_blocked(conn, TelegramId(member.from.id), blocked).await?;
                     tracing::info!(blocked, "the user changed the bot's standing in their chat");
                 }
                 Ok(())
@@ -155,7 +156,7 @@ impl Chat<'_> {
 
 async fn mark_blocked(state: &AppState, telegram_id: i64) -> AppResult<()> {
     let mut conn = state.db.get().await?;
-    bot_db::set_chat_blocked(&mut conn, telegram_id, true).await?;
+    bot_db::set_chat_blocked(&mut conn, TelegramId(telegram_id), true).await?;
     Ok(())
 }
 
@@ -172,7 +173,7 @@ async fn claim_message(
         if !bot_db::claim_update(conn, update_id).await? {
             return Ok(false);
         }
-        bot_db::touch_chat(conn, telegram_id, source).await?;
+        bot_db::touch_chat(conn, TelegramId(telegram_id), source).await?;
         Ok(true)
     })
     .await
@@ -240,7 +241,7 @@ async fn on_message(
 /// The chat is open, outside a claim (an admin command claims in its own transaction).
 async fn bot_db_touch(state: &AppState, telegram_id: i64) -> AppResult<()> {
     let mut conn = state.db.get().await?;
-    bot_db::touch_chat(&mut conn, telegram_id, None).await?;
+    bot_db::touch_chat(&mut conn, TelegramId(telegram_id), None).await?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use super::schema::{bot_chats, bot_updates};
+use crate::domain::ids::TelegramId;
 
 /// Records `update_id` as handled; false when it was already (Telegram sent it again). Run it
 /// in the transaction of the update's effect, so that the two commit together.
@@ -22,7 +23,7 @@ pub async fn claim_update(conn: &mut AsyncPgConnection, update_id: i64) -> Query
 /// blocked it). `source` (a /start payload) is kept when none was before.
 pub async fn touch_chat(
     conn: &mut AsyncPgConnection,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     source: Option<&str>,
 ) -> QueryResult<()> {
     let now = Utc::now();
@@ -50,7 +51,7 @@ pub async fn touch_chat(
 /// The user blocked the bot (or `blocked = false`: unblocked it, without writing).
 pub async fn set_chat_blocked(
     conn: &mut AsyncPgConnection,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     blocked: bool,
 ) -> QueryResult<()> {
     let now = Utc::now();
@@ -75,7 +76,7 @@ pub async fn set_chat_blocked(
 /// wrote to it and has not blocked it), `Some(false)` blocked, `None` no chat yet.
 pub async fn may_write(
     conn: &mut AsyncPgConnection,
-    telegram_id: i64,
+    telegram_id: TelegramId,
 ) -> QueryResult<Option<bool>> {
     bot_chats::table
         .find(telegram_id)
@@ -88,7 +89,7 @@ pub async fn may_write(
 /// The acquisition source kept from a /start payload.
 pub async fn start_source(
     conn: &mut AsyncPgConnection,
-    telegram_id: i64,
+    telegram_id: TelegramId,
 ) -> QueryResult<Option<String>> {
     Ok(bot_chats::table
         .find(telegram_id)
@@ -100,7 +101,10 @@ pub async fn start_source(
 }
 
 /// Forgets the chat (the account was erased).
-pub async fn forget_chat(conn: &mut AsyncPgConnection, telegram_id: i64) -> QueryResult<usize> {
+pub async fn forget_chat(
+    conn: &mut AsyncPgConnection,
+    telegram_id: TelegramId,
+) -> QueryResult<usize> {
     diesel::delete(bot_chats::table.find(telegram_id))
         .execute(conn)
         .await

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::Prepare as _;
 use super::schema::chat_sessions;
 use crate::domain::assistant::{StoredMessage, Usage};
+use crate::domain::vocabulary::TurnStatus;
 
 /// A session without its history.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -131,6 +132,10 @@ pub async fn lock_for_turn(
     session_id: Uuid,
     n: usize,
 ) -> QueryResult<Option<TurnContext>> {
+    // `'pending'` is spelled out (it is `TurnStatus::Pending`): in this prepared statement a
+    // bound status would not match the partial indexes `chat_turns_one_pending_idx` and
+    // `chat_turns_user_pending_idx` under a generic plan, and chat_turns has no other index
+    // on user_id.
     let row: Option<ContextRow> = diesel::sql_query(
         "SELECT u.id AS photo_id, u.storage_key AS photo_key, u.expires_at AS photo_expires_at, \
                 jsonb_array_length(s.messages) AS total, \
@@ -289,10 +294,10 @@ pub async fn complete_turn(
         .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
     let outcome: Outcome = diesel::sql_query(
         "WITH s AS (SELECT session_id FROM chat_sessions WHERE session_id = $1 FOR UPDATE), \
-              t AS (UPDATE chat_turns SET status = 'completed', attempts = $3, \
+              t AS (UPDATE chat_turns SET status = $11, attempts = $3, \
                            prompt_tokens = $4, completion_tokens = $5, cost_usd_micros = $6, \
                            finished_at = $7 \
-                     WHERE id = $2 AND status = 'pending' AND EXISTS (SELECT 1 FROM s) \
+                     WHERE id = $2 AND status = $12 AND EXISTS (SELECT 1 FROM s) \
                     RETURNING id), \
               a AS (UPDATE chat_sessions SET messages = messages || $8, \
                            prompt_tokens = prompt_tokens + $4, \
@@ -317,6 +322,8 @@ pub async fn complete_turn(
     .bind::<Jsonb, _>(messages)
     .bind::<Nullable<SqlUuid>, _>(answer.new_photo)
     .bind::<Timestamptz, _>(answer.keep_photo_until)
+    .bind::<Text, _>(TurnStatus::Completed)
+    .bind::<Text, _>(TurnStatus::Pending)
     .prepared()
     .get_result(conn)
     .await?;

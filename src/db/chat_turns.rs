@@ -1,5 +1,5 @@
 //! Chat turns: one paid exchange with the assistant. Its state changes are guarded by
-//! `status = 'pending'`, so a turn is completed or failed once, whoever gets there first (the
+//! the turn being pending, so a turn is completed or failed once, whoever gets there first (the
 //! request, or the sweeper that refunds turns a crash left pending). Rows hold numbers, not text,
 //! and outlive their session: they are what token and cost figures are computed from.
 
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::Prepare as _;
 use super::schema::chat_turns;
 use crate::domain::assistant::Usage;
+use crate::domain::vocabulary::{PaidWith, TurnStatus};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = chat_turns)]
@@ -19,12 +20,11 @@ pub struct ChatTurn {
     pub id: Uuid,
     pub user_id: i64,
     pub session_id: Option<Uuid>,
-    /// `pending`, `completed` or `failed`.
-    pub status: String,
+    pub status: TurnStatus,
     pub client_request_id: String,
     pub charge_key: String,
     pub credits_spent: i64,
-    pub paid_with: String,
+    pub paid_with: PaidWith,
     pub model: String,
     pub attempts: i32,
     pub prompt_tokens: i64,
@@ -67,7 +67,7 @@ pub async fn has_pending_in_session(
     diesel::select(diesel::dsl::exists(
         chat_turns::table
             .filter(chat_turns::session_id.eq(session_id))
-            .filter(chat_turns::status.eq("pending")),
+            .filter(chat_turns::status.eq(TurnStatus::Pending)),
     ))
     .get_result(conn)
     .await
@@ -76,7 +76,7 @@ pub async fn has_pending_in_session(
 pub async fn pending_for_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
     chat_turns::table
         .filter(chat_turns::user_id.eq(user_id))
-        .filter(chat_turns::status.eq("pending"))
+        .filter(chat_turns::status.eq(TurnStatus::Pending))
         .count()
         .get_result(conn)
         .await
@@ -94,13 +94,13 @@ pub async fn finish(
     diesel::update(
         chat_turns::table
             .filter(chat_turns::id.eq(id))
-            .filter(chat_turns::status.eq("pending")),
+            .filter(chat_turns::status.eq(TurnStatus::Pending)),
     )
     .set((
         chat_turns::status.eq(if error_code.is_some() {
-            "failed"
+            TurnStatus::Failed
         } else {
-            "completed"
+            TurnStatus::Completed
         }),
         chat_turns::error_code.eq(error_code),
         chat_turns::attempts.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
@@ -121,7 +121,7 @@ pub async fn lock_stale(
     limit: i64,
 ) -> QueryResult<Vec<ChatTurn>> {
     chat_turns::table
-        .filter(chat_turns::status.eq("pending"))
+        .filter(chat_turns::status.eq(TurnStatus::Pending))
         .filter(chat_turns::created_at.lt(cutoff))
         .order(chat_turns::created_at)
         .limit(limit)
@@ -149,16 +149,23 @@ pub async fn usage_totals(
     until: DateTime<Utc>,
 ) -> QueryResult<UsageTotals> {
     use diesel::dsl::sql;
-    use diesel::sql_types::BigInt;
+    use diesel::sql_types::{BigInt, Text};
     chat_turns::table
         .filter(chat_turns::created_at.ge(since))
         .filter(chat_turns::created_at.lt(until))
-        .select(sql::<(BigInt, BigInt, BigInt, BigInt, BigInt, BigInt)>(
-            "count(*), count(*) FILTER (WHERE status = 'completed'), \
-             count(*) FILTER (WHERE status = 'failed'), \
-             COALESCE(sum(prompt_tokens), 0)::int8, COALESCE(sum(completion_tokens), 0)::int8, \
-             COALESCE(sum(cost_usd_micros), 0)::int8",
-        ))
+        .select(
+            sql::<(BigInt, BigInt, BigInt, BigInt, BigInt, BigInt)>(
+                "count(*), count(*) FILTER (WHERE status = ",
+            )
+            .bind::<Text, _>(TurnStatus::Completed)
+            .sql("), count(*) FILTER (WHERE status = ")
+            .bind::<Text, _>(TurnStatus::Failed)
+            .sql(
+                "), COALESCE(sum(prompt_tokens), 0)::int8, \
+                 COALESCE(sum(completion_tokens), 0)::int8, \
+                 COALESCE(sum(cost_usd_micros), 0)::int8",
+            ),
+        )
         .get_result(conn)
         .await
 }

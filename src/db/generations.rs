@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::Prepare as _;
 use super::models::Generation;
 use super::schema::generations;
+use crate::domain::vocabulary::GenerationStatus;
 
-const ACTIVE: [&str; 2] = ["queued", "running"];
+const ACTIVE: [GenerationStatus; 2] = GenerationStatus::ACTIVE;
 
 pub async fn insert(conn: &mut AsyncPgConnection, g: &Generation) -> QueryResult<Generation> {
     diesel::insert_into(generations::table)
@@ -138,7 +139,7 @@ pub async fn created_since(
 /// Queued generations created before this one: its place in line.
 pub async fn queue_position(conn: &mut AsyncPgConnection, g: &Generation) -> QueryResult<i64> {
     generations::table
-        .filter(generations::status.eq("queued"))
+        .filter(generations::status.eq(GenerationStatus::Queued))
         .filter(generations::created_at.lt(g.created_at))
         .count()
         .get_result(conn)
@@ -171,7 +172,7 @@ pub async fn begin_step(
             .filter(generations::status.eq_any(ACTIVE)),
     )
     .set((
-        generations::status.eq("running"),
+        generations::status.eq(GenerationStatus::Running),
         generations::started_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("COALESCE(started_at, ")
@@ -216,7 +217,7 @@ pub async fn set_progress(
     diesel::update(
         generations::table
             .find(id)
-            .filter(generations::status.eq("running")),
+            .filter(generations::status.eq(GenerationStatus::Running)),
     )
     .set((
         generations::progress.eq(progress),
@@ -242,7 +243,7 @@ pub async fn mark_succeeded(
             .filter(generations::status.eq_any(ACTIVE)),
     )
     .set((
-        generations::status.eq("succeeded"),
+        generations::status.eq(GenerationStatus::Succeeded),
         generations::result_key.eq(result_key),
         generations::result_width.eq(width),
         generations::result_height.eq(height),
@@ -261,7 +262,7 @@ pub async fn mark_succeeded(
 pub async fn mark_finished_unsuccessfully(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    status: &str,
+    status: GenerationStatus,
     error_code: &str,
     error_message: &str,
 ) -> QueryResult<Option<Generation>> {
@@ -355,7 +356,7 @@ pub async fn lock_expired(
     limit: i64,
 ) -> QueryResult<Vec<(Uuid, Option<String>)>> {
     generations::table
-        .filter(generations::status.eq_any(["succeeded", "failed", "canceled"]))
+        .filter(generations::status.eq_any(GenerationStatus::FINISHED))
         .filter(generations::created_at.le(cutoff))
         .order(generations::created_at)
         .limit(limit)

@@ -4,6 +4,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
 use super::schema::{credit_ledger, generations, payments, products, uploads, users};
+use crate::domain::vocabulary::{
+    GenerationKind, GenerationProviderName, GenerationStatus, PaidWith, PaymentProviderName,
+    PaymentStatus, UploadPurpose,
+};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = users)]
@@ -70,7 +74,7 @@ pub struct Product {
 pub struct Upload {
     pub id: uuid::Uuid,
     pub user_id: i64,
-    pub purpose: String,
+    pub purpose: UploadPurpose,
     pub storage_key: String,
     pub mime: String,
     pub width: i32,
@@ -88,8 +92,8 @@ pub struct Upload {
 pub struct Generation {
     pub id: uuid::Uuid,
     pub user_id: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: GenerationKind,
+    pub status: GenerationStatus,
     pub zone: Option<String>,
     pub prompt: String,
     pub person_upload_id: Option<uuid::Uuid>,
@@ -100,9 +104,9 @@ pub struct Generation {
     pub result_width: Option<i32>,
     pub result_height: Option<i32>,
     pub credits_spent: i64,
-    pub paid_with: String,
+    pub paid_with: PaidWith,
     pub charge_key: String,
-    pub provider: String,
+    pub provider: GenerationProviderName,
     pub provider_task_id: Option<String>,
     pub attempts: i32,
     pub progress: i16,
@@ -124,12 +128,12 @@ pub struct Generation {
 pub struct Payment {
     pub id: uuid::Uuid,
     pub user_id: i64,
-    pub provider: String,
+    pub provider: PaymentProviderName,
     pub provider_payment_id: Option<String>,
     pub product_id: String,
     pub amount_minor: i64,
     pub currency: String,
-    pub status: String,
+    pub status: PaymentStatus,
     pub credits: i64,
     pub plan: Option<String>,
     pub period_days: Option<i32>,

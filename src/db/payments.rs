@@ -11,6 +11,7 @@ use super::Prepare as _;
 use super::models::Payment;
 use super::schema::{payment_events, payments};
 use crate::domain::payments::Split;
+use crate::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 
 pub async fn insert(conn: &mut AsyncPgConnection, payment: &Payment) -> QueryResult<Payment> {
     diesel::insert_into(payments::table)
@@ -61,7 +62,7 @@ pub async fn find_by_client_key(
 
 pub async fn find_by_provider_id(
     conn: &mut AsyncPgConnection,
-    provider: &str,
+    provider: PaymentProviderName,
     provider_payment_id: &str,
 ) -> QueryResult<Option<Payment>> {
     payments::table
@@ -120,11 +121,11 @@ pub async fn mark_create_refused(
     diesel::update(
         payments::table
             .find(id)
-            .filter(payments::status.eq("pending"))
+            .filter(payments::status.eq(PaymentStatus::Pending))
             .filter(payments::provider_payment_id.is_null()),
     )
     .set((
-        payments::status.eq("canceled"),
+        payments::status.eq(PaymentStatus::Canceled),
         payments::create_request.eq(None::<Value>),
         payments::last_error.eq(error),
         payments::updated_at.eq(Utc::now()),
@@ -145,10 +146,10 @@ pub async fn mark_succeeded(
     diesel::update(
         payments::table
             .find(id)
-            .filter(payments::status.eq_any(["pending", "canceled"])),
+            .filter(payments::status.eq_any([PaymentStatus::Pending, PaymentStatus::Canceled])),
     )
     .set((
-        payments::status.eq("succeeded"),
+        payments::status.eq(PaymentStatus::Succeeded),
         payments::provider_payment_id.eq(provider_payment_id),
         payments::tax_minor.eq(split.map(|s| s.tax_minor)),
         payments::commission_minor.eq(split.map(|s| s.commission_minor)),
@@ -172,10 +173,10 @@ pub async fn mark_canceled(
     diesel::update(
         payments::table
             .find(id)
-            .filter(payments::status.eq("pending")),
+            .filter(payments::status.eq(PaymentStatus::Pending)),
     )
     .set((
-        payments::status.eq("canceled"),
+        payments::status.eq(PaymentStatus::Canceled),
         payments::provider_payment_id.eq(provider_payment_id),
         payments::create_request.eq(None::<Value>),
         payments::updated_at.eq(now),
@@ -194,10 +195,10 @@ pub async fn mark_refunded(
     diesel::update(
         payments::table
             .find(id)
-            .filter(payments::status.eq("succeeded")),
+            .filter(payments::status.eq(PaymentStatus::Succeeded)),
     )
     .set((
-        payments::status.eq("refunded"),
+        payments::status.eq(PaymentStatus::Refunded),
         payments::refund_shortfall.eq(shortfall),
         payments::updated_at.eq(now),
     ))
@@ -228,7 +229,7 @@ pub async fn pending_since(
 ) -> QueryResult<i64> {
     payments::table
         .filter(payments::user_id.eq(user_id))
-        .filter(payments::status.eq("pending"))
+        .filter(payments::status.eq(PaymentStatus::Pending))
         .filter(payments::created_at.ge(since))
         .count()
         .get_result(conn)
@@ -241,7 +242,7 @@ pub async fn pending_since(
 /// looked at ever more rarely and cannot crowd the `limit` out of fresh payments.
 pub async fn due_for_reconciliation(
     conn: &mut AsyncPgConnection,
-    provider: &str,
+    provider: PaymentProviderName,
     now: DateTime<Utc>,
     after: chrono::Duration,
     limit: i64,
@@ -256,7 +257,7 @@ pub async fn due_for_reconciliation(
         .bind::<Interval, _>(interval)
         .sql(", checked_at - created_at))");
     payments::table
-        .filter(payments::status.eq("pending"))
+        .filter(payments::status.eq(PaymentStatus::Pending))
         .filter(payments::provider.eq(provider))
         .filter(payments::created_at.le(now - after))
         .filter(due)
@@ -278,7 +279,7 @@ pub async fn income(
     to: DateTime<Utc>,
 ) -> QueryResult<Vec<Payment>> {
     payments::table
-        .filter(payments::status.eq("succeeded"))
+        .filter(payments::status.eq(PaymentStatus::Succeeded))
         .filter(payments::currency.eq(currency))
         .filter(payments::paid_at.ge(from))
         .filter(payments::paid_at.lt(to))
@@ -300,7 +301,7 @@ pub enum Inbox {
 /// Records a notification once per (provider, event, object id).
 pub async fn record_event(
     conn: &mut AsyncPgConnection,
-    provider: &str,
+    provider: PaymentProviderName,
     event: &str,
     object_id: &str,
     body: &Value,
@@ -337,7 +338,7 @@ pub async fn record_event(
 /// Whether a notification was recorded and acted on.
 pub async fn event_done(
     conn: &mut AsyncPgConnection,
-    provider: &str,
+    provider: PaymentProviderName,
     event: &str,
     object_id: &str,
 ) -> QueryResult<bool> {
@@ -404,7 +405,7 @@ pub async fn list_for_user(
 /// How many payments there are per status and currency.
 pub async fn count_by_status(
     conn: &mut AsyncPgConnection,
-) -> QueryResult<Vec<(String, String, i64)>> {
+) -> QueryResult<Vec<(PaymentStatus, String, i64)>> {
     payments::table
         .group_by((payments::status, payments::currency))
         .select((

@@ -12,6 +12,7 @@ use super::Prepare as _;
 use super::schema::{
     chat_sessions, erased_identities, generations, payment_events, payments, uploads, users,
 };
+use crate::domain::vocabulary::PaymentProviderName;
 
 /// Deletes the user's generations; returns the storage keys of their results.
 pub async fn delete_generations(
@@ -130,11 +131,12 @@ pub async fn anonymise_payment_events(
                          WHERE p.user_id = $1 AND p.provider = e.provider \
                            AND p.provider_payment_id IS NOT NULL \
                            AND p.provider_payment_id IN (e.object_id, e.body->'object'->>'payment_id')) \
-             OR (e.provider = 'telegram_stars' AND e.body->'message'->'from'->>'id' = $2) \
+             OR (e.provider = $3 AND e.body->'message'->'from'->>'id' = $2) \
           ORDER BY e.id FOR UPDATE",
     )
     .bind::<Int8, _>(user_id)
     .bind::<Text, _>(telegram_id.to_string())
+    .bind::<Text, _>(PaymentProviderName::TelegramStars)
     .load(conn)
     .await?;
     for row in &rows {

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::Prepare as _;
 use super::schema::sandbox_payments;
+use crate::domain::payments::RemoteStatus;
 
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = sandbox_payments)]
@@ -83,7 +84,7 @@ pub async fn finish_pending(conn: &mut AsyncPgConnection, id: &str, to: &str) ->
     let changed = diesel::update(
         sandbox_payments::table
             .find(id)
-            .filter(sandbox_payments::status.eq("pending")),
+            .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str())),
     )
     .set(sandbox_payments::status.eq(to))
     .prepared()
@@ -101,10 +102,10 @@ pub async fn expire_pending(
     diesel::update(
         sandbox_payments::table
             .find(id)
-            .filter(sandbox_payments::status.eq("pending"))
+            .filter(sandbox_payments::status.eq(RemoteStatus::Pending.as_str()))
             .filter(sandbox_payments::created_at.lt(created_before)),
     )
-    .set(sandbox_payments::status.eq("canceled"))
+    .set(sandbox_payments::status.eq(RemoteStatus::Canceled.as_str()))
     .prepared()
     .execute(conn)
     .await?;

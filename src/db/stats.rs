@@ -4,9 +4,13 @@
 //! movement (a generation, a chat turn, a purchase).
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Jsonb, Timestamptz};
+use diesel::sql_types::{Jsonb, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::domain::vocabulary::{GenerationStatus, PaymentStatus, TurnStatus};
+
+/// `$1` is the start of the UTC day, `$2` of the month; `$3`… are the statuses, bound by
+/// [`snapshot`] in this order.
 const STATS_SQL: &str = r"
 WITH
 u AS (
@@ -20,14 +24,14 @@ u AS (
 g AS (
     SELECT count(*) AS total,
            count(*) FILTER (WHERE created_at >= $1) AS today,
-           count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE status = 'failed') AS failed,
-           coalesce(count(*) FILTER (WHERE status = 'failed')::float8
-               / nullif(count(*) FILTER (WHERE status IN ('succeeded', 'failed')), 0), 0) AS failure_rate,
+           count(*) FILTER (WHERE status = $3) AS succeeded,
+           count(*) FILTER (WHERE status = $4) AS failed,
+           coalesce(count(*) FILTER (WHERE status = $4)::float8
+               / nullif(count(*) FILTER (WHERE status IN ($3, $4)), 0), 0) AS failure_rate,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))
-               FILTER (WHERE status = 'succeeded') AS duration_p50_secs,
+               FILTER (WHERE status = $3) AS duration_p50_secs,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at))
-               FILTER (WHERE status = 'succeeded') AS duration_p95_secs
+               FILTER (WHERE status = $3) AS duration_p95_secs
     FROM generations),
 credit_periods(period, since) AS (VALUES ('today', $1::timestamptz), ('all_time', '-infinity'::timestamptz)),
 c AS (
@@ -48,7 +52,7 @@ revenue AS (
            coalesce(sum(p.commission_minor), 0) AS commission_minor,
            coalesce(sum(p.net_minor), 0) AS net_minor
     FROM revenue_periods r
-    LEFT JOIN payments p ON p.paid_at >= r.since AND p.status = 'succeeded' AND p.currency = 'RUB'
+    LEFT JOIN payments p ON p.paid_at >= r.since AND p.status = $5 AND p.currency = 'RUB'
     GROUP BY r.period),
 cohorts AS (
     SELECT id, date_trunc('week', created_at) AS week FROM users
@@ -82,14 +86,14 @@ SELECT jsonb_build_object(
         'registered', (SELECT count(*) FROM users),
         'uploaded', (SELECT count(DISTINCT user_id) FROM uploads),
         'generated', (SELECT count(DISTINCT user_id) FROM generations),
-        'paid', (SELECT count(DISTINCT user_id) FROM payments WHERE status IN ('succeeded', 'refunded'))),
+        'paid', (SELECT count(DISTINCT user_id) FROM payments WHERE status IN ($5, $6))),
     'retention', (SELECT coalesce(jsonb_agg(jsonb_build_object('cohort_week', week::date, 'users', users, 'active', active) ORDER BY week), '[]') FROM retention),
     'erased_today', jsonb_build_object(
         'uploads', (SELECT count(*) FROM uploads WHERE deleted_at >= $1),
         'users', (SELECT count(*) FROM users WHERE erased_at >= $1)),
     'revenue', (SELECT jsonb_object_agg(period, to_jsonb(revenue) - 'period') FROM revenue),
     'assistant', (SELECT jsonb_build_object(
-        'turns', count(*) FILTER (WHERE status = 'completed'),
+        'turns', count(*) FILTER (WHERE status = $7),
         'prompt_tokens', coalesce(sum(prompt_tokens), 0),
         'completion_tokens', coalesce(sum(completion_tokens), 0),
         'cost_usd_micros', coalesce(sum(cost_usd_micros), 0)) FROM chat_turns)
@@ -110,6 +114,11 @@ pub async fn snapshot(
     let row: Row = diesel::sql_query(format!("SELECT doc FROM ({STATS_SQL}) AS s(doc)"))
         .bind::<Timestamptz, _>(today)
         .bind::<Timestamptz, _>(month)
+        .bind::<Text, _>(GenerationStatus::Succeeded)
+        .bind::<Text, _>(GenerationStatus::Failed)
+        .bind::<Text, _>(PaymentStatus::Succeeded)
+        .bind::<Text, _>(PaymentStatus::Refunded)
+        .bind::<Text, _>(TurnStatus::Completed)
         .get_result(conn)
         .await?;
     Ok(row.doc)
@@ -124,7 +133,7 @@ pub async fn failed_since(
 
     use super::schema::generations;
     generations::table
-        .filter(generations::status.eq("failed"))
+        .filter(generations::status.eq(GenerationStatus::Failed))
         .filter(generations::finished_at.ge(since))
         .count()
         .get_result(conn)

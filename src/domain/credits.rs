@@ -71,13 +71,7 @@ impl Reason {
     }
 }
 
-/// How a charge was paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaidWith {
-    FreeAllowance,
-    Credits,
-}
+pub use super::vocabulary::PaidWith;
 
 /// The first day of the calendar month (UTC) that `day` falls in: free actions reset then.
 pub fn month_start(day: NaiveDate) -> NaiveDate {

@@ -112,14 +112,25 @@ pub enum RemoteStatus {
 }
 
 impl RemoteStatus {
+    pub const ALL: [Self; 4] = [
+        Self::Pending,
+        Self::WaitingForCapture,
+        Self::Succeeded,
+        Self::Canceled,
+    ];
+
+    /// The provider's word (also what the sandbox stores in `sandbox_payments.status`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::WaitingForCapture => "waiting_for_capture",
+            Self::Succeeded => "succeeded",
+            Self::Canceled => "canceled",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "waiting_for_capture" => Self::WaitingForCapture,
-            "succeeded" => Self::Succeeded,
-            "canceled" => Self::Canceled,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

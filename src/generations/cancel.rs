@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::db::models::Generation;
 use crate::db::{generations, ledger};
+use crate::domain::vocabulary::GenerationStatus;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::jobs::queue;
 use crate::realtime::generations::notify_failed;
@@ -45,11 +46,17 @@ pub async fn cancel_queued(
     g: &Generation,
     why: &str,
 ) -> Result<Option<Generation>, ledger::LedgerError> {
-    if g.status != "queued" || g.provider_task_id.is_some() {
+    if g.status != GenerationStatus::Queued || g.provider_task_id.is_some() {
         return Ok(None);
     }
-    let Some(canceled) =
-        generations::mark_finished_unsuccessfully(conn, g.id, "canceled", "canceled", why).await?
+    let Some(canceled) = generations::mark_finished_unsuccessfully(
+        conn,
+        g.id,
+        GenerationStatus::Canceled,
+        "canceled",
+        why,
+    )
+    .await?
     else {
         return Ok(None);
     };

@@ -6,6 +6,7 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::db::{generations, ledger};
+use crate::domain::vocabulary::GenerationStatus;
 use crate::state::AppState;
 
 /// Marks generation `id` failed with `code` and refunds its charge, in the caller's
@@ -20,10 +21,11 @@ pub async fn fail_and_refund(
     let Some(g) = generations::lock(conn, id).await? else {
         return Ok(());
     };
-    if g.status == "succeeded" {
+    if g.status == GenerationStatus::Succeeded {
         return Ok(());
     }
-    generations::mark_finished_unsuccessfully(conn, g.id, "failed", code, detail).await?;
+    generations::mark_finished_unsuccessfully(conn, g.id, GenerationStatus::Failed, code, detail)
+        .await?;
     // Refunded in the same transaction as the failure (a second call finds it refunded).
     ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
     tracing::warn!(generation = %g.id, code, detail, "generation failed; charge refunded");
@@ -41,7 +43,7 @@ pub async fn announce_failed(state: &AppState, id: Uuid) {
         }
     };
     match found {
-        Ok(Some(g)) if g.status == "failed" => {
+        Ok(Some(g)) if g.status == GenerationStatus::Failed => {
             crate::realtime::generations::notify_failed(state, &g, true);
         }
         Ok(_) => {}

@@ -11,6 +11,9 @@ use crate::billing::charged::{self, Charge, Charged, ChargedAction, Paid};
 use crate::db::models::{Generation, User};
 use crate::db::{chat_sessions, generations, uploads, users};
 use crate::domain::idempotency;
+use crate::domain::vocabulary::{
+    GenerationKind, GenerationProviderName, GenerationStatus, UploadPurpose,
+};
 use crate::domain::zones::Zone;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::jobs::generation::{KIND, Payload};
@@ -22,11 +25,11 @@ use crate::state::AppState;
 /// What a new generation needs, whichever its kind.
 #[derive(Debug, Clone)]
 pub struct NewGeneration {
-    kind: &'static str,
+    kind: GenerationKind,
     zone: Option<Zone>,
     prompt: String,
     /// (upload id, the purpose it must have)
-    inputs: Vec<(Uuid, &'static str)>,
+    inputs: Vec<(Uuid, UploadPurpose)>,
     /// An edit from the assistant's chat: its photo when `inputs` is empty, its variant when
     /// an index is given.
     chat: Option<(Uuid, Option<usize>)>,
@@ -38,16 +41,16 @@ impl NewGeneration {
     /// A try-on of `zone`: the item's photo on the person's.
     pub fn fitting(person_upload_id: Uuid, item_upload_id: Uuid, zone: Zone) -> Self {
         Self {
-            kind: "fitting",
+            kind: GenerationKind::Fitting,
             zone: Some(zone),
             prompt: zone.prompt(),
             inputs: vec![
-                (person_upload_id, "fitting_person"),
-                (item_upload_id, "fitting_item"),
+                (person_upload_id, UploadPurpose::FittingPerson),
+                (item_upload_id, UploadPurpose::FittingItem),
             ],
             chat: None,
             fingerprint: idempotency::fingerprint(&serde_json::json!({
-                "kind": "fitting",
+                "kind": GenerationKind::Fitting,
                 "person_upload_id": person_upload_id,
                 "item_upload_id": item_upload_id,
                 "zone": zone.as_str(),
@@ -76,18 +79,18 @@ impl NewGeneration {
     ) -> Self {
         let chat = session_id.map(|session| (session, variant));
         let fingerprint = idempotency::fingerprint(&serde_json::json!({
-            "kind": "editing",
+            "kind": GenerationKind::Editing,
             "upload_id": upload_id,
             "prompt": (!prompt.is_empty()).then_some(&prompt),
             "session_id": session_id,
             "variant_index": chat.and_then(|(_, variant)| variant),
         }));
         Self {
-            kind: "editing",
+            kind: GenerationKind::Editing,
             zone: None,
             prompt,
             inputs: upload_id
-                .map(|id| (id, "editing_source"))
+                .map(|id| (id, UploadPurpose::EditingSource))
                 .into_iter()
                 .collect(),
             chat,
@@ -106,8 +109,8 @@ pub async fn start(
 ) -> AppResult<Generation> {
     let settings = &state.settings.generation;
     let price = match new.kind {
-        "fitting" => settings.fitting_price_credits,
-        _ => settings.editing_price_credits,
+        GenerationKind::Fitting => settings.fitting_price_credits,
+        GenerationKind::Editing => settings.editing_price_credits,
     };
     let charge = Charge {
         user_id: user.id,
@@ -147,7 +150,7 @@ struct Start<'a> {
 }
 
 /// The prompt and the inputs, checked.
-type Inputs = (String, Vec<(Uuid, &'static str)>);
+type Inputs = (String, Vec<(Uuid, UploadPurpose)>);
 
 impl ChargedAction for Start<'_> {
     type Row = Generation;
@@ -213,29 +216,34 @@ impl ChargedAction for Start<'_> {
 
 impl Start<'_> {
     /// The new generation's row, queued and paid for.
-    fn queued_row(&self, prompt: String, inputs: &[(Uuid, &str)], paid: Paid) -> Generation {
+    fn queued_row(
+        &self,
+        prompt: String,
+        inputs: &[(Uuid, UploadPurpose)],
+        paid: Paid,
+    ) -> Generation {
         let new = self.new;
         let first_input = inputs.first().map(|i| i.0);
         let provider = match self.state.settings.generation.kie_api_key {
-            Some(_) => "kie",
-            None => "sandbox",
+            Some(_) => GenerationProviderName::Kie,
+            None => GenerationProviderName::Sandbox,
         };
         Generation {
             id: paid.id,
             user_id: self.user.id,
-            kind: new.kind.to_owned(),
-            status: "queued".into(),
+            kind: new.kind,
+            status: GenerationStatus::Queued,
             zone: new.zone.map(|z| z.as_str().to_owned()),
             prompt,
-            person_upload_id: first_input.filter(|_| new.kind == "fitting"),
+            person_upload_id: first_input.filter(|_| new.kind == GenerationKind::Fitting),
             item_upload_id: inputs.get(1).map(|i| i.0),
-            source_upload_id: first_input.filter(|_| new.kind == "editing"),
+            source_upload_id: first_input.filter(|_| new.kind == GenerationKind::Editing),
             chat_session_id: new.chat.map(|(session_id, _)| session_id),
             result_key: None,
             result_width: None,
             result_height: None,
             credits_spent: paid.credits_spent,
-            paid_with: paid.paid_with.into(),
+            paid_with: paid.paid_with,
             charge_key: paid.charge_key,
             provider: provider.into(),
             provider_task_id: None,
@@ -258,7 +266,7 @@ impl Start<'_> {
 async fn check_inputs(
     conn: &mut AsyncPgConnection,
     user_id: i64,
-    inputs: &[(Uuid, &'static str)],
+    inputs: &[(Uuid, UploadPurpose)],
 ) -> AppResult<()> {
     let now = Utc::now();
     for (id, purpose) in inputs {
@@ -331,7 +339,7 @@ async fn from_chat(
             ));
         }
         (Some(_), _) => new.inputs.clone(),
-        (None, Some(photo)) => vec![(photo, "editing_source")],
+        (None, Some(photo)) => vec![(photo, UploadPurpose::EditingSource)],
         (None, None) => {
             return Err(AppError::unprocessable(
                 ErrorCode::SessionWithoutPhoto,

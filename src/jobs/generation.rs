@@ -254,7 +254,7 @@ impl GenerationJob {
             store_max_side: media.image_store_max_side,
             ..Limits::default()
         };
-        let free = g.paid_with == "free_allowance";
+        let free = g.paid_with == crate::domain::vocabulary::PaidWith::FreeAllowance;
         let processed = state
             .images
             .run(move || {

@@ -95,7 +95,8 @@ async fn purge_finished_jobs(state: &AppState) -> anyhow::Result<()> {
 pub async fn record_business_metrics(state: &AppState) -> anyhow::Result<()> {
     let mut conn = state.db.get().await?;
     for (status, currency, n) in crate::db::payments::count_by_status(&mut conn).await? {
-        metrics::gauge!("payments", "status" => status, "currency" => currency).set(n as f64);
+        metrics::gauge!("payments", "status" => status.as_str(), "currency" => currency)
+            .set(n as f64);
     }
     for (reason, sum) in crate::db::ledger::sum_by_reason(&mut conn).await? {
         metrics::gauge!("ledger_credits", "reason" => reason).set(sum as f64);

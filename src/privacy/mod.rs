@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::db::models::User;
 use crate::db::privacy::{self, Carried};
 use crate::db::{generations, ledger, uploads, users};
+use crate::domain::ids::TelegramId;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
@@ -87,7 +88,7 @@ pub async fn erase(state: &AppState, user: &User) -> anyhow::Result<Erasure> {
         privacy::scrub_sandbox_payments(conn, user.id).await?;
         privacy::anonymise_user(conn, user.id, now).await?;
         // The bot's record of the chat holds the Telegram id: it goes too.
-        crate::db::bot::forget_chat(conn, user.telegram_id).await?;
+        crate::db::bot::forget_chat(conn, TelegramId(user.telegram_id)).await?;
         let payments = privacy::scrub_payments(conn, user.id).await?;
         let ledger_entries = ledger::count(conn, user.id).await?;
         Ok(Erasure {
@@ -129,7 +130,7 @@ pub async fn delete_generation(state: &AppState, user_id: i64, id: Uuid) -> AppR
         let g = generations::lock_owned(conn, user_id, id)
             .await?
             .ok_or_else(|| AppError::not_found("no such generation"))?;
-        if matches!(g.status.as_str(), "queued" | "running") {
+        if g.status.is_active() {
             return Err(AppError::conflict(
                 ErrorCode::GenerationActive,
                 format!(

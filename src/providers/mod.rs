@@ -425,7 +425,7 @@ pub struct Refund {
 /// stored by the caller, so that a repeat sends exactly the same bytes under the same key.
 pub trait PaymentProvider: Send + Sync {
     /// `yookassa` or `sandbox`: stored in `payments.provider`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> crate::domain::vocabulary::PaymentProviderName;
 
     fn create<'a>(
         &'a self,

@@ -19,6 +19,7 @@ use super::{BoxFuture, RetryPolicy, Sleeper};
 // The payments vocabulary lives with its trait; these paths stay for callers.
 pub use super::{Created, PaymentError, PaymentProvider, Refund};
 use crate::domain::payments::{Fetched, RemoteStatus, parse_amount};
+use crate::domain::vocabulary::PaymentProviderName;
 
 const MAX_REPLY_BYTES: usize = 256 * 1024;
 
@@ -256,7 +257,7 @@ impl YooKassaClient {
             )));
         }
         Ok(Refund {
-            succeeded: refund.status == "succeeded",
+            succeeded: RemoteStatus::parse(&refund.status) == Some(RemoteStatus::Succeeded),
             id: refund.id,
             payment_id: refund.payment_id,
             amount_minor,
@@ -327,8 +328,8 @@ impl YooKassaClient {
 }
 
 impl PaymentProvider for YooKassaClient {
-    fn name(&self) -> &'static str {
-        "yookassa"
+    fn name(&self) -> PaymentProviderName {
+        PaymentProviderName::Yookassa
     }
 
     fn create<'a>(

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::{Event, publish};
 use crate::db::models::Generation;
+use crate::domain::vocabulary::{GenerationKind, GenerationStatus, PaidWith};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,10 +22,8 @@ pub struct ResultDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GenerationDto {
     pub id: Uuid,
-    /// `fitting` or `editing`.
-    pub kind: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `canceled`.
-    pub status: String,
+    pub kind: GenerationKind,
+    pub status: GenerationStatus,
     pub zone: Option<String>,
     /// The edit prompt (try-on prompts are ours and not shown).
     pub prompt: Option<String>,
@@ -34,8 +33,8 @@ pub struct GenerationDto {
     /// 0–100 while running.
     pub progress: i16,
     pub credits_spent: i64,
-    /// `credits` or `free_allowance` (results of free actions carry a watermark).
-    pub paid_with: String,
+    /// Results of free actions carry a watermark.
+    pub paid_with: PaidWith,
     pub result: Option<ResultDto>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -47,25 +46,27 @@ pub struct GenerationDto {
 impl GenerationDto {
     pub fn of(g: &Generation, state: &AppState) -> Self {
         let result = match (&g.result_key, g.result_width, g.result_height) {
-            (Some(key), Some(width), Some(height)) if g.status == "succeeded" => Some(ResultDto {
-                url: state.media_url(key),
-                width,
-                height,
-            }),
+            (Some(key), Some(width), Some(height)) if g.status == GenerationStatus::Succeeded => {
+                Some(ResultDto {
+                    url: state.media_url(key),
+                    width,
+                    height,
+                })
+            }
             _ => None,
         };
         Self {
             id: g.id,
-            kind: g.kind.clone(),
-            status: g.status.clone(),
+            kind: g.kind,
+            status: g.status,
             zone: g.zone.clone(),
-            prompt: (g.kind == "editing").then(|| g.prompt.clone()),
+            prompt: (g.kind == GenerationKind::Editing).then(|| g.prompt.clone()),
             person_upload_id: g.person_upload_id,
             item_upload_id: g.item_upload_id,
             source_upload_id: g.source_upload_id,
             progress: g.progress,
             credits_spent: g.credits_spent,
-            paid_with: g.paid_with.clone(),
+            paid_with: g.paid_with,
             result,
             error_code: g.error_code.clone(),
             error_message: g

@@ -12,7 +12,8 @@ use crate::auth::extractor::AuthUser;
 use crate::billing::{self, Outcome, stars};
 use crate::db::models::{Payment, Product};
 use crate::db::{payments, products};
-use crate::domain::payments::{ReceiptContact, format_amount};
+use crate::domain::payments::{ReceiptContact, RemoteStatus, format_amount};
+use crate::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::providers::sandbox::SandboxPayments;
 use crate::providers::yookassa::{NotificationError, parse_notification, valid_object_id};
@@ -117,7 +118,7 @@ pub struct CreatePaymentRequest {
 pub struct PaymentCreated {
     pub payment_id: Uuid,
     /// `pending` until the payer confirms; see `GET /api/v1/payments/{id}`.
-    pub status: String,
+    pub status: PaymentStatus,
     /// Open this page to pay (YooKassa's, or the local sandbox's).
     pub confirmation_url: Option<String>,
 }
@@ -165,10 +166,8 @@ pub async fn create(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentDto {
     pub payment_id: Uuid,
-    /// `pending`, `succeeded`, `canceled` or `refunded`.
-    pub status: String,
-    /// `yookassa`, `sandbox` or `telegram_stars`.
-    pub provider: String,
+    pub status: PaymentStatus,
+    pub provider: PaymentProviderName,
     pub product_id: String,
     /// Kopecks for RUB, whole Stars for XTR.
     pub amount_minor: i64,
@@ -366,7 +365,7 @@ async fn sandbox_page(
         .map_err(|e| AppError::Unavailable(e.to_string()))?
         .ok_or_else(|| AppError::not_found("no such sandbox payment"))?;
     let id = escape(&payment.id);
-    let buttons = if payment.status == "pending" {
+    let buttons = if payment.status == RemoteStatus::Pending.as_str() {
         format!(
             r#"<form method="post" action="/sandbox/payments/{id}/succeed"><button>Pay {amount} {currency}</button></form>
 <form method="post" action="/sandbox/payments/{id}/cancel"><button>Cancel</button></form>"#,

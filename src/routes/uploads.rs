@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::extractor::AuthUser;
 use crate::db::models::{Upload, User};
+use crate::domain::vocabulary::UploadPurpose;
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::multipart_guard::{self, Guard};
 use crate::media::signed_url::{self, LinkError};
@@ -39,8 +40,7 @@ pub fn media_config(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UploadDto {
     pub id: Uuid,
-    /// `fitting_person`, `fitting_item` or `editing_source`.
-    pub purpose: String,
+    pub purpose: UploadPurpose,
     /// `image/jpeg`, or `image/png` for photos with transparency.
     pub mime: String,
     pub width: i32,
@@ -57,7 +57,7 @@ impl UploadDto {
     pub fn of(u: &Upload, state: &AppState) -> Self {
         Self {
             id: u.id,
-            purpose: u.purpose.clone(),
+            purpose: u.purpose,
             mime: u.mime.clone(),
             width: u.width,
             height: u.height,

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::db::models::Upload;
 use crate::db::uploads;
+use crate::domain::vocabulary::UploadPurpose;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::media::image_pipeline::{self, Limits, MediaError, Normalized};
 use crate::media::pool::PoolError;
@@ -35,7 +36,10 @@ pub async fn upload_fitting(
     let mut stored = store(
         state,
         user_id,
-        vec![(person, "fitting_person", ttl), (item, "fitting_item", ttl)],
+        vec![
+            (person, UploadPurpose::FittingPerson, ttl),
+            (item, UploadPurpose::FittingItem, ttl),
+        ],
     )
     .await?
     .into_iter();
@@ -51,11 +55,15 @@ pub async fn upload_fitting(
 pub async fn upload_editing(state: &AppState, user_id: i64, image: PhotoFile) -> AppResult<Upload> {
     let image = process(image, state).await?;
     let ttl = state.settings.media.editing_upload_ttl_secs;
-    store(state, user_id, vec![(image, "editing_source", ttl)])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no upload came back")))
+    store(
+        state,
+        user_id,
+        vec![(image, UploadPurpose::EditingSource, ttl)],
+    )
+    .await?
+    .into_iter()
+    .next()
+    .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no upload came back")))
 }
 
 /// One of the user's uploads; another user's, or an erased one, is a 404.
@@ -132,7 +140,7 @@ fn media_error(field: &str, e: MediaError) -> AppError {
 async fn store(
     state: &AppState,
     user_id: i64,
-    photos: Vec<(Normalized, &str, u64)>,
+    photos: Vec<(Normalized, UploadPurpose, u64)>,
 ) -> AppResult<Vec<Upload>> {
     let now = Utc::now();
     let mut rows = Vec::with_capacity(photos.len());
@@ -163,7 +171,7 @@ async fn store(
 fn row(
     photo: Normalized,
     user_id: i64,
-    purpose: &str,
+    purpose: UploadPurpose,
     now: DateTime<Utc>,
     ttl: u64,
 ) -> AppResult<(Upload, Vec<u8>)> {
@@ -176,7 +184,7 @@ fn row(
     let row = Upload {
         id,
         user_id,
-        purpose: purpose.to_owned(),
+        purpose,
         storage_key: format!("u/{id}.{ext}"),
         mime: photo.mime.to_owned(),
         width: i32::try_from(photo.width).map_err(anyhow::Error::from)?,

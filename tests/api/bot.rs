@@ -2,6 +2,7 @@
 //! answering through the fake Bot API: a conversation per command in both languages, the
 //! operators' commands, a resent update, a user who blocks the bot, and `atelier bot setup`.
 
+use atelier::domain::ids::TelegramId;
 use serde_json::{Value, json};
 
 use crate::fakes::telegram::{BOT_TOKEN, Call, FakeTelegram, json_param};
@@ -113,7 +114,7 @@ async fn user(app: &TestApp, telegram_id: i64) -> Option<atelier::db::models::Us
 
 async fn may_write(app: &TestApp, telegram_id: i64) -> Option<bool> {
     let mut conn = app.conn().await;
-    atelier::db::bot::may_write(&mut conn, telegram_id)
+    atelier::db::bot::may_write(&mut conn, TelegramId(telegram_id))
         .await
         .unwrap()
 }
@@ -178,7 +179,7 @@ async fn another_start_payload_is_kept_as_the_acquisition_source() {
     )
     .await;
     let mut conn = app.conn().await;
-    let source = atelier::db::bot::start_source(&mut conn, 301)
+    let source = atelier::db::bot::start_source(&mut conn, TelegramId(301))
         .await
         .unwrap();
     assert_eq!(source.as_deref(), Some("ads_vk_autumn"));

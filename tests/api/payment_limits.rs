@@ -3,6 +3,7 @@
 //! pile up, the reconciliation sweep still reaches the real ones.
 
 use atelier::db::{payments, products};
+use atelier::domain::vocabulary::{PaymentProviderName, PaymentStatus};
 use chrono::{Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -93,7 +94,7 @@ async fn a_flood_of_abandoned_payments_does_not_starve_the_reconciliation_of_a_r
             let mut p = atelier::billing::new_payment(
                 Uuid::new_v4(),
                 flooder,
-                "yookassa",
+                PaymentProviderName::Yookassa,
                 &product,
                 product.price_minor,
                 "RUB",
@@ -121,7 +122,10 @@ async fn a_flood_of_abandoned_payments_does_not_starve_the_reconciliation_of_a_r
 
     let changed = atelier::billing::reconcile(&app.state, now).await.unwrap();
     assert_eq!(changed, 1);
-    assert_eq!(payment_row(&app, real).await.status, "succeeded");
+    assert_eq!(
+        payment_row(&app, real).await.status,
+        PaymentStatus::Succeeded
+    );
     assert_eq!(anna.credits().await, 10);
     assert_eq!(yk.gets() - gets, 1, "the abandoned ones were not due");
 }

@@ -5,6 +5,7 @@
 
 use atelier::db::ledger::{self, Cause};
 use atelier::domain::credits::Reason;
+use atelier::domain::vocabulary::PaymentStatus;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
@@ -136,7 +137,7 @@ async fn a_pack_is_paid_through_yookassa_and_credited_once() {
         assert_eq!(res.status(), 200);
     }
     assert_eq!(anna.credits().await, 10);
-    assert_eq!(payment_row(&app, id).await.status, "succeeded");
+    assert_eq!(payment_row(&app, id).await.status, PaymentStatus::Succeeded);
     assert_ledger_consistent(&app).await;
 
     // Another user cannot see it.
@@ -216,7 +217,7 @@ async fn a_notification_whose_refetch_says_pending_grants_nothing_until_it_is_pa
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
     assert_eq!(res.status(), 200);
     assert_eq!(anna.credits().await, 0);
-    assert_eq!(payment_row(&app, id).await.status, "pending");
+    assert_eq!(payment_row(&app, id).await.status, PaymentStatus::Pending);
     // The same event, delivered again once the payment really succeeded, is acted on.
     yk.succeed(&yk_id);
     let res = yk.notify(&webhook(&app), &body, Source::Direct).await;
@@ -237,7 +238,7 @@ async fn a_payment_that_does_not_match_our_record_grants_nothing() {
     assert_eq!(res.status(), 200, "acknowledged, but not acted on");
     assert_eq!(anna.credits().await, 0);
     let payment = payment_row(&app, id).await;
-    assert_eq!(payment.status, "pending");
+    assert_eq!(payment.status, PaymentStatus::Pending);
     assert!(payment.last_error.unwrap().contains("amount"));
 
     // Metadata naming another payment of ours: refused too.
@@ -249,7 +250,10 @@ async fn a_payment_that_does_not_match_our_record_grants_nothing() {
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(anna.credits().await, 0);
-    assert_eq!(payment_row(&app, other_id).await.status, "pending");
+    assert_eq!(
+        payment_row(&app, other_id).await.status,
+        PaymentStatus::Pending
+    );
 }
 
 #[tokio::test]
@@ -311,7 +315,8 @@ async fn a_notification_arriving_before_the_create_call_returned_is_honoured() {
     assert_eq!(anna.credits().await, 10);
     let payment = payment_row(&app, created.payment_id).await;
     assert_eq!(
-        payment.status, "succeeded",
+        payment.status,
+        PaymentStatus::Succeeded,
         "the late create reply does not undo it"
     );
     assert!(payment.provider_payment_id.is_some());
@@ -328,7 +333,7 @@ async fn a_canceled_payment_grants_nothing() {
         .notify_payment(&webhook(&app), "payment.canceled", &yk_id)
         .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(payment_row(&app, id).await.status, "canceled");
+    assert_eq!(payment_row(&app, id).await.status, PaymentStatus::Canceled);
     // A "succeeded" notification for it cannot change that: GET says canceled.
     let mut lie = yk.payment(&yk_id);
     lie["status"] = json!("succeeded");
@@ -381,7 +386,7 @@ async fn a_refund_takes_the_credits_back_never_below_zero() {
     }
     assert_eq!(anna.credits().await, 0);
     let payment = payment_row(&app, id).await;
-    assert_eq!(payment.status, "refunded");
+    assert_eq!(payment.status, PaymentStatus::Refunded);
     assert_eq!(payment.refund_shortfall, 4);
     let ledger = anna.ledger("").await;
     assert_eq!(ledger.items[0].reason, "purchase_refund");
@@ -407,7 +412,7 @@ async fn a_refund_announced_before_its_payment_is_applied_in_order() {
         .await;
     assert_eq!(res.status(), 200);
     let payment = payment_row(&app, id).await;
-    assert_eq!(payment.status, "refunded");
+    assert_eq!(payment.status, PaymentStatus::Refunded);
     assert_eq!(payment.refund_shortfall, 0);
     assert_eq!(anna.credits().await, 0);
     let deltas: Vec<i64> = anna
@@ -447,10 +452,16 @@ async fn the_reconciliation_sweep_settles_payments_whose_notification_was_lost()
         2
     );
     assert_eq!(anna.credits().await, 10);
-    assert_eq!(payment_row(&app, paid).await.status, "succeeded");
-    assert_eq!(payment_row(&app, dropped).await.status, "canceled");
+    assert_eq!(
+        payment_row(&app, paid).await.status,
+        PaymentStatus::Succeeded
+    );
+    assert_eq!(
+        payment_row(&app, dropped).await.status,
+        PaymentStatus::Canceled
+    );
     let still = payment_row(&app, open).await;
-    assert_eq!(still.status, "pending");
+    assert_eq!(still.status, PaymentStatus::Pending);
     assert!(still.checked_at.is_some());
     // Looked at just now: not again until the interval has passed.
     let gets = yk.gets();
@@ -654,7 +665,7 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
         assert_eq!(res.status(), 200);
     }
     assert_eq!(anna.credits().await, 10);
-    assert_eq!(payment_row(&app, id).await.status, "succeeded");
+    assert_eq!(payment_row(&app, id).await.status, PaymentStatus::Succeeded);
     // A canceled sandbox payment grants nothing.
     let canceled = anna.pay("pack_30").await;
     let page = canceled.confirmation_url.unwrap();
@@ -665,7 +676,7 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
         .unwrap();
     assert_eq!(
         payment_row(&app, canceled.payment_id).await.status,
-        "canceled"
+        PaymentStatus::Canceled
     );
     assert_eq!(anna.credits().await, 10);
     // One nobody confirms expires after an hour, as at YooKassa; the sweep notices.
@@ -685,7 +696,7 @@ async fn the_sandbox_provider_completes_a_purchase_through_the_same_verification
         1
     );
     let expired = payment_row(&app, unconfirmed.payment_id).await;
-    assert_eq!(expired.status, "canceled");
+    assert_eq!(expired.status, PaymentStatus::Canceled);
     // YooKassa notifications are not the sandbox's way in.
     let res = app
         .client

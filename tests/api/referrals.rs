@@ -2,6 +2,7 @@
 //! once, never for oneself, up to a daily cap; or at the referred user's first payment.
 
 use crate::helpers::{NewUser, payment_row, spawn_app_with};
+use atelier::domain::vocabulary::PaymentStatus;
 
 #[tokio::test]
 async fn a_referred_signup_earns_the_referrer_a_bonus_once() {
@@ -83,7 +84,7 @@ async fn with_the_first_payment_trigger_the_bonus_waits_for_a_payment() {
         assert_eq!(res.status(), 200);
         assert_eq!(
             payment_row(&app, payment.payment_id).await.status,
-            "succeeded"
+            PaymentStatus::Succeeded
         );
         assert_eq!(alice.credits().await, expected);
     }

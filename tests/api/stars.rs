@@ -1,6 +1,7 @@
 //! Telegram Stars: the invoice link in XTR, the pre-checkout answered in time after checking
 //! product, price and payer, and the grant on `successful_payment`, once per charge id.
 
+use atelier::domain::vocabulary::PaymentStatus;
 use serde_json::json;
 
 use crate::helpers::{
@@ -42,7 +43,7 @@ async fn a_stars_purchase_is_checked_at_pre_checkout_and_granted_once() {
     }
     assert_eq!(anna.credits().await, 10);
     let p = payment_row(&app, inv.payment_id).await;
-    assert_eq!(p.status, "succeeded");
+    assert_eq!(p.status, PaymentStatus::Succeeded);
     assert_eq!(p.currency, "XTR");
     assert_eq!(p.provider_payment_id.as_deref(), Some("stxCHARGE-1"));
     assert_eq!(
@@ -90,7 +91,10 @@ async fn a_refunded_stars_payment_takes_the_purchase_back_once() {
         assert_eq!(res.status(), 200);
     }
     assert_eq!(anna.credits().await, 0);
-    assert_eq!(payment_row(&app, inv.payment_id).await.status, "refunded");
+    assert_eq!(
+        payment_row(&app, inv.payment_id).await.status,
+        PaymentStatus::Refunded
+    );
     let uid = anna.id().await;
     let mut conn = app.conn().await;
     let reasons: Vec<String> = atelier::db::ledger::list(&mut conn, uid, None, 100)

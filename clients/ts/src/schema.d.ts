@@ -1112,10 +1112,9 @@ export interface components {
             id: string;
             /** Format: uuid */
             item_upload_id?: string | null;
-            /** @description `fitting` or `editing`. */
-            kind: string;
-            /** @description `credits` or `free_allowance` (results of free actions carry a watermark). */
-            paid_with: string;
+            kind: components["schemas"]["GenerationKind"];
+            /** @description Results of free actions carry a watermark. */
+            paid_with: components["schemas"]["PaidWith"];
             /** Format: uuid */
             person_upload_id?: string | null;
             /**
@@ -1130,13 +1129,17 @@ export interface components {
             source_upload_id?: string | null;
             /** Format: date-time */
             started_at?: string | null;
-            /** @description `queued`, `running`, `succeeded`, `failed` or `canceled`. */
-            status: string;
+            status: components["schemas"]["GenerationStatus"];
             zone?: string | null;
         };
         GenerationEnvelope: {
             generation: components["schemas"]["GenerationDto"];
         };
+        /**
+         * @description What a generation makes: a try-on (`fitting`) or an edited photo (`editing`).
+         * @enum {string}
+         */
+        GenerationKind: "fitting" | "editing";
         GenerationPage: {
             items: components["schemas"]["GenerationDto"][];
             /** @description Pass as `cursor` for the next (older) page; null on the last page. */
@@ -1169,6 +1172,11 @@ export interface components {
             /** Format: int64 */
             total: number;
         };
+        /**
+         * @description Where a generation is: `queued` and `running` until it finishes as one of the others.
+         * @enum {string}
+         */
+        GenerationStatus: "queued" | "running" | "succeeded" | "failed" | "canceled";
         HealthDto: {
             /** @example ok */
             status: string;
@@ -1268,13 +1276,18 @@ export interface components {
             /** @enum {string} */
             type: "notification";
         };
+        /**
+         * @description How a charge was paid.
+         * @enum {string}
+         */
+        PaidWith: "free_allowance" | "credits";
         PaymentCreated: {
             /** @description Open this page to pay (YooKassa's, or the local sandbox's). */
             confirmation_url?: string | null;
             /** Format: uuid */
             payment_id: string;
             /** @description `pending` until the payer confirms; see `GET /api/v1/payments/{id}`. */
-            status: string;
+            status: components["schemas"]["PaymentStatus"];
         };
         /** @description A payment as its owner sees it. */
         PaymentDto: {
@@ -1295,11 +1308,19 @@ export interface components {
             payment_id: string;
             plan?: string | null;
             product_id: string;
-            /** @description `yookassa`, `sandbox` or `telegram_stars`. */
-            provider: string;
-            /** @description `pending`, `succeeded`, `canceled` or `refunded`. */
-            status: string;
+            provider: components["schemas"]["PaymentProviderName"];
+            status: components["schemas"]["PaymentStatus"];
         };
+        /**
+         * @description Who takes the payment.
+         * @enum {string}
+         */
+        PaymentProviderName: "yookassa" | "sandbox" | "telegram_stars";
+        /**
+         * @description Where a payment stands: `pending` until the payer confirms.
+         * @enum {string}
+         */
+        PaymentStatus: "pending" | "succeeded" | "canceled" | "refunded";
         /** @description The RFC 9457 body. `code` is ours; extension members are flattened in. */
         Problem: Record<string, never> & {
             code: components["schemas"]["ErrorCode"];
@@ -1568,13 +1589,17 @@ export interface components {
             id: string;
             /** @description `image/jpeg`, or `image/png` for photos with transparency. */
             mime: string;
-            /** @description `fitting_person`, `fitting_item` or `editing_source`. */
-            purpose: string;
+            purpose: components["schemas"]["UploadPurpose"];
             /** @description A signed link to the stored photo; it expires. */
             url: string;
             /** Format: int32 */
             width: number;
         };
+        /**
+         * @description What an uploaded photo is for.
+         * @enum {string}
+         */
+        UploadPurpose: "fitting_person" | "fitting_item" | "editing_source";
         /** @description A user as clients see them. `id` is the Telegram id. */
         UserDto: {
             allows_write_to_pm: boolean;

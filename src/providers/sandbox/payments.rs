@@ -95,8 +95,12 @@ impl SandboxPayments {
     /// (final states stay). Returns whether it changed.
     pub async fn complete(&self, id: &str, succeed: bool) -> Result<bool, PaymentError> {
         let mut conn = self.conn().await?;
-        let to = if succeed { "succeeded" } else { "canceled" };
-        store::finish_pending(&mut conn, id, to)
+        let to = if succeed {
+            RemoteStatus::Succeeded
+        } else {
+            RemoteStatus::Canceled
+        };
+        store::finish_pending(&mut conn, id, to.as_str())
             .await
             .map_err(unknown)
     }
@@ -123,8 +127,8 @@ impl SandboxPayments {
 }
 
 impl PaymentProvider for SandboxPayments {
-    fn name(&self) -> &'static str {
-        "sandbox"
+    fn name(&self) -> crate::domain::vocabulary::PaymentProviderName {
+        crate::domain::vocabulary::PaymentProviderName::Sandbox
     }
 
     fn create<'a>(
