@@ -126,6 +126,14 @@ pub struct Settings {
     pub admin_api_key: Option<SecretString>,
     /// Telegram ids whose access tokens are accepted on `/admin` too.
     pub admin_ids: Vec<i64>,
+    /// The operators' Telegram chat for alerts (`alerts`); unset sends none.
+    pub admin_chat_id: Option<i64>,
+    /// Each kind of operator alert goes out at most once per this many seconds.
+    pub alert_interval_secs: u64,
+    /// Jobs due and waiting above which the operators are alerted.
+    pub alert_queue_backlog: i64,
+    /// Failed generations in an hour above which the operators are alerted.
+    pub alert_failed_generations_per_hour: i64,
     /// Error reporting; off without `SENTRY_DSN`.
     pub sentry: Option<SentrySettings>,
 }
@@ -586,6 +594,11 @@ impl Settings {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            admin_chat_id: env.optional("ADMIN_CHAT_ID")?,
+            alert_interval_secs: env.parse("ALERT_INTERVAL_SECS", 3600)?,
+            alert_queue_backlog: env.parse("ALERT_QUEUE_BACKLOG", 500)?,
+            alert_failed_generations_per_hour: env
+                .parse("ALERT_FAILED_GENERATIONS_PER_HOUR", 20)?,
             assistant,
             sentry: sentry_settings(&env, app_env)?,
         };

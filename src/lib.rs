@@ -1,6 +1,7 @@
 //! Atelier: the backend of a Telegram Mini App for AI virtual try-on and photo editing,
 //! paid with credits. `main.rs` only parses the command line and calls into this library.
 
+pub mod alerts;
 pub mod assistant;
 pub mod auth;
 pub mod billing;
@@ -14,6 +15,7 @@ pub mod generations;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod notices;
 pub mod openapi;
 pub mod operators;
 pub mod privacy;

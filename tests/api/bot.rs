@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use crate::fakes::telegram::{BOT_TOKEN, Call, FakeTelegram, json_param};
 use crate::helpers::{TestApp, spawn_app_with};
 
-const SECRET: &str = "bot-webhook-secret_42";
+pub(crate) const SECRET: &str = "bot-webhook-secret_42";
 const ADMIN: i64 = 9_001;
 const WEB_APP: &str = "https://miniapp.example/app/";
 
-async fn bot_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
+pub(crate) async fn bot_app_with(extra: &[(&str, &str)]) -> (TestApp, FakeTelegram) {
     let tg = FakeTelegram::start().await;
     let admin = ADMIN.to_string();
     let mut settings = vec![
@@ -36,7 +36,7 @@ fn from(id: i64, lang: &str) -> Value {
            "language_code": lang})
 }
 
-fn text_update(update_id: i64, user: i64, lang: &str, text: &str) -> Value {
+pub(crate) fn text_update(update_id: i64, user: i64, lang: &str, text: &str) -> Value {
     json!({"update_id": update_id, "message": {
         "message_id": update_id + 1000, "date": 1_700_000_000,
         "from": from(user, lang),
@@ -57,7 +57,7 @@ fn press_update(update_id: i64, user: i64, lang: &str, message_id: i64, data: &s
     }})
 }
 
-async fn push(app: &TestApp, tg: &FakeTelegram, update: &Value) {
+pub(crate) async fn push(app: &TestApp, tg: &FakeTelegram, update: &Value) {
     let res = tg
         .push_update(&app.url("/api/v1/telegram/webhook"), SECRET, update)
         .await;
@@ -65,7 +65,7 @@ async fn push(app: &TestApp, tg: &FakeTelegram, update: &Value) {
 }
 
 /// The `sendMessage` calls to `chat`, in order.
-fn sent(tg: &FakeTelegram, chat: i64) -> Vec<Call> {
+pub(crate) fn sent(tg: &FakeTelegram, chat: i64) -> Vec<Call> {
     tg.calls_to("sendMessage")
         .into_iter()
         .filter(|c| c.chat_id() == Some(chat))
@@ -95,7 +95,7 @@ fn has_mini_app_button(call: &Call) -> bool {
 }
 
 /// A Mini App login (initData signed with the fake's bot token, without `allows_write_to_pm`).
-async fn mini_app_login(app: &TestApp, id: i64) -> String {
+pub(crate) async fn mini_app_login(app: &TestApp, id: i64) -> String {
     let user = json!({"id": id, "first_name": "Test", "language_code": "en"}).to_string();
     let auth_date = crate::helpers::now().to_string();
     let init = atelier::auth::initdata::sign(
@@ -112,14 +112,14 @@ async fn mini_app_login(app: &TestApp, id: i64) -> String {
         .to_owned()
 }
 
-async fn user(app: &TestApp, telegram_id: i64) -> Option<atelier::db::models::User> {
+pub(crate) async fn user(app: &TestApp, telegram_id: i64) -> Option<atelier::db::models::User> {
     let mut conn = app.conn().await;
     atelier::db::users::find_by_telegram_id(&mut conn, telegram_id)
         .await
         .unwrap()
 }
 
-async fn may_write(app: &TestApp, telegram_id: i64) -> Option<bool> {
+pub(crate) async fn may_write(app: &TestApp, telegram_id: i64) -> Option<bool> {
     let mut conn = app.conn().await;
     atelier::db::bot::may_write(&mut conn, telegram_id)
         .await
