@@ -259,8 +259,13 @@ pub fn notice(l: Lang, kind: &str, args: &serde_json::Value) -> Option<String> {
             n("credits")
         ),
         ("generation_failed", Lang::En) if n("credits") > 0 => format!(
-            "Your image could not be made. {} credits are back on your balance.",
-            n("credits")
+            "Your image could not be made. {} {} back on your balance.",
+            n("credits"),
+            if n("credits") == 1 {
+                "credit is"
+            } else {
+                "credits are"
+            }
         ),
         ("generation_failed", _) => l
             .pick(

@@ -104,10 +104,7 @@ async fn a_failed_generation_is_noticed_once_even_when_its_job_is_retried_and_ru
     assert_eq!(jobs[0].1, 2, "retried once: {jobs:?}");
     // Three refused tries, then the one that went out, in the user's language (the Mini App's
     // login said `en`) with the credits back.
-    assert_eq!(
-        notices_to(&tg, 3001, "1 credits are back on your balance"),
-        4
-    );
+    assert_eq!(notices_to(&tg, 3001, "1 credit is back on your balance"), 4);
 
     // The same notice's job run again (a worker lost after sending, say) sends nothing.
     let key = {
@@ -131,7 +128,7 @@ async fn a_failed_generation_is_noticed_once_even_when_its_job_is_retried_and_ru
     };
     assert!(key.starts_with("generation_failed:"), "{key}");
     notice_jobs_done(&app, 2).await;
-    assert_eq!(notices_to(&tg, 3001, "credits are back"), 4);
+    assert_eq!(notices_to(&tg, 3001, "credit is back"), 4);
 }
 
 #[tokio::test]
@@ -163,7 +160,7 @@ async fn a_user_who_turned_notices_off_gets_none_and_the_bot_turns_them_back_on(
     push(&app, &tg, &text_update(51, 3002, "en", "/notices on")).await;
     failed_generation(&app, &kie, &token, "on").await;
     notice_jobs_done(&app, 2).await;
-    assert_eq!(notices_to(&tg, 3002, "1 credits are back"), 1);
+    assert_eq!(notices_to(&tg, 3002, "1 credit is back"), 1);
 }
 
 #[tokio::test]
