@@ -2,6 +2,7 @@
 //! paid with credits. `main.rs` only parses the command line and calls into this library.
 
 pub mod accounts;
+pub mod alerts;
 pub mod assistant;
 pub mod auth;
 pub mod billing;
@@ -15,6 +16,7 @@ pub mod generations;
 pub mod http;
 pub mod jobs;
 pub mod media;
+pub mod notices;
 pub mod openapi;
 pub mod operators;
 pub mod privacy;

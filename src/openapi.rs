@@ -25,6 +25,7 @@ use crate::routes;
     paths(
         routes::auth::login,
         routes::me::me,
+        routes::me::patch_me,
         routes::me::balance,
         routes::privacy::erase,
         routes::privacy::export,

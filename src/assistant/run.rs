@@ -59,6 +59,7 @@ pub(super) async fn run(state: &AppState, turn: Box<PendingTurn>) -> AppResult<R
             if e.alerts_operator() {
                 tracing::error!(error = %e, "OpenRouter refused our account: an operator must act");
                 metrics::counter!("operator_alerts_total", "source" => "openrouter").increment(1);
+                crate::alerts::provider_account(state, "openrouter", &e.to_string()).await;
             } else if e.kind == FailureKind::Rejected {
                 tracing::error!(error = %e, "OpenRouter rejected our request");
             } else {

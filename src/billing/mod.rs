@@ -276,6 +276,7 @@ async fn send_create(state: &AppState, payment: Payment) -> AppResult<Payment> {
         }
         Err(e @ PaymentError::Credentials { .. }) => {
             tracing::error!(error = %e, "payment provider refused our credentials: check YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY");
+            crate::alerts::payment_credentials(state, &e.to_string()).await;
             payments::mark_create_refused(&mut conn, payment.id, &e.to_string()).await?;
             Err(AppError::Client {
                 status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -302,7 +303,12 @@ pub async fn confirm_payment(state: &AppState, provider_payment_id: &str) -> App
             tracing::error!(%provider_payment_id, "notification for a payment the provider does not know");
             return Ok(Outcome::Rejected("unknown to the provider".into()));
         }
-        Err(e) => return Err(AppError::Unavailable(format!("payment provider: {e}"))),
+        Err(e) => {
+            if matches!(e, PaymentError::Credentials { .. }) {
+                crate::alerts::payment_credentials(state, &e.to_string()).await;
+            }
+            return Err(AppError::Unavailable(format!("payment provider: {e}")));
+        }
     };
     let Some(our_id) = fetched
         .our_payment_id
@@ -411,6 +417,12 @@ pub async fn apply_success(
             .await?;
         }
     }
+    let plan = payment
+        .plan
+        .as_deref()
+        .filter(|_| payment.period_days.is_some());
+    crate::notices::payment_credited(conn, payment.user_id, payment.id, payment.credits, plan)
+        .await?;
     if p.referral_trigger == ReferralTrigger::FirstPayment {
         let user = users::find(conn, payment.user_id).await?;
         if let Some(referrer) = user.referred_by {
@@ -432,7 +444,12 @@ pub async fn confirm_refund(state: &AppState, refund_id: &str) -> AppResult<Outc
             tracing::error!(%refund_id, "notification for a refund the provider does not know");
             return Ok(Outcome::Rejected("unknown to the provider".into()));
         }
-        Err(e) => return Err(AppError::Unavailable(format!("payment provider: {e}"))),
+        Err(e) => {
+            if matches!(e, PaymentError::Credentials { .. }) {
+                crate::alerts::payment_credentials(state, &e.to_string()).await;
+            }
+            return Err(AppError::Unavailable(format!("payment provider: {e}")));
+        }
     };
     if !refund.succeeded {
         return Ok(Outcome::NotFinal);

@@ -39,6 +39,7 @@ pub async fn award(
         let id = referred_id.to_string();
         let cause = Cause::new("referral", &id, &key);
         ledger::grant(conn, referrer_id, credits, Reason::ReferralBonus, cause).await?;
+        crate::notices::referral_bonus(conn, referrer_id, referred_id, credits).await?;
         metrics::counter!("referral_bonuses_total").increment(1);
     } else {
         tracing::info!(referrer_id, "referral daily cap reached; no bonus");

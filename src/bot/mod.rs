@@ -1,5 +1,5 @@
 //! The Telegram bot behind the webhook: `/start` (with a referral or an acquisition source),
-//! `/help`, `/balance`, `/buy`, `/clear`, `/delete`, the operators' commands, inline buttons,
+//! `/help`, `/balance`, `/buy`, `/clear`, `/delete`, `/notices`, the operators' commands, inline buttons,
 //! and the chat's state (the user wrote to the bot; the user blocked it). Stars payments go to
 //! `billing::stars` as before. Every update is acted on once, by `update_id`; an update that
 //! cannot be read is logged and acknowledged, never refused (Telegram would resend it forever);
@@ -220,6 +220,7 @@ async fn on_message(
         }
         "balance" => balance(&chat, user.as_ref()).await,
         "buy" => buy(&chat).await?,
+        "notices" => notices(&chat, user.as_ref(), args).await?,
         "clear" => {
             let markup = keyboards::confirm(chat.lang, keyboards::CLEAR_YES);
             chat.send(texts::clear_confirm(chat.lang), Some(markup))
@@ -316,6 +317,35 @@ async fn balance(chat: &Chat<'_>, user: Option<&User>) {
     };
     chat.send(&texts::balance(chat.lang, &view), Some(chat.open_app()))
         .await;
+}
+
+/// `/notices [on|off]`, `/notices monthly [on|off]`: shows or changes the user's choices (the
+/// same as `PATCH /api/v1/me`).
+async fn notices(chat: &Chat<'_>, user: Option<&User>, args: &str) -> AppResult<()> {
+    let Some(user) = user else {
+        chat.send(texts::no_account(chat.lang), Some(chat.open_app()))
+            .await;
+        return Ok(());
+    };
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let switch = |w: &str| match w {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    };
+    let (all, monthly) = match words.as_slice() {
+        [w] => (switch(w), None),
+        ["monthly", w] => (None, switch(w)),
+        _ => (None, None),
+    };
+    let choices = if all.is_some() || monthly.is_some() {
+        crate::notices::set_choices(chat.state, user.id, all, monthly).await?
+    } else {
+        crate::notices::choices(chat.state, user.id).await?
+    };
+    let text = texts::notices_state(chat.lang, choices.notices, choices.free_actions_back);
+    chat.send(&text, None).await;
+    Ok(())
 }
 
 async fn buy(chat: &Chat<'_>) -> AppResult<()> {

@@ -29,7 +29,7 @@ pub fn webhook_url(settings: &Settings) -> String {
 }
 
 fn commands(ru: bool, admin: bool) -> Value {
-    let user: [(&str, &str, &str); 6] = [
+    let user: [(&str, &str, &str); 7] = [
         ("start", "Открыть Atelier", "Open Atelier"),
         (
             "balance",
@@ -43,6 +43,7 @@ fn commands(ru: bool, admin: bool) -> Value {
             "Erase my photos and chats",
         ),
         ("delete", "Удалить аккаунт", "Erase my account"),
+        ("notices", "Уведомления: on или off", "Notices: on or off"),
         ("help", "Справка", "Help"),
     ];
     let ops: [(&str, &str, &str); 5] = [

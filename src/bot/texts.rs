@@ -54,10 +54,11 @@ pub fn help(l: Lang) -> &'static str {
         "Atelier: примерка одежды и редактирование фото с ИИ.\n\n\
          /start — открыть приложение\n/balance — кредиты и бесплатные действия\n\
          /buy — купить кредиты\n/clear — удалить мои фото и чаты\n\
-         /delete — удалить аккаунт\n/help — эта справка",
+         /delete — удалить аккаунт\n/notices — уведомления\n/help — эта справка",
         "Atelier: AI try-on and photo editing.\n\n\
          /start — open the app\n/balance — credits and free actions\n/buy — buy credits\n\
-         /clear — erase my photos and chats\n/delete — erase my account\n/help — this help",
+         /clear — erase my photos and chats\n/delete — erase my account\n\
+         /notices — notices on or off\n/help — this help",
     )
 }
 
@@ -249,6 +250,91 @@ pub fn block_changed(l: Lang, blocked: bool, canceled: usize) -> String {
     }
 }
 
+/// A notice's text (`notices` kinds), or None for a kind this build does not know.
+pub fn notice(l: Lang, kind: &str, args: &serde_json::Value) -> Option<String> {
+    let n = |name: &str| args[name].as_i64().unwrap_or(0);
+    let text = match (kind, l) {
+        ("generation_failed", Lang::Ru) if n("credits") > 0 => format!(
+            "Не удалось создать изображение. Кредиты вернулись на баланс: {}.",
+            n("credits")
+        ),
+        ("generation_failed", Lang::En) if n("credits") > 0 => format!(
+            "Your image could not be made. {} {} back on your balance.",
+            n("credits"),
+            if n("credits") == 1 {
+                "credit is"
+            } else {
+                "credits are"
+            }
+        ),
+        ("generation_failed", _) => l
+            .pick(
+                "Не удалось создать изображение. Бесплатное действие вернулось.",
+                "Your image could not be made. Your free action is back.",
+            )
+            .to_owned(),
+        ("payment_credited", _) => {
+            let plan = args["plan"].as_str();
+            let base = match l {
+                Lang::Ru => format!("Оплата получена: начислено кредитов — {}.", n("credits")),
+                Lang::En => format!("Payment received: {} credits added.", n("credits")),
+            };
+            match plan {
+                Some(plan) => format!(
+                    "{base} {}",
+                    l.pick("Тариф {plan} активен.", "Your {plan} plan is active.")
+                        .replace("{plan}", plan)
+                ),
+                None => base,
+            }
+        }
+        ("referral_bonus", Lang::Ru) => format!(
+            "Ваш друг присоединился к Atelier: бонус {} кредитов.",
+            n("credits")
+        ),
+        ("referral_bonus", Lang::En) => format!(
+            "A friend you invited joined Atelier: {} bonus credits for you.",
+            n("credits")
+        ),
+        ("free_actions_back", Lang::Ru) => format!(
+            "Бесплатные действия снова доступны: {} в этом месяце.",
+            n("free")
+        ),
+        ("free_actions_back", Lang::En) => {
+            format!("Your free actions are back: {} this month.", n("free"))
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "{text}\n\n{}",
+        l.pick(
+            "Отключить уведомления: /notices off",
+            "Turn these notices off: /notices off"
+        )
+    ))
+}
+
+pub fn notices_state(l: Lang, on: bool, free_actions_back: bool) -> String {
+    let yes_no = |b: bool| match b {
+        true => l.pick("вкл", "on"),
+        false => l.pick("выкл", "off"),
+    };
+    match l {
+        Lang::Ru => format!(
+            "Уведомления: {}. «Бесплатные действия снова доступны»: {}.\n\n\
+             /notices on | off — все уведомления\n/notices monthly on | off — о бесплатных действиях",
+            yes_no(on),
+            yes_no(free_actions_back)
+        ),
+        Lang::En => format!(
+            "Notices: {}. \"Free actions are back\": {}.\n\n\
+             /notices on | off — all notices\n/notices monthly on | off — free actions back",
+            yes_no(on),
+            yes_no(free_actions_back)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +346,21 @@ mod tests {
         assert_eq!(Lang::of(Some("uk")), Lang::En);
         assert_eq!(Lang::of(None), Lang::En);
         assert!(welcome(Lang::Ru, 3).contains('3'));
+    }
+
+    #[test]
+    fn notices_read_in_both_languages() {
+        let args = serde_json::json!({"credits": 5});
+        let ru = notice(Lang::Ru, "generation_failed", &args).unwrap();
+        assert!(ru.contains("Кредиты вернулись") && ru.contains('5'), "{ru}");
+        let en = notice(Lang::En, "generation_failed", &serde_json::json!({})).unwrap();
+        assert!(en.contains("free action is back"), "{en}");
+        let paid = serde_json::json!({"credits": 50, "plan": "pro"});
+        assert!(
+            notice(Lang::En, "payment_credited", &paid)
+                .unwrap()
+                .contains("pro plan")
+        );
+        assert!(notice(Lang::En, "unknown", &args).is_none());
     }
 }

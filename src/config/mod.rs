@@ -5,6 +5,7 @@
 //! defaults stand only while no real credential is configured ([`Settings::real_credentials`]),
 //! in any `APP_ENV`.
 
+mod alerts;
 mod assistant;
 mod env;
 mod generation;
@@ -21,6 +22,7 @@ use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use alerts::AlertSettings;
 pub use assistant::AssistantSettings;
 use env::{Env, bad};
 pub use generation::GenerationSettings;
@@ -131,6 +133,8 @@ pub struct Settings {
     pub admin_api_key: Option<SecretString>,
     /// Telegram ids whose access tokens are accepted on `/admin` too.
     pub admin_ids: Vec<i64>,
+    /// Operator alerts to `ADMIN_CHAT_ID`.
+    pub alerts: AlertSettings,
     /// Error reporting; off without `SENTRY_DSN`.
     pub sentry: Option<SentrySettings>,
 }
@@ -214,6 +218,7 @@ impl Settings {
             payments,
             admin_api_key: env.secret("ADMIN_API_KEY")?,
             admin_ids: admin_ids(&env)?,
+            alerts: AlertSettings::read(&env)?,
             assistant,
             sentry: SentrySettings::read(&env, app_env)?,
         };

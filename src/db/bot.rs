@@ -109,3 +109,13 @@ pub async fn forget_chat(
         .execute(conn)
         .await
 }
+
+/// Forgets handled update ids recorded before `before`.
+pub async fn prune_updates(
+    conn: &mut AsyncPgConnection,
+    before: chrono::DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::delete(bot_updates::table.filter(bot_updates::handled_at.lt(before)))
+        .execute(conn)
+        .await
+}

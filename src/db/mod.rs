@@ -8,6 +8,7 @@ pub mod chat_turns;
 pub mod generations;
 pub mod ledger;
 pub mod models;
+pub mod notices;
 pub mod payments;
 pub mod privacy;
 pub mod products;

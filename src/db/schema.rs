@@ -293,3 +293,23 @@ diesel::table! {
         updated_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    notice_settings (user_id) {
+        user_id -> Int8,
+        notices -> Bool,
+        free_actions_back -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notices (key) {
+        key -> Text,
+        user_id -> Int8,
+        kind -> Text,
+        args -> Jsonb,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}

@@ -1,5 +1,6 @@
 //! A generation that failed for good: marked failed and its charge refunded in one
-//! transaction, exactly once; its owner hears of it only after the commit.
+//! transaction, exactly once; its owner hears of it only after the commit (their sockets, and a
+//! Telegram notice enqueued in the same transaction).
 
 use chrono::Utc;
 use diesel_async::AsyncPgConnection;
@@ -27,7 +28,10 @@ pub async fn fail_and_refund(
     generations::mark_finished_unsuccessfully(conn, g.id, GenerationStatus::Failed, code, detail)
         .await?;
     // Refunded in the same transaction as the failure (a second call finds it refunded).
-    ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+    let refunded = ledger::refund(conn, &g.charge_key, Utc::now().date_naive()).await?;
+    if let Some(r) = refunded.filter(|r| !r.replayed) {
+        crate::notices::generation_failed(conn, g.user_id, g.id, r.entry.delta).await?;
+    }
     tracing::warn!(generation = %g.id, code, detail, "generation failed; charge refunded");
     Ok(())
 }

@@ -50,9 +50,10 @@ fn failure(code: &str, detail: impl std::fmt::Display) -> String {
     format!("{code}: {detail}")
 }
 
-fn provider_outcome(e: &ProviderError) -> Outcome {
+async fn provider_outcome(state: &AppState, e: &ProviderError) -> Outcome {
     if e.alerts_operator {
         tracing::error!(provider = e.provider, code = e.code, message = %e.message, "provider account needs an operator");
+        crate::alerts::provider_account(state, e.provider, &e.message).await;
     }
     if e.is_retryable() {
         Outcome::retry(failure(e.code, &e.message))
@@ -158,7 +159,7 @@ impl GenerationJob {
         };
         let info = match self.provider.poll(&task.clone().into()).await {
             Ok(info) => info,
-            Err(e) => return Ok(provider_outcome(&e)),
+            Err(e) => return Ok(provider_outcome(state, &e).await),
         };
         let running_for = Utc::now() - g.started_at.unwrap_or(g.created_at);
         match info.state {
@@ -233,7 +234,7 @@ impl GenerationJob {
                     after => Started::PollLater(after),
                 })
             }
-            Err(e) => Ok(Started::Not(provider_outcome(&e))),
+            Err(e) => Ok(Started::Not(provider_outcome(state, &e).await)),
         }
     }
 
@@ -246,7 +247,7 @@ impl GenerationJob {
             .await
         {
             Ok(bytes) => bytes,
-            Err(e) => return Ok(provider_outcome(&e)),
+            Err(e) => return Ok(provider_outcome(state, &e).await),
         };
         let media = &state.settings.media;
         let limits = Limits {

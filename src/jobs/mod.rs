@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod generation;
+pub mod notice;
 pub mod queue;
 pub mod runner;
 pub mod sweeper;
@@ -18,9 +19,12 @@ pub fn registry(state: &AppState) -> anyhow::Result<runner::Registry> {
     let provider = state.image_provider.clone();
     let mut registry = runner::Registry::new()
         .register(generation::KIND, generation::GenerationJob::new(provider));
-    if let Some(client) = state.telegram_delivery.clone() {
+    let telegram = state.telegram_delivery.clone();
+    if let Some(client) = telegram.clone() {
         registry = registry.register(delivery::KIND, delivery::DeliveryJob::new(client));
     }
+    // Registered without a bot token too: its notices are then dropped, not left queued.
+    registry = registry.register(notice::KIND, notice::NoticeJob::new(telegram));
     Ok(registry)
 }
 
@@ -54,6 +58,14 @@ pub async fn run_worker(state: AppState, mut shutdown: Shutdown) -> anyhow::Resu
         if let Err(e) = crate::billing::reconcile(&state, chrono::Utc::now()).await {
             tracing::warn!(error = %e, "payment reconciliation failed; retrying next round");
         }
+        if let Err(e) = sweeper::prune_bot_updates(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "pruning handled bot updates failed; retrying next round");
+        }
+        if let Err(e) = crate::notices::free_actions_back(&state, chrono::Utc::now()).await {
+            tracing::warn!(error = %e, "free-actions-back notices failed; retrying next round");
+        }
+        crate::alerts::check_backlog(&state).await;
+        crate::alerts::check_failures(&state).await;
         if let Err(e) = record_business_metrics(&state).await {
             tracing::warn!(error = %e, "sampling business metrics failed");
         }

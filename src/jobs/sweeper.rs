@@ -1,7 +1,7 @@
 //! Retention: erases expired uploads (object first, then the row is marked deleted), finished
 //! generations past `RESULT_RETENTION_DAYS` (result object first, then the row), idle chat
-//! sessions with their photos and chat messages older than 30 days, and refunds chat turns a
-//! crash left pending; in batches, idempotently, and safely beside other workers (rows are
+//! sessions with their photos and chat messages older than 30 days, handled bot update ids
+//! older than a few days, and refunds chat turns a crash left pending; in batches, idempotently, and safely beside other workers (rows are
 //! claimed with SKIP LOCKED).
 
 use chrono::{DateTime, Utc};
@@ -16,6 +16,21 @@ const BATCH: i64 = 200;
 
 /// A chat message is kept this long, even in a session still in use.
 pub const CHAT_MESSAGE_RETENTION_DAYS: i64 = 30;
+
+/// Handled Telegram update ids are kept this long: Telegram resends an unanswered update for
+/// at most a day, so older ids guard nothing.
+pub const BOT_UPDATE_RETENTION_DAYS: i64 = 3;
+
+/// Forgets handled bot update ids older than [`BOT_UPDATE_RETENTION_DAYS`]; returns how many.
+pub async fn prune_bot_updates(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    let before = now - chrono::Duration::days(BOT_UPDATE_RETENTION_DAYS);
+    let mut conn = state.db.get().await?;
+    let pruned = crate::db::bot::prune_updates(&mut conn, before).await?;
+    if pruned > 0 {
+        tracing::info!(pruned, "forgot handled bot updates past retention");
+    }
+    Ok(pruned)
+}
 
 /// Erases every upload expired at `now`; returns how many were erased.
 pub async fn sweep_uploads(state: &AppState, now: DateTime<Utc>) -> anyhow::Result<usize> {

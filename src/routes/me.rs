@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::Balance;
@@ -15,6 +15,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/me")
             .route(web::get().to(me))
+            .route(web::patch().to(patch_me))
             .route(web::delete().to(super::privacy::erase)),
     )
     .service(web::resource("/balance").route(web::get().to(balance)));
@@ -105,6 +106,42 @@ pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResu
     Ok(HttpResponse::Ok().json(MeDto {
         user: UserDto::from(&user),
         balance,
+    }))
+}
+
+/// What `PATCH /api/v1/me` changes; an absent field stays as it is.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MePatch {
+    /// Telegram notices from the bot (a failed generation refunded, a payment credited, a
+    /// referral bonus). On by default.
+    pub notices: Option<bool>,
+    /// The monthly "free actions are back" notice. Off by default (opt-in).
+    pub free_actions_back: Option<bool>,
+}
+
+/// The user's notice choices after the change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NoticesDto {
+    pub notices: bool,
+    pub free_actions_back: bool,
+}
+
+/// Changes the signed-in user's notice choices (the bot's `/notices` does the same).
+#[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
+    request_body = MePatch,
+    responses((status = 200, body = NoticesDto), (status = 401, body = crate::error::Problem)))]
+pub async fn patch_me(
+    state: web::Data<AppState>,
+    AuthUser(user): AuthUser,
+    body: web::Json<MePatch>,
+) -> AppResult<HttpResponse> {
+    let body = body.into_inner();
+    let choices =
+        crate::notices::set_choices(&state, user.id, body.notices, body.free_actions_back).await?;
+    Ok(HttpResponse::Ok().json(NoticesDto {
+        notices: choices.notices,
+        free_actions_back: choices.free_actions_back,
     }))
 }
 

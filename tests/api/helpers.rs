@@ -3,6 +3,7 @@
 //! below it typed test users (`user`), the API's responses (`responses`) and the fixtures
 //! shared by the feature modules (`fixtures`).
 
+pub mod bot;
 mod fixtures;
 mod reference_initdata;
 mod responses;

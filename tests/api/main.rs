@@ -20,6 +20,7 @@ mod idempotency;
 mod ledger;
 mod limits;
 mod metrics;
+mod notices;
 mod openapi;
 mod payment_limits;
 mod payments;

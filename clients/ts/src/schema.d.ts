@@ -419,7 +419,8 @@ export interface paths {
         delete: operations["erase"];
         options?: never;
         head?: never;
-        patch?: never;
+        /** Changes the signed-in user's notice choices (the bot's `/notices` does the same). */
+        patch: operations["patch_me"];
         trace?: never;
     };
     "/api/v1/me/export": {
@@ -1247,6 +1248,16 @@ export interface components {
             user: components["schemas"]["UserDto"];
         };
         MeDto: components["schemas"]["UserDto"] & components["schemas"]["BalanceDto"];
+        /** @description What `PATCH /api/v1/me` changes; an absent field stays as it is. */
+        MePatch: {
+            /** @description The monthly "free actions are back" notice. Off by default (opt-in). */
+            free_actions_back?: boolean | null;
+            /**
+             * @description Telegram notices from the bot (a failed generation refunded, a payment credited, a
+             *     referral bonus). On by default.
+             */
+            notices?: boolean | null;
+        };
         MessageDto: {
             content: string;
             /** @description The photo attached with this message, as a signed link (null once erased). */
@@ -1258,6 +1269,11 @@ export interface components {
             usage?: null | components["schemas"]["TokenUsage"];
             /** @description An assistant message's three edit prompts. */
             variants?: string[];
+        };
+        /** @description The user's notice choices after the change. */
+        NoticesDto: {
+            free_actions_back: boolean;
+            notices: boolean;
         };
         /**
          * @description A YooKassa notification as the webhook reads it: `type`, `event` and `object.id`. The rest of
@@ -2471,6 +2487,41 @@ export interface operations {
             401: components["responses"]["Problem"];
             /** @description `user_blocked` */
             403: components["responses"]["Problem"];
+            /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
+            503: components["responses"]["Problem"];
+        };
+    };
+    patch_me: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MePatch"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NoticesDto"];
+                };
+            };
+            /** @description `invalid_json`: the body is not JSON */
+            400: components["responses"]["Problem"];
+            /** @description `missing_credentials`, `invalid_token` or `token_expired` */
+            401: components["responses"]["Problem"];
+            /** @description `user_blocked` */
+            403: components["responses"]["Problem"];
+            /** @description `payload_too_large` */
+            413: components["responses"]["Problem"];
+            /** @description `unsupported_media_type`: send application/json */
+            415: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
             503: components["responses"]["Problem"];
         };
