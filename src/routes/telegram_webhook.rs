@@ -1,7 +1,7 @@
 //! The bot's webhook (`setWebhook` with a `secret_token`): Telegram Stars pre-checkout queries,
 //! successful and refunded payments go to `billing::stars`, everything else to `crate::bot`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -56,6 +56,13 @@ pub async fn webhook(
             "X-Telegram-Bot-Api-Secret-Token does not match",
         ));
     }
-    crate::bot::handle_webhook(&state, &body).await?;
+    match crate::bot::handle_webhook(&state, &body).await {
+        // Telegram resends an update on any non-2xx: one we refuse (say a name PostgreSQL cannot
+        // store) is acknowledged and dropped, only our own failures ask for it again.
+        Err(e) if e.status_code().is_client_error() => {
+            tracing::warn!(code = %e.code(), "Telegram update refused and dropped: {e}");
+        }
+        result => result?,
+    }
     Ok(HttpResponse::Ok().finish())
 }

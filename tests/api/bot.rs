@@ -428,6 +428,14 @@ async fn unreadable_updates_and_groups_are_acknowledged_and_ignored() {
     push(&app, &tg, &group).await;
     assert!(tg.calls_to("sendMessage").is_empty());
     assert!(user(&app, 1101).await.is_none());
+    // A name PostgreSQL cannot store (U+0000): acknowledged and dropped, not refused with a
+    // 4xx that Telegram would resend; the next update from the same person is answered.
+    let mut nul = text_update(5, 1102, "en", "/start");
+    nul["message"]["from"]["first_name"] = "An\u{0}na".into();
+    push(&app, &tg, &nul).await;
+    assert!(user(&app, 1102).await.is_none());
+    push(&app, &tg, &text_update(6, 1102, "en", "/start")).await;
+    assert_eq!(sent(&tg, 1102).len(), 1);
 }
 
 #[tokio::test]
