@@ -156,3 +156,15 @@ pub async fn insert_free_actions_back(
     .await?;
     Ok(rows.into_iter().map(|r| r.key).collect())
 }
+
+/// Erasure: the user's notice choices and every notice kept for them (their amounts and
+/// events). An erased account has no events left to be noticed twice.
+pub async fn forget(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<()> {
+    diesel::delete(notices::table.filter(notices::user_id.eq(user_id)))
+        .execute(conn)
+        .await?;
+    diesel::delete(notice_settings::table.filter(notice_settings::user_id.eq(user_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -89,6 +89,7 @@ pub async fn erase(state: &AppState, user: &User) -> anyhow::Result<Erasure> {
         privacy::anonymise_user(conn, user.id, now).await?;
         // The bot's record of the chat holds the Telegram id: it goes too.
         crate::db::bot::forget_chat(conn, TelegramId(user.telegram_id)).await?;
+        crate::db::notices::forget(conn, user.id).await?;
         let payments = privacy::scrub_payments(conn, user.id).await?;
         let ledger_entries = ledger::count(conn, user.id).await?;
         Ok(Erasure {

@@ -162,6 +162,31 @@ async fn a_user_who_turned_notices_off_gets_none_and_the_bot_turns_them_back_on(
     failed_generation(&kie, &user, "on").await;
     notice_jobs_done(&app, 2).await;
     assert_eq!(notices_to(&tg, 3002, "1 credit is back"), 1);
+
+    // Erasure takes the choices and the notices kept with them.
+    let id = crate::helpers::bot::user(&app, 3002).await.unwrap().id;
+    assert_eq!(notice_rows(&app, id).await, (2, 1));
+    user.erase().await;
+    assert_eq!(notice_rows(&app, id).await, (0, 0));
+}
+
+/// How many `notices` and `notice_settings` rows the user has.
+async fn notice_rows(app: &TestApp, user_id: i64) -> (i64, i64) {
+    use atelier::db::schema::{notice_settings, notices};
+    let mut conn = app.conn().await;
+    let sent = notices::table
+        .filter(notices::user_id.eq(user_id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let settings = notice_settings::table
+        .filter(notice_settings::user_id.eq(user_id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    (sent, settings)
 }
 
 #[tokio::test]
