@@ -130,7 +130,8 @@ pub struct NoticesDto {
 /// Changes the signed-in user's notice choices (the bot's `/notices` does the same).
 #[utoipa::path(patch, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
     request_body = MePatch,
-    responses((status = 200, body = NoticesDto), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = NoticesDto), (status = 401, body = crate::error::Problem),
+              (status = 422, description = "`invalid_body`: unknown or ill-typed fields", body = crate::error::Problem)))]
 pub async fn patch_me(
     state: web::Data<AppState>,
     AuthUser(user): AuthUser,

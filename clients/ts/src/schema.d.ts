@@ -2522,6 +2522,8 @@ export interface operations {
             413: components["responses"]["Problem"];
             /** @description `unsupported_media_type`: send application/json */
             415: components["responses"]["Problem"];
+            /** @description `invalid_body`: unknown or ill-typed fields */
+            422: components["responses"]["Problem"];
             /** @description `service_unavailable`: PostgreSQL or Redis cannot be reached; retry */
             503: components["responses"]["Problem"];
         };
