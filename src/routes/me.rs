@@ -111,13 +111,37 @@ pub async fn me(state: web::Data<AppState>, AuthUser(user): AuthUser) -> AppResu
 
 /// What `PATCH /api/v1/me` changes; an absent field stays as it is.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    try_from = "serde_json::Map<String, serde_json::Value>"
+)]
 pub struct MePatch {
     /// Telegram notices from the bot (a failed generation refunded, a payment credited, a
     /// referral bonus). On by default.
     pub notices: Option<bool>,
     /// The monthly "free actions are back" notice. Off by default (opt-in).
     pub free_actions_back: Option<bool>,
+}
+
+/// [`MePatch`]'s fields, read from a JSON object only: serde's derive alone would also take them
+/// as an array (`[true, null]`), which the document does not allow.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MePatchFields {
+    notices: Option<bool>,
+    free_actions_back: Option<bool>,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for MePatch {
+    type Error = serde_json::Error;
+
+    fn try_from(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, Self::Error> {
+        let fields: MePatchFields = serde_json::from_value(object.into())?;
+        Ok(Self {
+            notices: fields.notices,
+            free_actions_back: fields.free_actions_back,
+        })
+    }
 }
 
 /// The user's notice choices after the change.

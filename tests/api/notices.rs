@@ -148,6 +148,24 @@ async fn a_user_who_turned_notices_off_gets_none_and_the_bot_turns_them_back_on(
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body, json!({"notices": false, "free_actions_back": false}));
+    // Only an object with those fields is a change (the contract run sent an array).
+    for bad in [
+        json!([true, null]),
+        json!({"notices": false, "other": 1}),
+        json!({"notices": 1}),
+    ] {
+        let res = app
+            .client
+            .patch(app.url("/api/v1/me"))
+            .bearer_auth(&user.token)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{bad}");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid_body", "{bad}");
+    }
 
     let _worker = Worker::start(&app);
     failed_generation(&kie, &user, "off").await;
