@@ -3,6 +3,7 @@
 //! change is written to the audit trail with its actor, in the change's transaction; the
 //! `*_in` functions run inside the caller's transaction (the bot adds its update record to it).
 
+use crate::domain::ids::{TelegramId, UserId};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
 
@@ -19,7 +20,7 @@ use crate::state::AppState;
 /// The most credits one operator's move takes either way (a typo is not a fortune).
 pub const MAX_AMOUNT: i64 = 1_000_000_000;
 
-pub async fn find_user(conn: &mut AsyncPgConnection, telegram_id: i64) -> AppResult<User> {
+pub async fn find_user(conn: &mut AsyncPgConnection, telegram_id: TelegramId) -> AppResult<User> {
     users::find_by_telegram_id(conn, telegram_id)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no user with Telegram id {telegram_id}")))
@@ -57,7 +58,7 @@ impl CreditMove {
 pub async fn move_credits_in(
     conn: &mut AsyncPgConnection,
     actor: &str,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     change: &CreditMove,
     key: &str,
 ) -> AppResult<(Applied, i64)> {
@@ -98,7 +99,7 @@ fn credits_fingerprint(amount: &serde_json::Value, reason: &serde_json::Value) -
 /// A block or unblock as committed; hand it to [`after_block`] once the transaction is.
 #[derive(Debug)]
 pub struct BlockChange {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub blocked: bool,
     /// Generations that had not started, canceled and refunded by a block.
     pub canceled: Vec<Generation>,
@@ -108,7 +109,7 @@ pub struct BlockChange {
 pub async fn set_blocked_in(
     conn: &mut AsyncPgConnection,
     actor: &str,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     blocked: bool,
 ) -> AppResult<BlockChange> {
     let user = find_user(conn, telegram_id).await?;

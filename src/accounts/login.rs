@@ -3,6 +3,8 @@
 
 use chrono::Utc;
 
+use crate::domain::ids::TelegramId;
+
 use super::sign_up::sign_in;
 use crate::auth::Blocked;
 use crate::auth::initdata::InitData;
@@ -64,7 +66,7 @@ async fn sign_in_with(state: &AppState, data: &InitData) -> AppResult<User> {
         AppError::unauthorized(ErrorCode::InvalidInitData, "initData carries no user")
     })?;
     let profile = Profile {
-        telegram_id: tg.id,
+        telegram_id: TelegramId(tg.id),
         username: tg.username.clone(),
         first_name: tg.first_name.clone(),
         last_name: tg.last_name.clone(),

@@ -51,7 +51,7 @@ pub async fn sign_in(
                 let user = login.user;
                 if login.erased_before && login.created {
                     tracing::info!(
-                        user_id = user.id,
+                        user_id = %user.id,
                         "an erased account signed up again: no signup or referral bonus"
                     );
                 }

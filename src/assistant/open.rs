@@ -1,6 +1,7 @@
 //! Opening a turn, in one transaction (`billing::charged`): the client key, the session
 //! (created, or locked with its recent history), the photo, the charge, and the pending turn.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
@@ -61,7 +62,7 @@ impl NewTurn {
 /// A charged turn waiting for the model.
 pub(super) struct PendingTurn {
     pub id: Uuid,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub session_id: Uuid,
     pub new_session: bool,
     pub charge_key: String,
@@ -284,7 +285,7 @@ fn continuable(context: TurnContext) -> AppResult<(Option<Photo>, Vec<StoredMess
 /// An editing photo of the user's that can still be used.
 async fn editing_photo(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
     now: DateTime<Utc>,
 ) -> AppResult<Upload> {

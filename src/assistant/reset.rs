@@ -1,5 +1,6 @@
 //! Emptying a session's history: the session and its photo stay.
 
+use crate::domain::ids::UserId;
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use crate::state::AppState;
 
 /// Resets one of the user's sessions, unless a turn of it is waiting for the model (409
 /// `turn_in_progress`); the session as it is now.
-pub async fn reset(state: &AppState, user_id: i64, session_id: Uuid) -> AppResult<ChatSession> {
+pub async fn reset(state: &AppState, user_id: UserId, session_id: Uuid) -> AppResult<ChatSession> {
     let mut conn = state.db.get().await?;
     conn.transaction(async |conn| -> AppResult<ChatSession> {
         let session = chat_sessions::lock_owned(conn, user_id, session_id)

@@ -1,6 +1,7 @@
 //! Running a turn: the model is asked (with the session's photo and recent history), its reply
 //! streamed to the user's sockets as it is written, and the turn settled by the outcome.
 
+use crate::domain::ids::UserId;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -77,7 +78,7 @@ pub(super) async fn run(state: &AppState, turn: Box<PendingTurn>) -> AppResult<R
 /// (a retried call); `chat.reply` has the final, checked text.
 async fn publish_deltas(
     state: AppState,
-    user_id: i64,
+    user_id: UserId,
     session_id: Uuid,
     mut written: tokio::sync::mpsc::UnboundedReceiver<Delta>,
 ) {
@@ -106,7 +107,7 @@ async fn publish_deltas(
 /// response and without failing the turn.
 fn publish_reply(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     reply: &Reply,
     previews: tokio::task::JoinHandle<()>,
 ) {

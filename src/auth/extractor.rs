@@ -172,8 +172,8 @@ impl FromRequest for AdminUser {
                 ),
                 _ => e,
             })?;
-            if state.settings.admin_ids.contains(&user.telegram_id) {
-                Ok(AdminUser::Telegram(user.telegram_id))
+            if state.settings.admin_ids.contains(&user.telegram_id.get()) {
+                Ok(AdminUser::Telegram(user.telegram_id.get()))
             } else {
                 Err(AppError::forbidden(
                     ErrorCode::NotAdmin,

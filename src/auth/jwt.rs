@@ -2,6 +2,7 @@
 //! Verification also accepts the previous secret, so the secret can rotate without logging
 //! everyone out.
 
+use crate::domain::ids::TelegramId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::ExposeSecret;
@@ -61,7 +62,7 @@ impl JwtKeys {
     }
 
     /// A token for `telegram_id`, valid for the configured TTL from `now`.
-    pub fn issue(&self, telegram_id: i64, now: i64) -> anyhow::Result<String> {
+    pub fn issue(&self, telegram_id: TelegramId, now: i64) -> anyhow::Result<String> {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -122,9 +123,9 @@ mod tests {
     fn round_trip_and_expiry() {
         let k = keys(&[("JWT_SECRET", A), ("JWT_TTL_SECS", "60")]);
         let now = chrono::Utc::now().timestamp();
-        assert_eq!(k.verify(&k.issue(42, now).unwrap()), Ok(42));
+        assert_eq!(k.verify(&k.issue(TelegramId(42), now).unwrap()), Ok(42));
         assert_eq!(
-            k.verify(&k.issue(42, now - 61).unwrap()),
+            k.verify(&k.issue(TelegramId(42), now - 61).unwrap()),
             Err(TokenError::Expired)
         );
         assert_eq!(k.verify("not.a.token"), Err(TokenError::Invalid));
@@ -133,7 +134,9 @@ mod tests {
     #[test]
     fn rotation_accepts_previous_secret_only_when_configured() {
         let now = chrono::Utc::now().timestamp();
-        let old = keys(&[("JWT_SECRET", A)]).issue(7, now).unwrap();
+        let old = keys(&[("JWT_SECRET", A)])
+            .issue(TelegramId(7), now)
+            .unwrap();
         assert_eq!(
             keys(&[("JWT_SECRET", B), ("JWT_PREVIOUS_SECRET", A)]).verify(&old),
             Ok(7)
@@ -148,14 +151,14 @@ mod tests {
     fn wrong_audience_or_issuer_is_rejected() {
         let now = chrono::Utc::now().timestamp();
         let token = keys(&[("JWT_SECRET", A), ("JWT_AUDIENCE", "other")])
-            .issue(7, now)
+            .issue(TelegramId(7), now)
             .unwrap();
         assert_eq!(
             keys(&[("JWT_SECRET", A)]).verify(&token),
             Err(TokenError::Invalid)
         );
         let token = keys(&[("JWT_SECRET", A), ("JWT_ISSUER", "other")])
-            .issue(7, now)
+            .issue(TelegramId(7), now)
             .unwrap();
         assert_eq!(
             keys(&[("JWT_SECRET", A)]).verify(&token),

@@ -5,6 +5,7 @@ pub mod extractor;
 pub mod initdata;
 pub mod jwt;
 
+use crate::domain::ids::TelegramId;
 use chrono::Utc;
 use secrecy::ExposeSecret;
 
@@ -32,7 +33,7 @@ pub fn verifier_from_settings(settings: &Settings) -> anyhow::Result<Verifier> {
 /// (`erased_identities`): HMAC-SHA256 of the id under the JWT secret, so that the table holds no
 /// id, and a leaked copy of it cannot be matched against ids without the secret. After a change
 /// of `JWT_SECRET` the accounts erased before it are no longer recognised.
-pub fn identity_hash(settings: &Settings, telegram_id: i64) -> Vec<u8> {
+pub fn identity_hash(settings: &Settings, telegram_id: TelegramId) -> Vec<u8> {
     use hmac::{Hmac, Mac};
     let key = settings.jwt_secret.expose_secret().as_bytes();
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
@@ -105,7 +106,7 @@ pub async fn user_for_token(
         }
     })?;
     let mut conn = state.db.get().await?;
-    let user = users::find_by_telegram_id(&mut conn, telegram_id)
+    let user = users::find_by_telegram_id(&mut conn, TelegramId(telegram_id))
         .await?
         .ok_or_else(|| {
             AppError::unauthorized(ErrorCode::InvalidToken, "the account no longer exists")

@@ -5,6 +5,7 @@
 //!
 //! An earlier action is answered only for the same request (`domain::idempotency`).
 
+use crate::domain::ids::UserId;
 use std::future::Future;
 
 use chrono::Utc;
@@ -21,7 +22,7 @@ use crate::error::{AppError, AppResult};
 /// Who pays what for an action, and the key that makes it idempotent.
 #[derive(Debug, Clone, Copy)]
 pub struct Charge<'a> {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The client's key (`client_request_id` or `Idempotency-Key`).
     pub client_key: &'a str,
     /// Of the parsed request: an earlier action is answered only for the same request.

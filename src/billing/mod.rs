@@ -8,6 +8,7 @@ pub mod income;
 pub mod referrals;
 pub mod stars;
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Duration, Utc};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
@@ -148,7 +149,7 @@ pub async fn insert_pending(
 /// The row of a new pending payment of `product`.
 pub fn new_payment(
     id: Uuid,
-    user_id: i64,
+    user_id: UserId,
     provider: PaymentProviderName,
     product: &Product,
     amount_minor: i64,

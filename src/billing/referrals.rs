@@ -10,6 +10,7 @@ use crate::config::Settings;
 use crate::db::ledger::{self, Cause};
 use crate::db::{referrals, users};
 use crate::domain::credits::Reason;
+use crate::domain::ids::UserId;
 use crate::domain::payments::referral_award;
 use crate::error::AppResult;
 
@@ -19,8 +20,8 @@ use crate::error::AppResult;
 pub async fn award(
     conn: &mut AsyncPgConnection,
     settings: &Settings,
-    referrer_id: i64,
-    referred_id: i64,
+    referrer_id: UserId,
+    referred_id: UserId,
     payment_id: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> AppResult<i64> {
@@ -42,7 +43,7 @@ pub async fn award(
         crate::notices::referral_bonus(conn, referrer_id, referred_id, credits).await?;
         metrics::counter!("referral_bonuses_total").increment(1);
     } else {
-        tracing::info!(referrer_id, "referral daily cap reached; no bonus");
+        tracing::info!(%referrer_id, "referral daily cap reached; no bonus");
     }
     Ok(credits)
 }
@@ -69,7 +70,7 @@ pub async fn take_back(conn: &mut AsyncPgConnection, payment_id: Uuid) -> AppRes
     .await?;
     if shortfall > 0 {
         tracing::warn!(
-            referrer_id,
+            %referrer_id,
             shortfall,
             "a taken-back referral bonus had already been spent"
         );

@@ -4,6 +4,7 @@
 //! `refunded_payment` (`refundStarPayment`, or Telegram's own) takes the purchase back, once.
 //! Updates reach us through the bot's webhook, authenticated by its secret token.
 
+use crate::domain::ids::TelegramId;
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
 use serde::Deserialize;
@@ -85,7 +86,8 @@ pub struct Update {
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = TelegramUser)]
 pub struct TelegramUser {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: TelegramId,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -185,7 +187,7 @@ fn charge_id(charge: &str) -> AppResult<&str> {
 /// account no longer stands in the way: the purchase was accepted at pre-checkout.
 async fn check_invoice(
     state: &AppState,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     currency: &str,
     total: i64,
     payload: &str,
@@ -246,7 +248,7 @@ async fn pre_checkout(state: &AppState, query: &PreCheckoutQuery) -> AppResult<O
 
 async fn successful_payment(
     state: &AppState,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     paid: &SuccessfulPayment,
     body: &Value,
 ) -> AppResult<Outcome> {

@@ -42,13 +42,15 @@ pub async fn command(
                     } else {
                         reason.join(" ")
                     };
-                    add_tokens(chat, update_id, &actor, id, amount, &reason).await?
+                    add_tokens(chat, update_id, &actor, TelegramId(id), amount, &reason).await?
                 }
                 _ => claimed(chat, update_id, texts::admin_usage(chat.lang).into()).await?,
             }
         }
         ("block" | "unblock", [id]) => match id.parse::<i64>() {
-            Ok(id) => set_blocked(chat, update_id, &actor, id, command == "block").await?,
+            Ok(id) => {
+                set_blocked(chat, update_id, &actor, TelegramId(id), command == "block").await?
+            }
             Err(_) => claimed(chat, update_id, texts::admin_usage(chat.lang).into()).await?,
         },
         _ => claimed(chat, update_id, texts::admin_usage(chat.lang).into()).await?,
@@ -84,7 +86,7 @@ async fn add_tokens(
     chat: &Chat<'_>,
     update_id: i64,
     actor: &str,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     amount: i64,
     reason: &str,
 ) -> AppResult<Option<String>> {
@@ -121,7 +123,7 @@ async fn set_blocked(
     chat: &Chat<'_>,
     update_id: i64,
     actor: &str,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     blocked: bool,
 ) -> AppResult<Option<String>> {
     let mut conn = chat.state.db.get().await?;
@@ -155,14 +157,14 @@ async fn userinfo(chat: &Chat<'_>, who: &str) -> AppResult<String> {
     let user = match who.strip_prefix('@') {
         Some(name) => users::find_by_username(&mut conn, name).await?,
         None => match who.parse::<i64>() {
-            Ok(id) => users::find_by_telegram_id(&mut conn, id).await?,
+            Ok(id) => users::find_by_telegram_id(&mut conn, TelegramId(id)).await?,
             Err(_) => users::find_by_username(&mut conn, who).await?,
         },
     };
     let Some(user) = user else {
         return Ok(texts::not_found(chat.lang).to_owned());
     };
-    let source = bot_db::start_source(&mut conn, TelegramId(user.telegram_id)).await?;
+    let source = bot_db::start_source(&mut conn, user.telegram_id).await?;
     Ok(describe(chat, &user, source.as_deref()))
 }
 

@@ -86,7 +86,7 @@ async fn handle(state: &AppState, client: &TelegramClient, update: Update) -> Ap
             let mut conn = state.db.get().await?;
             conn.transaction(async |conn| -> AppResult<()> {
                 if bot_db::claim_update(conn, id).await? {
-                    bot_db::set_chat_blocked(conn, TelegramId(member.from.id), blocked).await?;
+                    bot_db::set_chat_blocked(conn, member.from.id, blocked).await?;
                     tracing::info!(blocked, "the user changed the bot's standing in their chat");
                 }
                 Ok(())
@@ -141,7 +141,7 @@ impl Chat<'_> {
                     method,
                     "the user blocked the bot; not writing to them again"
                 );
-                if let Err(e) = mark_blocked(self.state, self.chat_id).await {
+                if let Err(e) = mark_blocked(self.state, TelegramId(self.chat_id)).await {
                     tracing::warn!(error = %e, "marking a blocked chat failed");
                 }
             }
@@ -154,9 +154,9 @@ impl Chat<'_> {
     }
 }
 
-async fn mark_blocked(state: &AppState, telegram_id: i64) -> AppResult<()> {
+async fn mark_blocked(state: &AppState, telegram_id: TelegramId) -> AppResult<()> {
     let mut conn = state.db.get().await?;
-    bot_db::set_chat_blocked(&mut conn, TelegramId(telegram_id), true).await?;
+    bot_db::set_chat_blocked(&mut conn, telegram_id, true).await?;
     Ok(())
 }
 
@@ -165,7 +165,7 @@ async fn mark_blocked(state: &AppState, telegram_id: i64) -> AppResult<()> {
 async fn claim_message(
     state: &AppState,
     update_id: i64,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     source: Option<&str>,
 ) -> AppResult<bool> {
     let mut conn = state.db.get().await?;
@@ -173,7 +173,7 @@ async fn claim_message(
         if !bot_db::claim_update(conn, update_id).await? {
             return Ok(false);
         }
-        bot_db::touch_chat(conn, TelegramId(telegram_id), source).await?;
+        bot_db::touch_chat(conn, telegram_id, source).await?;
         Ok(true)
     })
     .await
@@ -203,11 +203,11 @@ async fn on_message(
     if command == "start" {
         return start(&chat, update_id, &from, args).await;
     }
-    let is_admin = state.settings.admin_ids.contains(&from.id);
+    let is_admin = state.settings.admin_ids.contains(&from.id.get());
     if is_admin && admin::COMMANDS.contains(&command.as_str()) {
         // Claimed in the transaction of each command's effect.
         bot_db_touch(state, from.id).await?;
-        return admin::command(&chat, update_id, from.id, &command, args).await;
+        return admin::command(&chat, update_id, from.id.get(), &command, args).await;
     }
     if !claim_message(state, update_id, from.id, None).await? {
         return Ok(());
@@ -240,13 +240,13 @@ async fn on_message(
 }
 
 /// The chat is open, outside a claim (an admin command claims in its own transaction).
-async fn bot_db_touch(state: &AppState, telegram_id: i64) -> AppResult<()> {
+async fn bot_db_touch(state: &AppState, telegram_id: TelegramId) -> AppResult<()> {
     let mut conn = state.db.get().await?;
-    bot_db::touch_chat(&mut conn, TelegramId(telegram_id), None).await?;
+    bot_db::touch_chat(&mut conn, telegram_id, None).await?;
     Ok(())
 }
 
-async fn find_user(state: &AppState, telegram_id: i64) -> AppResult<Option<User>> {
+async fn find_user(state: &AppState, telegram_id: TelegramId) -> AppResult<Option<User>> {
     let mut conn = state.db.get().await?;
     Ok(users::find_by_telegram_id(&mut conn, telegram_id).await?)
 }

@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::domain::ids::TelegramId;
+
 #[derive(Debug, Deserialize)]
 pub struct Update {
     pub update_id: i64,
@@ -13,7 +15,7 @@ pub struct Update {
 
 #[derive(Debug, Deserialize)]
 pub struct User {
-    pub id: i64,
+    pub id: TelegramId,
     #[serde(default)]
     pub is_bot: bool,
     #[serde(default)]

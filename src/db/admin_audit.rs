@@ -1,5 +1,6 @@
 //! The audit trail of `/admin`: who changed what, written in the transaction of the change.
 
+use crate::domain::ids::UserId;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -10,7 +11,7 @@ pub async fn record(
     conn: &mut AsyncPgConnection,
     actor: &str,
     action: &str,
-    user_id: i64,
+    user_id: UserId,
     details: serde_json::Value,
 ) -> QueryResult<usize> {
     diesel::insert_into(admin_audit::table)
@@ -29,7 +30,7 @@ pub async fn record(
 pub async fn details_for_key(
     conn: &mut AsyncPgConnection,
     action: &str,
-    user_id: i64,
+    user_id: UserId,
     idempotency_key: &str,
 ) -> QueryResult<Option<serde_json::Value>> {
     use diesel::sql_types::{Bool, Text};

@@ -2,6 +2,7 @@
 //! trimmed only by the retention sweep's per-message cut-off), the session's photo, token and
 //! cost totals, and the retention sweep's batches. Reads of the history return only what is asked for (the last N messages).
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -22,7 +23,7 @@ use crate::domain::vocabulary::TurnStatus;
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ChatSession {
     pub id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub session_id: Uuid,
     pub upload_id: Option<Uuid>,
     pub prompt_tokens: i64,
@@ -38,7 +39,7 @@ fn decode(value: serde_json::Value) -> QueryResult<Vec<StoredMessage>> {
 
 pub async fn create(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     session_id: Uuid,
     upload_id: Option<Uuid>,
 ) -> QueryResult<ChatSession> {
@@ -57,7 +58,7 @@ pub async fn create(
 /// The user's session; another user's is `None`.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     session_id: Uuid,
 ) -> QueryResult<Option<ChatSession>> {
     chat_sessions::table
@@ -72,7 +73,7 @@ pub async fn find_owned(
 /// As [`find_owned`], locking the row for the rest of the transaction (turns, resets).
 pub async fn lock_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     session_id: Uuid,
 ) -> QueryResult<Option<ChatSession>> {
     chat_sessions::table
@@ -128,7 +129,7 @@ struct ContextRow {
 /// session is `None`.
 pub async fn lock_for_turn(
     mut conn: &AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     session_id: Uuid,
     n: usize,
 ) -> QueryResult<Option<TurnContext>> {
@@ -383,7 +384,7 @@ pub struct SessionSummary {
 /// A page of the user's sessions, most recently active first, strictly after `before`.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<SessionSummary>> {

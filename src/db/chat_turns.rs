@@ -3,6 +3,7 @@
 //! request, or the sweeper that refunds turns a crash left pending). Rows hold numbers, not text,
 //! and outlive their session: they are what token and cost figures are computed from.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -18,7 +19,7 @@ use crate::domain::vocabulary::{PaidWith, TurnStatus};
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ChatTurn {
     pub id: Uuid,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub session_id: Option<Uuid>,
     pub status: TurnStatus,
     pub client_request_id: String,
@@ -48,7 +49,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, turn: &ChatTurn) -> QueryResul
 
 pub async fn find_by_client_request(
     mut conn: &AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     client_request_id: &str,
 ) -> QueryResult<Option<ChatTurn>> {
     chat_turns::table
@@ -73,7 +74,7 @@ pub async fn has_pending_in_session(
     .await
 }
 
-pub async fn pending_for_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
+pub async fn pending_for_user(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<i64> {
     chat_turns::table
         .filter(chat_turns::user_id.eq(user_id))
         .filter(chat_turns::status.eq(TurnStatus::Pending))

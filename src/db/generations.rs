@@ -1,6 +1,7 @@
 //! Generations: inserts, owner look-ups, limits, and the worker's state changes. Every state
 //! change is guarded by the state it expects, so a late or repeated step changes nothing.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -45,7 +46,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 /// One of the user's generations, unless they deleted it.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
 ) -> QueryResult<Option<Generation>> {
     generations::table
@@ -60,7 +61,7 @@ pub async fn find_owned(
 
 pub async fn find_by_client_request(
     mut conn: &AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     client_request_id: &str,
 ) -> QueryResult<Option<Generation>> {
     generations::table
@@ -87,7 +88,7 @@ pub async fn find_by_task(
 /// The user's generations (not those they deleted), newest first, strictly before the `(created_at, id)` cursor.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     before: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> QueryResult<Vec<Generation>> {
@@ -110,7 +111,7 @@ pub async fn list(
 
 pub async fn active_for_user(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<Vec<Generation>> {
     generations::table
         .filter(generations::user_id.eq(user_id))
@@ -124,7 +125,7 @@ pub async fn active_for_user(
 /// Creation times of the user's generations since `since` (for the hourly limit).
 pub async fn created_since(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     since: DateTime<Utc>,
 ) -> QueryResult<Vec<DateTime<Utc>>> {
     generations::table
@@ -289,7 +290,7 @@ pub async fn mark_finished_unsuccessfully(
 /// Locks one of the user's generations they have not deleted (for deleting it).
 pub async fn lock_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
 ) -> QueryResult<Option<Generation>> {
     generations::table

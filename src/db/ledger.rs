@@ -5,6 +5,7 @@
 //! the caller's transaction. The balance can never go below zero (checked here, and by a
 //! CHECK constraint as the last line of defence).
 
+use crate::domain::ids::UserId;
 use chrono::{NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -69,7 +70,7 @@ pub fn refund_key(charge_key: &str) -> String {
 /// Adds `amount` credits for a grant reason (purchase, bonus, admin grant, ...).
 pub async fn grant(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     amount: i64,
     reason: Reason,
     cause: Cause<'_>,
@@ -99,7 +100,7 @@ pub async fn grant(
 /// what there is and reports the shortfall instead of failing; `None` when nothing could be taken.
 pub async fn debit(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     amount: i64,
     reason: Reason,
     partial: bool,
@@ -147,7 +148,7 @@ pub async fn debit(
 /// Charges `price` credits for an action, using a free monthly action first when allowed.
 pub async fn charge(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     price: i64,
     free_limit: i32,
     today: NaiveDate,
@@ -262,7 +263,7 @@ pub async fn refund(
     }))
 }
 
-pub async fn balance(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
+pub async fn balance(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<i64> {
     users::table
         .find(user_id)
         .select(users::balance_credits)
@@ -273,7 +274,7 @@ pub async fn balance(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<
 /// A page of a user's entries, newest first, strictly older than `before_id` when given.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     before_id: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<LedgerEntry>> {
@@ -313,7 +314,7 @@ fn charged_from(entry: LedgerEntry, replayed: bool) -> Result<Charged, LedgerErr
 /// did. Ledger writers still exclude each other.
 async fn lock_user_and_find(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     key: &str,
 ) -> Result<(User, Option<LedgerEntry>), LedgerError> {
     let conn: &AsyncPgConnection = conn;
@@ -397,7 +398,7 @@ async fn insert(
 }
 
 /// How many entries the user's ledger holds.
-pub async fn count(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<i64> {
+pub async fn count(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<i64> {
     credit_ledger::table
         .filter(credit_ledger::user_id.eq(user_id))
         .count()

@@ -1,5 +1,6 @@
 //! Rows as stored. These are never serialised to clients: routes map them to DTOs.
 
+use crate::domain::ids::{TelegramId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
@@ -13,8 +14,8 @@ use crate::domain::vocabulary::{
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct User {
-    pub id: i64,
-    pub telegram_id: i64,
+    pub id: UserId,
+    pub telegram_id: TelegramId,
     pub username: Option<String>,
     pub first_name: String,
     pub last_name: Option<String>,
@@ -28,7 +29,7 @@ pub struct User {
     pub free_actions_used: i32,
     pub free_period_start: NaiveDate,
     pub referral_code: String,
-    pub referred_by: Option<i64>,
+    pub referred_by: Option<UserId>,
     pub is_blocked: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -41,7 +42,7 @@ pub struct User {
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct LedgerEntry {
     pub id: i64,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub delta: i64,
     pub balance_after: i64,
     pub reason: String,
@@ -73,7 +74,7 @@ pub struct Product {
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Upload {
     pub id: uuid::Uuid,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub purpose: UploadPurpose,
     pub storage_key: String,
     pub mime: String,
@@ -91,7 +92,7 @@ pub struct Upload {
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Generation {
     pub id: uuid::Uuid,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub kind: GenerationKind,
     pub status: GenerationStatus,
     pub zone: Option<String>,
@@ -127,7 +128,7 @@ pub struct Generation {
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Payment {
     pub id: uuid::Uuid,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub provider: PaymentProviderName,
     pub provider_payment_id: Option<String>,
     pub product_id: String,

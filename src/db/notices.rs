@@ -1,6 +1,7 @@
 //! Notices to users (`notices`, one row per event, sent once) and each user's choice of them
 //! (`notice_settings`; no row means the defaults: notices on, "free actions are back" off).
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -12,7 +13,7 @@ use super::schema::{notice_settings, notices};
 #[diesel(table_name = notices)]
 pub struct Notice {
     pub key: String,
-    pub user_id: i64,
+    pub user_id: UserId,
     pub kind: String,
     pub args: Value,
     pub created_at: DateTime<Utc>,
@@ -39,7 +40,7 @@ impl Default for Choices {
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     key: &str,
-    user_id: i64,
+    user_id: UserId,
     kind: &str,
     args: &Value,
 ) -> QueryResult<bool> {
@@ -83,7 +84,7 @@ pub async fn unclaim(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()>
     Ok(())
 }
 
-pub async fn choices(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Choices> {
+pub async fn choices(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<Choices> {
     Ok(notice_settings::table
         .find(user_id)
         .select((notice_settings::notices, notice_settings::free_actions_back))
@@ -99,7 +100,7 @@ pub async fn choices(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<
 /// Changes the choices given (None keeps one as it is); returns them all.
 pub async fn set_choices(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     notices: Option<bool>,
     free_actions_back: Option<bool>,
 ) -> QueryResult<Choices> {
@@ -159,7 +160,7 @@ pub async fn insert_free_actions_back(
 
 /// Erasure: the user's notice choices and every notice kept for them (their amounts and
 /// events). An erased account has no events left to be noticed twice.
-pub async fn forget(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<()> {
+pub async fn forget(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<()> {
     diesel::delete(notices::table.filter(notices::user_id.eq(user_id)))
         .execute(conn)
         .await?;

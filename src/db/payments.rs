@@ -1,6 +1,7 @@
 //! Payments and their notification inbox. State changes are guarded by the status they leave,
 //! so a stale writer changes nothing; the caller locks the row when it decides on a transition.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -34,7 +35,7 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 /// The user's own payment; another user's id is `None`.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
 ) -> QueryResult<Option<Payment>> {
     payments::table
@@ -48,7 +49,7 @@ pub async fn find_owned(
 
 pub async fn find_by_client_key(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     client_key: &str,
 ) -> QueryResult<Option<Payment>> {
     payments::table
@@ -224,7 +225,7 @@ pub async fn note_check(
 /// How many of the user's payments created since `since` are still pending.
 pub async fn pending_since(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     since: DateTime<Utc>,
 ) -> QueryResult<i64> {
     payments::table
@@ -392,7 +393,7 @@ pub async fn set_confirmation_url(
 /// Every payment of the user, newest first.
 pub async fn list_for_user(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<Vec<Payment>> {
     payments::table
         .filter(payments::user_id.eq(user_id))

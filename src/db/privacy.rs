@@ -3,6 +3,7 @@
 //! ledger (and payments) keep pointing at it for the tax records, but nothing in it leads back
 //! to a person, and the next login with the same Telegram account starts a fresh one.
 
+use crate::domain::ids::{TelegramId, UserId};
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Int8, Jsonb, Text};
@@ -17,7 +18,7 @@ use crate::domain::vocabulary::PaymentProviderName;
 /// Deletes the user's generations; returns the storage keys of their results.
 pub async fn delete_generations(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<Vec<Option<String>>> {
     diesel::delete(generations::table.filter(generations::user_id.eq(user_id)))
         .returning(generations::result_key)
@@ -29,7 +30,7 @@ pub async fn delete_generations(
 /// accounting stays, detached (`session_id` becomes null).
 pub async fn delete_chat_sessions(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<usize> {
     diesel::delete(chat_sessions::table.filter(chat_sessions::user_id.eq(user_id)))
         .execute(conn)
@@ -39,7 +40,7 @@ pub async fn delete_chat_sessions(
 /// Deletes the user's upload rows; returns the keys of objects not erased yet.
 pub async fn delete_uploads(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<Vec<(String, Option<DateTime<Utc>>)>> {
     diesel::delete(uploads::table.filter(uploads::user_id.eq(user_id)))
         .returning((uploads::storage_key, uploads::deleted_at))
@@ -121,8 +122,8 @@ struct EventBody {
 /// it names), and Telegram updates sent by them. Returns how many were rewritten.
 pub async fn anonymise_payment_events(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
-    telegram_id: i64,
+    user_id: UserId,
+    telegram_id: TelegramId,
     anonymise: impl Fn(&serde_json::Value) -> serde_json::Value,
 ) -> QueryResult<usize> {
     let rows: Vec<EventBody> = diesel::sql_query(
@@ -152,7 +153,7 @@ pub async fn anonymise_payment_events(
 /// (email or phone); amounts, ids and the rest stay. Returns how many changed.
 pub async fn scrub_sandbox_payments(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
 ) -> QueryResult<usize> {
     diesel::sql_query(
         "UPDATE sandbox_payments SET request = request #- '{receipt,customer}' \
@@ -168,12 +169,12 @@ pub async fn scrub_sandbox_payments(
 /// Telegram account has), so that the next login creates a new account.
 pub async fn anonymise_user(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     now: DateTime<Utc>,
 ) -> QueryResult<usize> {
     diesel::update(users::table.find(user_id))
         .set((
-            users::telegram_id.eq(-user_id),
+            users::telegram_id.eq(TelegramId(-user_id.get())),
             users::username.eq(None::<String>),
             users::first_name.eq(""),
             users::last_name.eq(None::<String>),
@@ -192,7 +193,7 @@ pub async fn anonymise_user(
 
 /// Payments stay for the tax records; the receipt contact (email or phone) kept in a payment's
 /// provider request goes.
-pub async fn scrub_payments(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<usize> {
+pub async fn scrub_payments(conn: &mut AsyncPgConnection, user_id: UserId) -> QueryResult<usize> {
     diesel::update(payments::table.filter(payments::user_id.eq(user_id)))
         .set(payments::create_request.eq(None::<serde_json::Value>))
         .prepared()

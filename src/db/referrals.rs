@@ -6,10 +6,12 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::domain::ids::UserId;
+
 use super::Prepare as _;
 use super::schema::{referrals, users};
 
-pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> QueryResult<bool> {
+pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: UserId) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         referrals::table.filter(referrals::referred_id.eq(referred_id)),
     ))
@@ -21,8 +23,8 @@ pub async fn exists_for(conn: &mut AsyncPgConnection, referred_id: i64) -> Query
 /// trigger.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    referrer_id: i64,
-    referred_id: i64,
+    referrer_id: UserId,
+    referred_id: UserId,
     credits_awarded: i64,
     payment_id: Option<Uuid>,
 ) -> QueryResult<i64> {
@@ -43,7 +45,7 @@ pub async fn insert(
 pub async fn earned_by_payment(
     conn: &mut AsyncPgConnection,
     payment_id: Uuid,
-) -> QueryResult<Option<(i64, i64, i64)>> {
+) -> QueryResult<Option<(UserId, UserId, i64)>> {
     referrals::table
         .filter(referrals::payment_id.eq(payment_id))
         .filter(referrals::credits_awarded.gt(0))
@@ -61,7 +63,7 @@ pub async fn earned_by_payment(
 /// Records what was taken back of the bonus for `referred_id`.
 pub async fn set_taken_back(
     conn: &mut AsyncPgConnection,
-    referred_id: i64,
+    referred_id: UserId,
     credits: i64,
 ) -> QueryResult<usize> {
     diesel::update(referrals::table.filter(referrals::referred_id.eq(referred_id)))
@@ -74,7 +76,7 @@ pub async fn set_taken_back(
 /// Bonuses (of more than 0 credits) the referrer earned since `since`.
 pub async fn awarded_since(
     conn: &mut AsyncPgConnection,
-    referrer_id: i64,
+    referrer_id: UserId,
     since: DateTime<Utc>,
 ) -> QueryResult<i64> {
     referrals::table
@@ -87,7 +89,7 @@ pub async fn awarded_since(
 }
 
 /// (users who signed up with the referrer's code, credits the referrer earned from them).
-pub async fn stats(conn: &mut AsyncPgConnection, referrer_id: i64) -> QueryResult<(i64, i64)> {
+pub async fn stats(conn: &mut AsyncPgConnection, referrer_id: UserId) -> QueryResult<(i64, i64)> {
     let invited = users::table
         .filter(users::referred_by.eq(referrer_id))
         .count()

@@ -1,5 +1,6 @@
 //! Uploaded photos: insert, owner look-ups, and the retention sweep's batches.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -21,7 +22,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, upload: &Upload) -> QueryResul
 /// A live upload of this user; another user's id, or an erased upload, is `None`.
 pub async fn find_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
 ) -> QueryResult<Option<Upload>> {
     uploads::table
@@ -65,7 +66,10 @@ pub async fn mark_deleted(
 }
 
 /// The user's uploads not erased yet, newest first.
-pub async fn list_for_user(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Vec<Upload>> {
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: UserId,
+) -> QueryResult<Vec<Upload>> {
     uploads::table
         .filter(uploads::user_id.eq(user_id))
         .filter(uploads::deleted_at.is_null())
@@ -107,7 +111,7 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResul
 /// Locks a live upload of this user (for erasing it at their request).
 pub async fn lock_owned(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     id: Uuid,
 ) -> QueryResult<Option<Upload>> {
     uploads::table

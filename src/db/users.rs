@@ -1,5 +1,6 @@
 //! Users: the login upsert and look-ups.
 
+use crate::domain::ids::{TelegramId, UserId};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Bytea, Int8, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -11,7 +12,7 @@ use super::schema::users;
 /// Profile fields refreshed from Telegram at every login.
 #[derive(Debug, Clone)]
 pub struct Profile {
-    pub telegram_id: i64,
+    pub telegram_id: TelegramId,
     pub username: Option<String>,
     pub first_name: String,
     pub last_name: Option<String>,
@@ -103,7 +104,7 @@ pub async fn upsert_from_login(
 
 pub async fn find_by_telegram_id(
     conn: &mut AsyncPgConnection,
-    telegram_id: i64,
+    telegram_id: TelegramId,
 ) -> QueryResult<Option<User>> {
     users::table
         .filter(users::telegram_id.eq(telegram_id))
@@ -132,7 +133,7 @@ pub async fn find_by_username(
         .optional()
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
+pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<User> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -141,7 +142,7 @@ pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
 }
 
 /// Locks the user's row for the rest of the transaction: per-user limits are checked under it.
-pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
+pub async fn lock(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<User> {
     users::table
         .find(id)
         .for_update()
@@ -153,7 +154,7 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<User> {
 /// Sets the user's plan and its end (the caller holds the row lock and decides the dates).
 pub async fn set_subscription(
     conn: &mut AsyncPgConnection,
-    id: i64,
+    id: UserId,
     plan: Option<&str>,
     until: Option<chrono::DateTime<chrono::Utc>>,
 ) -> QueryResult<usize> {
@@ -174,7 +175,7 @@ pub async fn set_subscription(
 pub async fn lock_by_referral_code(
     conn: &mut AsyncPgConnection,
     code: &str,
-) -> QueryResult<Option<i64>> {
+) -> QueryResult<Option<UserId>> {
     users::table
         .filter(users::referral_code.eq(code))
         .for_update()
@@ -186,7 +187,7 @@ pub async fn lock_by_referral_code(
 
 pub async fn set_blocked(
     conn: &mut AsyncPgConnection,
-    id: i64,
+    id: UserId,
     blocked: bool,
 ) -> QueryResult<usize> {
     diesel::update(users::table.find(id))

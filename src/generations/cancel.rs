@@ -1,6 +1,7 @@
 //! Canceling a generation that has not started: by its owner, or by an operator's block
 //! (`operators::set_blocked_in`). Its charge is refunded and its job canceled with it.
 
+use crate::domain::ids::UserId;
 use chrono::Utc;
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use uuid::Uuid;
@@ -15,7 +16,7 @@ use crate::state::AppState;
 
 /// The user cancels one of their generations that is still queued: 404 when it is not
 /// theirs, 409 `not_cancelable` when it has started or finished.
-pub async fn cancel(state: &AppState, user_id: i64, id: Uuid) -> AppResult<Generation> {
+pub async fn cancel(state: &AppState, user_id: UserId, id: Uuid) -> AppResult<Generation> {
     let mut conn = state.db.get().await?;
     let g = conn
         .transaction(async |conn| -> AppResult<Generation> {
@@ -23,7 +24,7 @@ pub async fn cancel(state: &AppState, user_id: i64, id: Uuid) -> AppResult<Gener
                 .await?
                 .filter(|g| g.user_id == user_id)
                 .ok_or_else(|| AppError::not_found("no such generation"))?;
-            let status = g.status.clone();
+            let status = g.status;
             cancel_queued(conn, &g, "canceled by the user")
                 .await?
                 .ok_or_else(|| {

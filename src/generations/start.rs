@@ -2,6 +2,7 @@
 //! limits, the charge, the generation and its job (`billing::charged`); the user's sockets hear
 //! of it once it is committed.
 
+use crate::domain::ids::UserId;
 use chrono::{Duration, Utc};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
@@ -245,7 +246,7 @@ impl Start<'_> {
             credits_spent: paid.credits_spent,
             paid_with: paid.paid_with,
             charge_key: paid.charge_key,
-            provider: provider.into(),
+            provider,
             provider_task_id: None,
             attempts: 0,
             progress: 0,
@@ -265,7 +266,7 @@ impl Start<'_> {
 /// Each input must be the user's, of the right purpose, and not about to expire.
 async fn check_inputs(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     inputs: &[(Uuid, UploadPurpose)],
 ) -> AppResult<()> {
     let now = Utc::now();
@@ -323,7 +324,7 @@ async fn check_limits(
 /// `variant`, the prompt is that variant of the session's latest answer.
 async fn from_chat(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     new: &NewGeneration,
     session_id: Uuid,
     variant: Option<usize>,

@@ -10,7 +10,6 @@ use uuid::Uuid;
 use super::queue::Job;
 use super::runner::{JobHandler, Outcome};
 use crate::db::{bot, generations, users};
-use crate::domain::ids::TelegramId;
 use crate::media::storage;
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
@@ -62,7 +61,7 @@ impl DeliveryJob {
         let user = users::find(&mut conn, g.user_id).await?;
         // A user who wrote to the bot may be written to, whatever initData said; one who
         // blocked it may not, until they come back.
-        let may_write = bot::may_write(&mut conn, TelegramId(user.telegram_id))
+        let may_write = bot::may_write(&mut conn, user.telegram_id)
             .await?
             .unwrap_or(user.allows_write_to_pm);
         drop(conn);
@@ -76,7 +75,7 @@ impl DeliveryJob {
         match self
             .client
             .send_photo(
-                user.telegram_id,
+                user.telegram_id.get(),
                 bytes.to_vec(),
                 &name,
                 storage::content_type(key),
@@ -88,7 +87,7 @@ impl DeliveryJob {
             Err(e) if e.stops_chat() => {
                 tracing::info!(generation = %g.id, "the user blocked the bot; result not delivered");
                 let mut conn = state.db.get().await?;
-                bot::set_chat_blocked(&mut conn, TelegramId(user.telegram_id), true).await?;
+                bot::set_chat_blocked(&mut conn, user.telegram_id, true).await?;
                 Ok(Outcome::Done)
             }
             Err(e) if e.is_retryable() => Ok(match e.retry_after() {

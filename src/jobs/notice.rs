@@ -13,7 +13,6 @@ use super::queue::Job;
 use super::runner::{JobHandler, Outcome};
 use crate::bot::texts::{self, Lang};
 use crate::db::{bot, notices, users};
-use crate::domain::ids::TelegramId;
 use crate::providers::telegram::TelegramClient;
 use crate::state::AppState;
 
@@ -65,7 +64,7 @@ impl NoticeJob {
             && (notice.kind != crate::notices::FREE_ACTIONS_BACK || choices.free_actions_back);
         // As for results: a user who wrote to the bot may be written to; one who blocked it
         // may not, until they come back.
-        let may_write = bot::may_write(&mut conn, TelegramId(user.telegram_id))
+        let may_write = bot::may_write(&mut conn, user.telegram_id)
             .await?
             .unwrap_or(user.allows_write_to_pm);
         let lang = Lang::of(user.language_code.as_deref());
@@ -87,7 +86,7 @@ impl NoticeJob {
             Err(e) if e.stops_chat() => {
                 tracing::info!(key, "the user blocked the bot; not writing to them again");
                 let mut conn = state.db.get().await?;
-                bot::set_chat_blocked(&mut conn, TelegramId(user.telegram_id), true).await?;
+                bot::set_chat_blocked(&mut conn, user.telegram_id, true).await?;
                 Ok(Outcome::Done)
             }
             Err(e) if e.is_retryable() => {

@@ -3,6 +3,7 @@
 //! (opt-in). Each is recorded once per event in the transaction of the event's write, beside a
 //! `send_notice` job (`jobs::notice`) that sends it once; the user's choices live here too.
 
+use crate::domain::ids::UserId;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde_json::{Value, json};
@@ -23,7 +24,7 @@ pub const FREE_ACTIONS_BACK: &str = "free_actions_back";
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     key: &str,
-    user_id: i64,
+    user_id: UserId,
     kind: &str,
     args: Value,
 ) -> diesel::QueryResult<()> {
@@ -45,7 +46,7 @@ async fn enqueue_job(conn: &mut AsyncPgConnection, key: &str) -> diesel::QueryRe
 /// A failed generation's refund: `credits` came back (0: its free action did).
 pub async fn generation_failed(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     generation_id: uuid::Uuid,
     credits: i64,
 ) -> diesel::QueryResult<()> {
@@ -57,7 +58,7 @@ pub async fn generation_failed(
 /// A payment's credits (and plan, if it bought one) were granted.
 pub async fn payment_credited(
     conn: &mut AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     payment_id: uuid::Uuid,
     credits: i64,
     plan: Option<&str>,
@@ -70,8 +71,8 @@ pub async fn payment_credited(
 /// The referrer earned `credits` for `referred_id`.
 pub async fn referral_bonus(
     conn: &mut AsyncPgConnection,
-    referrer_id: i64,
-    referred_id: i64,
+    referrer_id: UserId,
+    referred_id: UserId,
     credits: i64,
 ) -> diesel::QueryResult<()> {
     let key = format!("{REFERRAL_BONUS}:{referred_id}");
@@ -106,7 +107,7 @@ pub async fn free_actions_back(state: &AppState, now: DateTime<Utc>) -> anyhow::
 }
 
 /// The user's notice choices.
-pub async fn choices(state: &AppState, user_id: i64) -> AppResult<Choices> {
+pub async fn choices(state: &AppState, user_id: UserId) -> AppResult<Choices> {
     let mut conn = state.db.get().await?;
     Ok(notices::choices(&mut conn, user_id).await?)
 }
@@ -114,7 +115,7 @@ pub async fn choices(state: &AppState, user_id: i64) -> AppResult<Choices> {
 /// Turns notices on or off, and the opt-in "free actions are back" (None keeps one as it is).
 pub async fn set_choices(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     notices_on: Option<bool>,
     free_actions_back: Option<bool>,
 ) -> AppResult<Choices> {

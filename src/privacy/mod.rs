@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::db::models::User;
 use crate::db::privacy::{self, Carried};
 use crate::db::{generations, ledger, uploads, users};
-use crate::domain::ids::TelegramId;
+use crate::domain::ids::UserId;
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::state::AppState;
 
@@ -88,7 +88,7 @@ pub async fn erase(state: &AppState, user: &User) -> anyhow::Result<Erasure> {
         privacy::scrub_sandbox_payments(conn, user.id).await?;
         privacy::anonymise_user(conn, user.id, now).await?;
         // The bot's record of the chat holds the Telegram id: it goes too.
-        crate::db::bot::forget_chat(conn, TelegramId(user.telegram_id)).await?;
+        crate::db::bot::forget_chat(conn, user.telegram_id).await?;
         crate::db::notices::forget(conn, user.id).await?;
         let payments = privacy::scrub_payments(conn, user.id).await?;
         let ledger_entries = ledger::count(conn, user.id).await?;
@@ -124,7 +124,7 @@ pub async fn recent_generation_times(
 /// and error in the row (the row itself stays hidden, so that the hourly limit still counts it).
 /// A queued or running one is `generation_active` (409): cancel it or let it finish first.
 /// Another user's id, or one deleted already, is 404.
-pub async fn delete_generation(state: &AppState, user_id: i64, id: Uuid) -> AppResult<()> {
+pub async fn delete_generation(state: &AppState, user_id: UserId, id: Uuid) -> AppResult<()> {
     let mut conn = state.db.get().await?;
     let storage = state.storage.clone();
     conn.transaction(async |conn| -> AppResult<()> {
@@ -153,7 +153,7 @@ pub async fn delete_generation(state: &AppState, user_id: i64, id: Uuid) -> AppR
 /// retention sweep does). A photo a queued or running generation still reads is `upload_in_use`
 /// (409); finished generations keep their results, and new ones cannot use it (404). Another
 /// user's id, or one erased already, is 404.
-pub async fn delete_upload(state: &AppState, user_id: i64, id: Uuid) -> AppResult<()> {
+pub async fn delete_upload(state: &AppState, user_id: UserId, id: Uuid) -> AppResult<()> {
     let mut conn = state.db.get().await?;
     let storage = state.storage.clone();
     conn.transaction(async |conn| -> AppResult<()> {

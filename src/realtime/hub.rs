@@ -3,6 +3,7 @@
 //! Sessions get events through a small bounded queue; a socket too slow to drain it is dropped
 //! (its client reconnects and gets a fresh snapshot) rather than slowing everyone else.
 
+use crate::domain::ids::UserId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
@@ -46,7 +47,7 @@ struct Socket {
 
 pub struct Hub {
     settings: WsSettings,
-    sockets: Mutex<HashMap<i64, Vec<Socket>>>,
+    sockets: Mutex<HashMap<UserId, Vec<Socket>>>,
     next_id: AtomicU64,
     snapshot: RwLock<Arc<dyn SnapshotSource>>,
     closing: watch::Sender<bool>,
@@ -66,7 +67,7 @@ pub enum Refused {
 /// A registered socket: its event queue; it leaves the hub when dropped.
 pub struct Registration {
     hub: Arc<Hub>,
-    user_id: i64,
+    user_id: UserId,
     id: u64,
     pub events: mpsc::Receiver<Outbound>,
 }
@@ -119,12 +120,12 @@ impl Hub {
             .clone()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Vec<Socket>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Vec<Socket>>> {
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Adds a socket of `user_id`, unless the user is at the cap or the process is stopping.
-    pub fn register(self: &Arc<Self>, user_id: i64) -> Result<Registration, Refused> {
+    pub fn register(self: &Arc<Self>, user_id: UserId) -> Result<Registration, Refused> {
         if self.is_closing() {
             return Err(Refused::ShuttingDown);
         }
@@ -147,7 +148,7 @@ impl Hub {
         })
     }
 
-    fn remove(&self, user_id: i64, id: u64) {
+    fn remove(&self, user_id: UserId, id: u64) {
         let mut sockets = self.lock();
         if let Some(mine) = sockets.get_mut(&user_id) {
             mine.retain(|s| s.id != id);
@@ -164,7 +165,7 @@ impl Hub {
 
     /// Hands an event to the local sockets of `user_id`. A socket whose queue is full is dropped
     /// from the hub, which ends its session (the client reconnects and gets a snapshot).
-    pub fn dispatch(&self, user_id: i64, message: Outbound) {
+    pub fn dispatch(&self, user_id: UserId, message: Outbound) {
         let mut sockets = self.lock();
         let Some(mine) = sockets.get_mut(&user_id) else {
             return;
@@ -176,7 +177,7 @@ impl Hub {
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!("ws_sockets_dropped_total", "reason" => "lagging").increment(1);
-                tracing::info!(user_id, "dropping a WebSocket that does not keep up");
+                tracing::info!(%user_id, "dropping a WebSocket that does not keep up");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -188,7 +189,7 @@ impl Hub {
 
     /// Asks every local socket to send a fresh snapshot.
     fn resync_all(&self) {
-        let users: Vec<i64> = self.lock().keys().copied().collect();
+        let users: Vec<UserId> = self.lock().keys().copied().collect();
         for user_id in users {
             self.dispatch(user_id, Outbound::Resync);
         }
@@ -199,7 +200,7 @@ impl Hub {
     pub fn dispatch_payload(&self, payload: &[u8]) {
         let parsed = std::str::from_utf8(payload).ok().and_then(|text| {
             let (user, json) = text.split_once(':')?;
-            Some((user.parse::<i64>().ok()?, json))
+            Some((UserId(user.parse::<i64>().ok()?), json))
         });
         match parsed {
             Some((user_id, BLOCKED)) => self.dispatch(user_id, Outbound::Blocked),
@@ -360,9 +361,9 @@ mod tests {
     #[tokio::test]
     async fn events_reach_only_the_sockets_of_their_user() {
         let hub = hub(5);
-        let mut a1 = hub.register(1).unwrap();
-        let mut a2 = hub.register(1).unwrap();
-        let mut b = hub.register(2).unwrap();
+        let mut a1 = hub.register(UserId(1)).unwrap();
+        let mut a2 = hub.register(UserId(1)).unwrap();
+        let mut b = hub.register(UserId(2)).unwrap();
         hub.dispatch_payload(br#"1:{"type":"x"}"#);
         for r in [&mut a1, &mut a2] {
             match r.events.try_recv().unwrap() {
@@ -379,20 +380,23 @@ mod tests {
     #[tokio::test]
     async fn the_cap_counts_live_sockets_only() {
         let hub = hub(2);
-        let first = hub.register(7).unwrap();
-        let _second = hub.register(7).unwrap();
-        assert_eq!(hub.register(7).err(), Some(Refused::TooManyConnections));
-        assert!(hub.register(8).is_ok());
+        let first = hub.register(UserId(7)).unwrap();
+        let _second = hub.register(UserId(7)).unwrap();
+        assert_eq!(
+            hub.register(UserId(7)).err(),
+            Some(Refused::TooManyConnections)
+        );
+        assert!(hub.register(UserId(8)).is_ok());
         drop(first);
-        assert!(hub.register(7).is_ok());
+        assert!(hub.register(UserId(7)).is_ok());
         hub.shutdown();
-        assert_eq!(hub.register(9).err(), Some(Refused::ShuttingDown));
+        assert_eq!(hub.register(UserId(9)).err(), Some(Refused::ShuttingDown));
     }
 
     #[tokio::test]
     async fn a_socket_that_falls_behind_is_dropped() {
         let hub = hub(5);
-        let mut slow = hub.register(1).unwrap();
+        let mut slow = hub.register(UserId(1)).unwrap();
         for _ in 0..QUEUE_PER_SOCKET {
             hub.dispatch_payload(br#"1:{"type":"x"}"#);
         }

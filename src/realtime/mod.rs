@@ -10,6 +10,7 @@ pub mod generations;
 pub mod hub;
 pub mod ws;
 
+use crate::domain::ids::UserId;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -110,7 +111,7 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sends `event` to every socket of `user_id` (internal id), on whichever API process it is.
 /// A failure only means the event is lost (the next snapshot carries the state): callers log it
 /// and carry on, they never fail their own operation because of it.
-pub async fn publish(state: &AppState, user_id: i64, event: &Event) -> anyhow::Result<()> {
+pub async fn publish(state: &AppState, user_id: UserId, event: &Event) -> anyhow::Result<()> {
     send(state, format!("{user_id}:{}", event.to_json())).await?;
     metrics::counter!("ws_events_published_total").increment(1);
     Ok(())
@@ -135,7 +136,7 @@ async fn send(state: &AppState, payload: String) -> anyhow::Result<()> {
 
 /// Closes every socket of `user_id` (internal id), on whichever API process it is, with 1008
 /// "account blocked": a blocked user's requests are refused at once, and so are their sockets.
-pub async fn disconnect_blocked(state: &AppState, user_id: i64) -> anyhow::Result<()> {
+pub async fn disconnect_blocked(state: &AppState, user_id: UserId) -> anyhow::Result<()> {
     send(state, format!("{user_id}:{}", hub::BLOCKED)).await
 }
 
@@ -145,7 +146,7 @@ pub trait SnapshotSource: Send + Sync {
     fn active<'a>(
         &'a self,
         state: &'a AppState,
-        user_id: i64,
+        user_id: UserId,
     ) -> BoxFuture<'a, anyhow::Result<Vec<Value>>>;
 }
 
@@ -154,13 +155,17 @@ pub trait SnapshotSource: Send + Sync {
 pub struct NoActiveGenerations;
 
 impl SnapshotSource for NoActiveGenerations {
-    fn active<'a>(&'a self, _: &'a AppState, _: i64) -> BoxFuture<'a, anyhow::Result<Vec<Value>>> {
+    fn active<'a>(
+        &'a self,
+        _: &'a AppState,
+        _: UserId,
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Value>>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }
 
 /// The snapshot message of `user_id`.
-pub async fn snapshot(state: &AppState, user_id: i64) -> anyhow::Result<Event> {
+pub async fn snapshot(state: &AppState, user_id: UserId) -> anyhow::Result<Event> {
     let source = state.hub.snapshot_source();
     let generations = source.active(state, user_id).await?;
     Ok(Event::new(types::SNAPSHOT).with("generations", generations))

@@ -16,6 +16,7 @@
 //! frame or message above `WS_MAX_FRAME_BYTES`, 1013 the client fell behind (reconnect: the
 //! snapshot catches up).
 
+use crate::domain::ids::UserId;
 use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
@@ -83,7 +84,7 @@ pub async fn connect(
         .max_frame_size(max)
         .aggregate_continuations()
         .max_continuation_size(max);
-    let span = tracing::info_span!("ws_session", user_id = user.id);
+    let span = tracing::info_span!("ws_session", user_id = %user.id);
     actix_web::rt::spawn(
         run_session(
             state.into_inner(),
@@ -185,7 +186,7 @@ fn is_client_ping(text: &str) -> bool {
 
 async fn run_session(
     state: std::sync::Arc<AppState>,
-    user_id: i64,
+    user_id: UserId,
     mut registration: Registration,
     mut session: Session,
     mut stream: AggregatedMessageStream,

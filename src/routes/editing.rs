@@ -2,6 +2,7 @@
 //! asked, refunded when the model fails for good), the user's sessions and their history, and
 //! emptying a history.
 
+use crate::domain::ids::UserId;
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -188,7 +189,7 @@ pub async fn chat(
 async fn photo_urls(
     state: &AppState,
     conn: &mut diesel_async::AsyncPgConnection,
-    user_id: i64,
+    user_id: UserId,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> AppResult<HashMap<Uuid, String>> {
     let mut urls = HashMap::new();

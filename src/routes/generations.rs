@@ -1,6 +1,7 @@
 //! Starting try-ons and edits (charged once, in the transaction that queues them), reading and
 //! cancelling them, and the kie.ai callback that wakes a waiting job early.
 
+use crate::domain::ids::UserId;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
@@ -347,7 +348,7 @@ impl realtime::SnapshotSource for ActiveGenerations {
     fn active<'a>(
         &'a self,
         state: &'a AppState,
-        user_id: i64,
+        user_id: UserId,
     ) -> futures_util::future::BoxFuture<'a, anyhow::Result<Vec<serde_json::Value>>> {
         Box::pin(async move {
             let mut conn = state.db.get().await?;

@@ -41,7 +41,7 @@ pub struct UserDto {
 impl From<&User> for UserDto {
     fn from(u: &User) -> Self {
         Self {
-            id: u.telegram_id,
+            id: u.telegram_id.get(),
             username: u.username.clone(),
             first_name: u.first_name.clone(),
             last_name: u.last_name.clone(),

@@ -63,7 +63,7 @@ pub struct KeptDto {
 #[utoipa::path(delete, path = "/api/v1/me", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ErasureDto),
               (status = 401, body = crate::error::Problem)))]
-#[tracing::instrument(skip_all, fields(user_id = user.id))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn erase(
     state: web::Data<AppState>,
     AuthUserEvenBlocked(user): AuthUserEvenBlocked,
@@ -120,7 +120,7 @@ pub struct ExportDto {
 #[utoipa::path(get, path = "/api/v1/me/export", tag = "me", security(("bearer" = []), ("tma" = [])),
     responses((status = 200, body = ExportDto),
               (status = 401, body = crate::error::Problem)))]
-#[tracing::instrument(skip_all, fields(user_id = user.id))]
+#[tracing::instrument(skip_all, fields(user_id = %user.id))]
 pub async fn export(
     state: web::Data<AppState>,
     AuthUserEvenBlocked(user): AuthUserEvenBlocked,

@@ -2,6 +2,7 @@
 //! executor, then stored (objects first, then their rows in one transaction). Reading the
 //! multipart body, and the hourly limit counted before it, stay with the route.
 
+use crate::domain::ids::UserId;
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::AsyncConnection as _;
@@ -27,7 +28,7 @@ pub struct PhotoFile {
 /// The two photos of a try-on, kept `FITTING_UPLOAD_TTL_SECS`.
 pub async fn upload_fitting(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     person: PhotoFile,
     item: PhotoFile,
 ) -> AppResult<(Upload, Upload)> {
@@ -52,7 +53,11 @@ pub async fn upload_fitting(
 }
 
 /// The photo to edit, kept `EDITING_UPLOAD_TTL_SECS` (and with its chat session).
-pub async fn upload_editing(state: &AppState, user_id: i64, image: PhotoFile) -> AppResult<Upload> {
+pub async fn upload_editing(
+    state: &AppState,
+    user_id: UserId,
+    image: PhotoFile,
+) -> AppResult<Upload> {
     let image = process(image, state).await?;
     let ttl = state.settings.media.editing_upload_ttl_secs;
     store(
@@ -67,7 +72,7 @@ pub async fn upload_editing(state: &AppState, user_id: i64, image: PhotoFile) ->
 }
 
 /// One of the user's uploads; another user's, or an erased one, is a 404.
-pub async fn get(state: &AppState, user_id: i64, id: Uuid) -> AppResult<Upload> {
+pub async fn get(state: &AppState, user_id: UserId, id: Uuid) -> AppResult<Upload> {
     let mut conn = state.db.get().await?;
     uploads::find_owned(&mut conn, user_id, id)
         .await?
@@ -139,7 +144,7 @@ fn media_error(field: &str, e: MediaError) -> AppError {
 /// are removed again.
 async fn store(
     state: &AppState,
-    user_id: i64,
+    user_id: UserId,
     photos: Vec<(Normalized, UploadPurpose, u64)>,
 ) -> AppResult<Vec<Upload>> {
     let now = Utc::now();
@@ -170,7 +175,7 @@ async fn store(
 /// The row of a new upload under a fresh id and storage key, and the bytes to store there.
 fn row(
     photo: Normalized,
-    user_id: i64,
+    user_id: UserId,
     purpose: UploadPurpose,
     now: DateTime<Utc>,
     ttl: u64,

@@ -85,7 +85,7 @@ async fn last_seen_at(app: &TestApp, telegram_id: i64) -> DateTime<Utc> {
         .unwrap()
 }
 
-async fn ledger_rows(app: &TestApp, user_id: i64) -> Vec<LedgerEntry> {
+async fn ledger_rows(app: &TestApp, user_id: atelier::domain::ids::UserId) -> Vec<LedgerEntry> {
     credit_ledger::table
         .filter(credit_ledger::user_id.eq(user_id))
         .order(credit_ledger::id)
@@ -118,7 +118,7 @@ async fn login_with_init_data_in_the_body_returns_a_bearer_token() {
     assert_eq!(user["language_code"], "en");
     assert_eq!(user["referral_code"].as_str().unwrap().len(), 8, "{user}");
     // The internal id never leaks: `id` is the Telegram id.
-    assert_ne!(user["id"], app.user_id(1001).await);
+    assert_ne!(user["id"], app.user_id(1001).await.get());
 }
 
 #[tokio::test]
@@ -487,7 +487,10 @@ async fn a_new_user_with_a_referral_start_param_is_linked_to_the_referrer() {
     )
     .await;
     assert_eq!(res.status(), 200);
-    assert_eq!(referred_by(&app, 2002).await, Some(app.user_id(2001).await));
+    assert_eq!(
+        referred_by(&app, 2002).await,
+        Some(app.user_id(2001).await.get())
+    );
     assert_eq!(referred_by(&app, 2001).await, None);
 }
 
@@ -518,7 +521,10 @@ async fn an_existing_user_keeps_their_referrer() {
         .status(),
         200
     );
-    assert_eq!(referred_by(&app, 2012).await, Some(app.user_id(2011).await));
+    assert_eq!(
+        referred_by(&app, 2012).await,
+        Some(app.user_id(2011).await.get())
+    );
 
     // C signed up without a link; a link on a later login does not attach a referrer.
     app.login(2013).await;
@@ -558,13 +564,17 @@ async fn an_expired_token_is_refused_with_token_expired() {
     let app = spawn_app().await;
     app.login(3001).await;
     let keys = test_jwt_keys(JWT_SECRET);
-    let fresh = keys.issue(3001, now()).unwrap();
+    let fresh = keys
+        .issue(atelier::domain::ids::TelegramId(3001), now())
+        .unwrap();
     assert_eq!(
         app.get("/api/v1/me", Some(&fresh)).await.status(),
         200,
         "a token we issue ourselves works"
     );
-    let expired = keys.issue(3001, now() - 86_401).unwrap();
+    let expired = keys
+        .issue(atelier::domain::ids::TelegramId(3001), now() - 86_401)
+        .unwrap();
     let res = app.get("/api/v1/me", Some(&expired)).await;
     let www = res
         .headers()
@@ -579,7 +589,7 @@ async fn a_token_signed_with_another_secret_is_invalid() {
     let app = spawn_app().await;
     app.login(3002).await;
     let forged = test_jwt_keys("another-secret-another-secret-another-secret")
-        .issue(3002, now())
+        .issue(atelier::domain::ids::TelegramId(3002), now())
         .unwrap();
     assert_problem(
         app.get("/api/v1/me", Some(&forged)).await,
@@ -592,7 +602,9 @@ async fn a_token_signed_with_another_secret_is_invalid() {
 #[tokio::test]
 async fn a_valid_token_of_a_user_who_does_not_exist_is_invalid() {
     let app = spawn_app().await;
-    let token = test_jwt_keys(JWT_SECRET).issue(3003, now()).unwrap();
+    let token = test_jwt_keys(JWT_SECRET)
+        .issue(atelier::domain::ids::TelegramId(3003), now())
+        .unwrap();
     assert_problem(
         app.get("/api/v1/me", Some(&token)).await,
         401,

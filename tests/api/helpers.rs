@@ -19,6 +19,7 @@ use std::sync::LazyLock;
 
 use atelier::auth::initdata;
 use atelier::config::Settings;
+use atelier::domain::ids::{TelegramId, UserId};
 use atelier::startup::Application;
 use atelier::state::AppState;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -298,9 +299,9 @@ impl TestApp {
     }
 
     /// The internal id of the user with this Telegram id.
-    pub async fn user_id(&self, telegram_id: i64) -> i64 {
+    pub async fn user_id(&self, telegram_id: i64) -> UserId {
         let mut conn = self.state.db.get().await.unwrap();
-        atelier::db::users::find_by_telegram_id(&mut conn, telegram_id)
+        atelier::db::users::find_by_telegram_id(&mut conn, TelegramId(telegram_id))
             .await
             .unwrap()
             .unwrap()

@@ -5,6 +5,7 @@ use atelier::db::ledger::{self, Cause, LedgerError};
 use atelier::db::models::LedgerEntry;
 use atelier::db::schema::{credit_ledger, users};
 use atelier::domain::credits::{PaidWith, Reason};
+use atelier::domain::ids::UserId;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use proptest::prelude::*;
@@ -15,7 +16,7 @@ fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
 }
 
-async fn entries(conn: &mut AsyncPgConnection, user_id: i64) -> Vec<LedgerEntry> {
+async fn entries(conn: &mut AsyncPgConnection, user_id: UserId) -> Vec<LedgerEntry> {
     credit_ledger::table
         .filter(credit_ledger::user_id.eq(user_id))
         .order(credit_ledger::id)
@@ -25,7 +26,7 @@ async fn entries(conn: &mut AsyncPgConnection, user_id: i64) -> Vec<LedgerEntry>
         .unwrap()
 }
 
-async fn new_user(app: &TestApp, telegram_id: i64) -> i64 {
+async fn new_user(app: &TestApp, telegram_id: i64) -> UserId {
     app.login(telegram_id).await;
     app.user_id(telegram_id).await
 }
@@ -351,7 +352,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Applies one operation in its own transaction; returns whether it wrote a new row.
-async fn apply(url: &str, uid: i64, case: &str, op: Op) -> bool {
+async fn apply(url: &str, uid: UserId, case: &str, op: Op) -> bool {
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
     let today = today();
     conn.transaction(async |conn| -> Result<bool, LedgerError> {

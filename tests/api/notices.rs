@@ -189,7 +189,7 @@ async fn a_user_who_turned_notices_off_gets_none_and_the_bot_turns_them_back_on(
 }
 
 /// How many `notices` and `notice_settings` rows the user has.
-async fn notice_rows(app: &TestApp, user_id: i64) -> (i64, i64) {
+async fn notice_rows(app: &TestApp, user_id: atelier::domain::ids::UserId) -> (i64, i64) {
     use atelier::db::schema::{notice_settings, notices};
     let mut conn = app.conn().await;
     let sent = notices::table

@@ -127,7 +127,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
         .first(&mut conn)
         .await
         .unwrap();
-    assert_eq!(tg, -uid);
+    assert_eq!(tg, -uid.get());
     assert_eq!((username, first.as_str()), (None, ""));
     assert!(erased.is_some());
     // The queued try-on was refunded before it went: 5 granted + 10 bought - 1 chat turn.
@@ -145,7 +145,7 @@ async fn erasure_removes_photos_generations_and_profile_and_keeps_the_ledger() {
         .unwrap();
     assert_eq!(
         (kept.0, kept.1.as_str(), kept.2),
-        (uid, "succeeded", None),
+        (uid.get(), "succeeded", None),
         "the receipt's email is gone"
     );
     let entries = ledger::list(&mut conn, uid, None, 100).await.unwrap();

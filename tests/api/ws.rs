@@ -216,14 +216,22 @@ async fn missing_invalid_expired_and_blocked_credentials_are_refused_before_the_
         "invalid_token",
     )
     .await;
-    let expired = app.state.jwt.issue(5003, now() - 86_401).unwrap();
+    let expired = app
+        .state
+        .jwt
+        .issue(atelier::domain::ids::TelegramId(5003), now() - 86_401)
+        .unwrap();
     assert_problem(
         upgrade_request(&app, &format!("?token={expired}"), None).await,
         401,
         "token_expired",
     )
     .await;
-    let stranger = app.state.jwt.issue(5999, now()).unwrap();
+    let stranger = app
+        .state
+        .jwt
+        .issue(atelier::domain::ids::TelegramId(5999), now())
+        .unwrap();
     assert_problem(
         upgrade_request(&app, &format!("?token={stranger}"), None).await,
         401,

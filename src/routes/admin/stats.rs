@@ -1,5 +1,6 @@
 //! `GET /admin/stats`: the figures an operator looks at every day.
 
+use crate::domain::ids::TelegramId;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
@@ -94,7 +95,8 @@ pub struct AssistantStats {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TopUser {
-    pub telegram_id: i64,
+    #[schema(value_type = i64)]
+    pub telegram_id: TelegramId,
     pub username: Option<String>,
     pub generations: i64,
 }

@@ -1,6 +1,7 @@
 //! `/admin/users/{telegram_id}`: look a user up, grant or take credits, block and unblock.
 //! Every change is written to the audit trail with who did it, in the change's transaction.
 
+use crate::domain::ids::TelegramId;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use diesel_async::AsyncConnection as _;
@@ -47,7 +48,7 @@ pub async fn get(
     telegram_id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
     let mut conn = state.db.get().await?;
-    let user = operators::find_user(&mut conn, *telegram_id).await?;
+    let user = operators::find_user(&mut conn, TelegramId(*telegram_id)).await?;
     let entries = ledger::list(&mut conn, user.id, None, RECENT).await?;
     let gens = generations::list(&mut conn, user.id, None, RECENT).await?;
     let mut paid = payments::list_for_user(&mut conn, user.id).await?;
@@ -122,7 +123,7 @@ pub async fn credits(
     let mut conn = state.db.get().await?;
     let (applied, balance) = conn
         .transaction(async |conn| {
-            operators::move_credits_in(conn, &actor, *telegram_id, &change, &key).await
+            operators::move_credits_in(conn, &actor, TelegramId(*telegram_id), &change, &key).await
         })
         .await?;
     let amount = change.amount;
@@ -137,7 +138,8 @@ pub async fn credits(
 /// A credit move's request, as its audit row keeps it (the user is in the ledger key).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BlockResult {
-    pub telegram_id: i64,
+    #[schema(value_type = i64)]
+    pub telegram_id: TelegramId,
     pub is_blocked: bool,
     /// Generations that had not started, canceled and refunded by a block.
     pub canceled_generations: usize,
@@ -157,7 +159,7 @@ pub async fn block(
     admin: AdminUser,
     telegram_id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    set_blocked(&state, admin, *telegram_id, true).await
+    set_blocked(&state, admin, TelegramId(*telegram_id), true).await
 }
 
 /// Unblocks a user.
@@ -173,13 +175,13 @@ pub async fn unblock(
     admin: AdminUser,
     telegram_id: web::Path<i64>,
 ) -> AppResult<HttpResponse> {
-    set_blocked(&state, admin, *telegram_id, false).await
+    set_blocked(&state, admin, TelegramId(*telegram_id), false).await
 }
 
 async fn set_blocked(
     state: &AppState,
     admin: AdminUser,
-    telegram_id: i64,
+    telegram_id: TelegramId,
     blocked: bool,
 ) -> AppResult<HttpResponse> {
     let actor = admin.to_string();

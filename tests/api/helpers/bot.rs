@@ -69,7 +69,7 @@ pub async fn mini_app_user(app: &TestApp, id: i64) -> TestUser<'_> {
 
 pub async fn user(app: &TestApp, telegram_id: i64) -> Option<atelier::db::models::User> {
     let mut conn = app.conn().await;
-    atelier::db::users::find_by_telegram_id(&mut conn, telegram_id)
+    atelier::db::users::find_by_telegram_id(&mut conn, TelegramId(telegram_id))
         .await
         .unwrap()
 }

@@ -172,7 +172,7 @@ impl TestUser<'_> {
     }
 
     /// The internal id of this user (from the database).
-    pub async fn id(&self) -> i64 {
+    pub async fn id(&self) -> atelier::domain::ids::UserId {
         self.app.user_id(self.telegram_id).await
     }
 
