@@ -166,7 +166,10 @@ async fn main() -> anyhow::Result<()> {
     let mut users: Vec<(String, String)> = Vec::new();
     for i in 0..args.users {
         let tid = args.first_telegram_id + i;
-        let token = state.jwt.issue(tid, chrono::Utc::now().timestamp())?;
+        let token = state.jwt.issue(
+            atelier::domain::ids::TelegramId(tid),
+            chrono::Utc::now().timestamp(),
+        )?;
         let part = reqwest::multipart::Part::bytes(photo.clone())
             .file_name("p.jpg")
             .mime_str("image/jpeg")?;

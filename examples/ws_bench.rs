@@ -171,10 +171,16 @@ async fn main() -> anyhow::Result<()> {
     {
         let mut conn = state.db.get().await?;
         for tid in args.first_telegram_id..args.first_telegram_id + args.users {
-            let user = atelier::db::users::find_by_telegram_id(&mut conn, tid)
-                .await?
-                .with_context(|| format!("no user with Telegram id {tid}"))?;
-            let token = state.jwt.issue(tid, chrono::Utc::now().timestamp())?;
+            let user = atelier::db::users::find_by_telegram_id(
+                &mut conn,
+                atelier::domain::ids::TelegramId(tid),
+            )
+            .await?
+            .with_context(|| format!("no user with Telegram id {tid}"))?;
+            let token = state.jwt.issue(
+                atelier::domain::ids::TelegramId(tid),
+                chrono::Utc::now().timestamp(),
+            )?;
             users.push((user.id, token));
         }
     }
