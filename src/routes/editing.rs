@@ -16,7 +16,7 @@ use crate::assistant::{self, NewTurn};
 use crate::auth::extractor::AuthUser;
 use crate::db::chat_sessions::{self, ChatSession};
 use crate::db::uploads;
-use crate::domain::assistant::{Role, Usage};
+use crate::domain::assistant::{Role, StoredMessage, Usage};
 use crate::domain::text;
 use crate::error::{AppError, AppResult, ErrorCode, Problem};
 use crate::http::validated::{ValidatedJson, ValidatedQuery, patterns};
@@ -215,27 +215,40 @@ pub(crate) async fn session_dto(
         .into_iter()
         .chain(messages.iter().filter_map(|m| m.upload_id));
     let urls = photo_urls(state, conn, session.user_id, ids).await?;
-    let url = |id: Option<Uuid>| id.and_then(|id| urls.get(&id).cloned());
-    Ok(SessionDto {
-        session_id: session.session_id,
-        upload_id: session.upload_id,
-        image_url: url(session.upload_id),
-        messages: messages
-            .into_iter()
-            .map(|m| MessageDto {
-                role: m.role,
-                image_url: url(m.upload_id),
-                content: m.content,
-                variants: m.variants,
-                timestamp: m.timestamp,
-                usage: m.usage.map(Into::into),
-            })
-            .collect(),
-        prompt_tokens: session.prompt_tokens,
-        completion_tokens: session.completion_tokens,
-        created_at: session.created_at,
-        updated_at: session.updated_at,
-    })
+    Ok(SessionDto::of(session, messages, |id| {
+        urls.get(&id).cloned()
+    }))
+}
+
+impl SessionDto {
+    /// The conversation with each photo's link from `url` (the session view and the export).
+    pub(crate) fn of(
+        session: &ChatSession,
+        messages: Vec<StoredMessage>,
+        url: impl Fn(Uuid) -> Option<String>,
+    ) -> Self {
+        let url = |id: Option<Uuid>| id.and_then(&url);
+        Self {
+            session_id: session.session_id,
+            upload_id: session.upload_id,
+            image_url: url(session.upload_id),
+            messages: messages
+                .into_iter()
+                .map(|m| MessageDto {
+                    role: m.role,
+                    image_url: url(m.upload_id),
+                    content: m.content,
+                    variants: m.variants,
+                    timestamp: m.timestamp,
+                    usage: m.usage.map(Into::into),
+                })
+                .collect(),
+            prompt_tokens: session.prompt_tokens,
+            completion_tokens: session.completion_tokens,
+            created_at: session.created_at,
+            updated_at: session.updated_at,
+        }
+    }
 }
 
 /// One of the user's sessions with its whole history. Another user's session is a 404.

@@ -6,9 +6,8 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use super::editing::{MessageDto, SessionDto};
+use super::editing::SessionDto;
 use super::ledger::LedgerEntryDto;
 use super::me::{BalanceDto, UserDto};
 use super::payments::PaymentDto;
@@ -159,29 +158,8 @@ pub async fn export(
 
 /// A conversation as `GET /api/v1/editing/sessions/{id}` shows it, with signed photo links.
 fn session_dto(h: SessionHistory, state: &AppState) -> SessionDto {
-    let url = |id: Option<Uuid>| {
-        id.and_then(|id| h.photos.get(&id))
-            .map(|u| state.media_url(&u.storage_key))
-    };
-    SessionDto {
-        session_id: h.session.session_id,
-        upload_id: h.session.upload_id,
-        image_url: url(h.session.upload_id),
-        messages: h
-            .messages
-            .into_iter()
-            .map(|m| MessageDto {
-                role: m.role,
-                image_url: url(m.upload_id),
-                content: m.content,
-                variants: m.variants,
-                timestamp: m.timestamp,
-                usage: m.usage.map(Into::into),
-            })
-            .collect(),
-        prompt_tokens: h.session.prompt_tokens,
-        completion_tokens: h.session.completion_tokens,
-        created_at: h.session.created_at,
-        updated_at: h.session.updated_at,
-    }
+    let photos = &h.photos;
+    SessionDto::of(&h.session, h.messages, |id| {
+        photos.get(&id).map(|u| state.media_url(&u.storage_key))
+    })
 }
