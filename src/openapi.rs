@@ -138,6 +138,23 @@ impl<'s> utoipa::ToResponse<'s> for ProblemResponse {
     }
 }
 
+/// Every operation of the document, whatever its method.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// Turns every response a handler declares with `body = Problem` into a reference to the one
 /// [`ProblemResponse`], keeping its description.
 struct ProblemResponses;
@@ -145,25 +162,16 @@ struct ProblemResponses;
 impl Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let problem_schema = Ref::from_schema_name(PROBLEM).ref_location;
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                for response in op.responses.responses.values_mut() {
-                    let RefOr::T(declared) = response else {
-                        continue;
-                    };
-                    let is_problem = declared.content.values().any(|c| {
-                        matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_schema)
-                    });
-                    if is_problem {
-                        *response = problem(&declared.description);
-                    }
+        for op in operations(openapi) {
+            for response in op.responses.responses.values_mut() {
+                let RefOr::T(declared) = response else {
+                    continue;
+                };
+                let is_problem = declared.content.values().any(|c| {
+                    matches!(&c.schema, Some(RefOr::Ref(r)) if r.ref_location == problem_schema)
+                });
+                if is_problem {
+                    *response = problem(&declared.description);
                 }
             }
         }
@@ -179,73 +187,64 @@ struct CommonResponses;
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::ParameterIn;
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                let mut add: Vec<(&str, &str)> = Vec::new();
-                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
-                    add.push((
-                        "401",
-                        "`missing_credentials`, `invalid_token` or `token_expired`",
-                    ));
-                    add.push(("403", "`user_blocked`"));
-                }
-                let admin = op
-                    .parameters
-                    .iter()
-                    .flatten()
-                    .any(|p| p.name == "X-Admin-API-Key");
-                if admin {
-                    add.push(("401", "`missing_credentials`, `invalid_admin_key`"));
-                    add.push(("403", "`not_admin`"));
-                }
-                let json_body = op
-                    .request_body
-                    .as_ref()
-                    .is_some_and(|b| b.content.contains_key("application/json"));
-                // The Telegram webhook acknowledges a body that is not JSON (Telegram would
-                // resend it for ever on a 4xx).
-                let acknowledges_any_body = op.operation_id.as_deref() == Some("telegram_webhook");
-                if json_body && !acknowledges_any_body {
-                    add.push(("400", "`invalid_json`: the body is not JSON"));
-                    add.push(("415", "`unsupported_media_type`: send application/json"));
-                }
-                if json_body {
-                    add.push(("413", "`payload_too_large`"));
-                }
-                let has_query = op
-                    .parameters
-                    .iter()
-                    .flatten()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
-                if has_query {
-                    add.push(("400", "`invalid_query`"));
-                }
-                if op.operation_id.as_deref() != Some("health") {
-                    add.push((
-                        "503",
-                        "`service_unavailable`: PostgreSQL or Redis cannot be reached; retry",
-                    ));
-                }
-                for (status, description) in add {
-                    match op.responses.responses.get_mut(status) {
-                        None => {
-                            op.responses
-                                .responses
-                                .insert(status.to_owned(), problem(description));
-                        }
-                        // Declared without a word: these are the codes it stands for.
-                        Some(RefOr::Ref(declared)) if declared.description.is_empty() => {
-                            declared.description = description.to_owned();
-                        }
-                        Some(_) => {}
+        for op in operations(openapi) {
+            let mut add: Vec<(&str, &str)> = Vec::new();
+            if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                add.push((
+                    "401",
+                    "`missing_credentials`, `invalid_token` or `token_expired`",
+                ));
+                add.push(("403", "`user_blocked`"));
+            }
+            let admin = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.name == "X-Admin-API-Key");
+            if admin {
+                add.push(("401", "`missing_credentials`, `invalid_admin_key`"));
+                add.push(("403", "`not_admin`"));
+            }
+            let json_body = op
+                .request_body
+                .as_ref()
+                .is_some_and(|b| b.content.contains_key("application/json"));
+            // The Telegram webhook acknowledges a body that is not JSON (Telegram would
+            // resend it for ever on a 4xx).
+            let acknowledges_any_body = op.operation_id.as_deref() == Some("telegram_webhook");
+            if json_body && !acknowledges_any_body {
+                add.push(("400", "`invalid_json`: the body is not JSON"));
+                add.push(("415", "`unsupported_media_type`: send application/json"));
+            }
+            if json_body {
+                add.push(("413", "`payload_too_large`"));
+            }
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            if has_query {
+                add.push(("400", "`invalid_query`"));
+            }
+            if op.operation_id.as_deref() != Some("health") {
+                add.push((
+                    "503",
+                    "`service_unavailable`: PostgreSQL or Redis cannot be reached; retry",
+                ));
+            }
+            for (status, description) in add {
+                match op.responses.responses.get_mut(status) {
+                    None => {
+                        op.responses
+                            .responses
+                            .insert(status.to_owned(), problem(description));
                     }
+                    // Declared without a word: these are the codes it stands for.
+                    Some(RefOr::Ref(declared)) if declared.description.is_empty() => {
+                        declared.description = description.to_owned();
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -441,47 +440,38 @@ impl Modify for Links {
         use serde_json::{Map, Value, json};
         use utoipa::openapi::{Ref, RefOr};
         let mut components = Map::new();
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in operations.into_iter().flatten() {
-                let Some(id) = op.operation_id.clone() else {
+        for op in operations(openapi) {
+            let Some(id) = op.operation_id.clone() else {
+                continue;
+            };
+            for (from, status, name, to, parameters, body) in LINKS {
+                let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
                     continue;
                 };
-                for (from, status, name, to, parameters, body) in LINKS {
-                    let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) else {
-                        continue;
-                    };
-                    if *from != id {
-                        continue;
-                    }
-                    let key = format!("{from}_{status}_{name}");
-                    let mut link = json!({ "operationId": to });
-                    if !parameters.is_empty() {
-                        let parameters: Map<String, Value> = parameters
-                            .iter()
-                            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-                            .collect();
-                        link["parameters"] = parameters.into();
-                    }
-                    if let Some(fields) = body {
-                        let fields: Map<String, Value> = fields
-                            .iter()
-                            .map(|(k, v)| ((*k).to_owned(), (*v).into()))
-                            .collect();
-                        link["requestBody"] = fields.into();
-                    }
-                    components.insert(key.clone(), link);
-                    response.links.insert(
-                        (*name).to_owned(),
-                        RefOr::Ref(Ref::new(format!("#/components/links/{key}"))),
-                    );
+                if *from != id {
+                    continue;
                 }
+                let key = format!("{from}_{status}_{name}");
+                let mut link = json!({ "operationId": to });
+                if !parameters.is_empty() {
+                    let parameters: Map<String, Value> = parameters
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                        .collect();
+                    link["parameters"] = parameters.into();
+                }
+                if let Some(fields) = body {
+                    let fields: Map<String, Value> = fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).into()))
+                        .collect();
+                    link["requestBody"] = fields.into();
+                }
+                components.insert(key.clone(), link);
+                response.links.insert(
+                    (*name).to_owned(),
+                    RefOr::Ref(Ref::new(format!("#/components/links/{key}"))),
+                );
             }
         }
         let extensions = openapi
